@@ -1,0 +1,290 @@
+"""Data sets as train/dev/test tensors, standardized with the training set's statistics only."""
+
+from __future__ import annotations
+
+import csv as _csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hyperlab.errors import DataError
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/dev/test tensors: float32 inputs, int64 class labels 0..n_classes-1."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_dev: torch.Tensor
+    y_dev: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (inputs, labels) of split `name`: train, dev or test."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+
+# --- bundled and generated data sets -------------------------------------------------------
+
+
+def digits() -> Arrays:
+    """scikit-learn's bundled 8x8 digits: 1797 examples, 64 features, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data, bunch.target
+
+
+def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Arrays:
+    """Two interleaving half circles (binary)."""
+    from sklearn.datasets import make_moons
+
+    return make_moons(n_samples=n_samples, noise=noise, random_state=seed)  # type: ignore[no-any-return]
+
+
+def circles(
+    n_samples: int = 1000, noise: float = 0.05, factor: float = 0.5, seed: int = 0
+) -> Arrays:
+    """A circle inside a circle (binary)."""
+    from sklearn.datasets import make_circles
+
+    return make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)  # type: ignore[no-any-return]
+
+
+def blobs(
+    n_samples: int = 1000, n_features: int = 2, centers: int = 4, noise: float = 1.0, seed: int = 0
+) -> Arrays:
+    """Gaussian clusters with standard deviation `noise`, one class each."""
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(
+        n_samples=n_samples,
+        n_features=n_features,
+        centers=centers,
+        cluster_std=noise,
+        random_state=seed,
+    )
+    return x, y
+
+
+def spirals(n_samples: int = 900, n_classes: int = 3, noise: float = 0.2, seed: int = 0) -> Arrays:
+    """`n_classes` interleaved spiral arms of about n_samples / n_classes points each."""
+    rng = np.random.default_rng(seed)
+    per_class = n_samples // n_classes
+    r = np.tile(np.linspace(0.05, 1.0, per_class), n_classes)
+    arm = np.repeat(np.arange(n_classes), per_class)
+    theta = arm * 2 * math.pi / n_classes + r * 4.0 + rng.normal(0.0, noise, arm.size)
+    x = np.stack([r * np.sin(theta), r * np.cos(theta)], axis=1)
+    return x, arm
+
+
+# --- local files ---------------------------------------------------------------------------
+
+
+def _existing(path: str | Path, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(
+            f"dataset.path: {what} file '{p}' does not exist",
+            f"pass an existing file: dataset.path=/absolute/path/to/file.{what.lower()}",
+        )
+    return p
+
+
+def csv(path: str, label: str | int = -1, delimiter: str = ",") -> tuple[np.ndarray, np.ndarray]:
+    """A CSV file with a header row; `label` names the label column (header name or index)."""
+    p = _existing(path, "CSV")
+    with p.open(newline="") as f:
+        rows = [row for row in _csv.reader(f, delimiter=delimiter) if row]
+    if len(rows) < 2:
+        raise DataError(
+            f"dataset.path: CSV file '{p}' has no data rows",
+            "give a file with a header row and at least one row per class",
+        )
+    header, body = rows[0], rows[1:]
+    col = _label_column(header, label, p)
+    for n, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(
+                f"CSV file '{p}' line {n} has {len(row)} fields, the header has {len(header)}",
+                "make every row as long as the header",
+            )
+    labels = np.array([row[col] for row in body])
+    features = [[v for i, v in enumerate(row) if i != col] for row in body]
+    try:
+        x = np.array(features, dtype=np.float64)
+    except ValueError:
+        line, field = _first_non_numeric(features, header, col)
+        raise DataError(
+            f"CSV file '{p}' line {line}, column '{field}' is not a number",
+            "features must be numeric; encode categories as numbers or drop the column",
+        ) from None
+    return x, labels
+
+
+def _label_column(header: list[str], label: str | int, p: Path) -> int:
+    if isinstance(label, int) or (isinstance(label, str) and label.lstrip("-").isdigit()):
+        idx = int(label)
+        if not -len(header) <= idx < len(header):
+            raise DataError(
+                f"dataset.label={label} is outside the {len(header)} columns of '{p}'",
+                f"use a column index in [-{len(header)}, {len(header) - 1}] or a header name",
+            )
+        return idx % len(header)
+    if label not in header:
+        raise DataError(
+            f"dataset.label='{label}' is not a column of '{p}'",
+            f"use one of: {', '.join(header)}",
+        )
+    return header.index(label)
+
+
+def _first_non_numeric(rows: list[list[str]], header: list[str], col: int) -> tuple[int, str]:
+    names = [h for i, h in enumerate(header) if i != col]
+    for n, row in enumerate(rows, start=2):
+        for name, v in zip(names, row, strict=True):
+            try:
+                float(v)
+            except ValueError:
+                return n, name
+    return 0, "?"
+
+
+def npz(path: str, x_key: str = "X", y_key: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """A NumPy .npz archive holding the inputs under `x_key` and the labels under `y_key`."""
+    p = _existing(path, "NPZ")
+    try:
+        # allow_pickle=False: an archive must not run code when it is read.
+        with np.load(p, allow_pickle=False) as archive:
+            missing = [k for k in (x_key, y_key) if k not in archive.files]
+            if missing:
+                raise DataError(
+                    f"NPZ file '{p}' has no array named {', '.join(repr(k) for k in missing)}",
+                    f"its arrays are {archive.files}: set dataset.x_key / dataset.y_key",
+                )
+            return archive[x_key], archive[y_key]
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(
+            f"NPZ file '{p}' cannot be read: {e}", "give a file written by numpy.savez"
+        ) from None
+
+
+# --- checks, split and standardization -----------------------------------------------------
+
+
+def check(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Validate inputs and labels; return float inputs, labels 0..C-1 and the class names."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(
+            f"the inputs have shape {x.shape}; expected (examples, features) with both > 0",
+            "give a 2-D feature matrix with one row per example",
+        )
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"the labels have shape {y.shape} but the inputs have {x.shape[0]} examples",
+            "give one label per example (a 1-D vector as long as the inputs)",
+        )
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"the inputs are not numeric (dtype {x.dtype})", "encode them as numbers")
+    x = x.astype(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"the inputs hold {int(bad.sum())} NaN or infinite values (first at example {row}, "
+            f"feature {col})",
+            "impute or drop the missing values before training",
+        )
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise DataError(
+                "the labels hold NaN or infinite values", "give a class for each example"
+            )
+        if not np.all(y == np.round(y)):
+            raise DataError(
+                "the labels are not whole numbers; hyperlab trains classifiers",
+                "give integer or string class labels",
+            )
+        y = y.astype(np.int64)
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise DataError(
+            f"the labels hold {classes.size} class; a classifier needs at least 2",
+            "check the label column (dataset.label)",
+        )
+    return x, codes.astype(np.int64), tuple(str(c) for c in classes)
+
+
+def split_indices(
+    y: np.ndarray, fractions: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of the train, dev and test splits: sizes from `fractions` (train, dev,
+    test), stratified by class where every class can appear in each, seeded by its `seed`."""
+    from sklearn.model_selection import train_test_split
+
+    seed = int(fractions["seed"])
+    n = len(y)
+    n_dev = round(n * float(fractions["dev"]))
+    n_test = round(n * float(fractions["test"]))
+    n_train = n - n_dev - n_test
+    if min(n_train, n_dev, n_test) < 1:
+        raise DataError(
+            f"{n} examples split {n_train}/{n_dev}/{n_test} leaves a split empty",
+            "give more examples or larger fractions (dataset.split.train/dev/test)",
+        )
+
+    def stratify(labels: np.ndarray, size: int) -> np.ndarray | None:
+        counts = np.bincount(labels)
+        ok = counts.min() >= 2 and min(size, labels.size - size) >= counts.size
+        return labels if ok else None
+
+    idx = np.arange(n)
+    rest, test = train_test_split(
+        idx, test_size=n_test, random_state=seed, stratify=stratify(y, n_test)
+    )
+    train, dev = train_test_split(
+        rest, test_size=n_dev, random_state=seed, stratify=stratify(y[rest], n_dev)
+    )
+    return train, dev, test
+
+
+def split_standardize(
+    x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], fractions: Mapping[str, Any]
+) -> Splits:
+    """Split by split_indices(), then standardize every split with the mean and standard
+    deviation of the training split alone (dev and test must not leak into the model)."""
+    from sklearn.preprocessing import StandardScaler
+
+    train, dev, test = split_indices(y, fractions)
+    scaler = StandardScaler().fit(x[train])
+
+    def tensors(part: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        xs = torch.from_numpy(scaler.transform(x[part]).astype(np.float32))
+        return xs, torch.from_numpy(y[part])
+
+    (xa, ya), (xd, yd), (xt, yt) = tensors(train), tensors(dev), tensors(test)
+    return Splits(xa, ya, xd, yd, xt, yt, classes)
