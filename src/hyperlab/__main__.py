@@ -1,0 +1,8 @@
+"""`python -m hyperlab` does what `hyperlab` does."""
+
+from __future__ import annotations
+
+from hyperlab.cli import main
+
+if __name__ == "__main__":
+    main()

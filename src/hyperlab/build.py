@@ -1,0 +1,74 @@
+"""Builds the parts of a run from a resolved config: the only caller of instantiate()."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from torch.optim import Optimizer
+
+from hyperlab.data import Splits, check, split_standardize
+from hyperlab.errors import DataError, HyperlabError
+from hyperlab.models import MLP
+
+
+@dataclass
+class Parts:
+    data: Splits
+    model: MLP
+    optimizer: Optimizer
+    schedule: Callable[[int], float]
+
+
+def _instantiate(node: Mapping[str, Any], **kwargs: Any) -> Any:
+    """instantiate(), but a HyperlabError raised by the target reaches the user unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, HyperlabError):
+            raise e.__cause__ from None
+        raise
+
+
+def build_data(dataset: Mapping[str, Any]) -> Splits:
+    """Load the data set, check it, split it and standardize it on the training split."""
+    loader = {k: v for k, v in dataset.items() if k != "split"}
+    try:
+        x, y = _instantiate(loader)
+    except HyperlabError:
+        raise
+    except Exception as e:  # a generator or reader rejecting its arguments or its input
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
+        raise DataError(
+            f"the data set could not be loaded ({loader.get('_target_')}): {cause}",
+            "check the dataset.* settings",
+        ) from None
+    x, y, classes = check(x, y)
+    return split_standardize(x, y, classes, dataset["split"])
+
+
+def build_model(config: Mapping[str, Any], n_features: int, n_classes: int) -> MLP:
+    norm = config["normalization"]
+    model: MLP = _instantiate(
+        config["model"],
+        n_features=n_features,
+        n_classes=n_classes,
+        normalization=norm["kind"],
+        norm_eps=norm.get("eps", 1e-5),
+        running_beta=norm.get("running_beta", 0.9),
+        keep_prob=config["regularization"]["keep_prob"],
+    )
+    _instantiate(config["init"])(model)
+    return model
+
+
+def build(config: Mapping[str, Any]) -> Parts:
+    """Data, model (initialized), optimizer over the model's parameters, and lr schedule."""
+    data = build_data(config["dataset"])
+    model = build_model(config, data.n_features, data.n_classes)
+    optimizer = _instantiate(config["optimizer"])(model.parameters())
+    schedule = _instantiate(config["schedule"])
+    return Parts(data, model, optimizer, schedule)

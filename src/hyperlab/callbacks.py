@@ -1,0 +1,46 @@
+"""Hydra callbacks: a multirun's jobs are grouped under one MLflow parent run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+PARENT_RUN_FILE = "mlflow_parent_run_id"
+
+
+class MlflowParentRun(Callback):
+    """Creates the parent run when a multirun starts and ends it when the multirun ends.
+
+    Jobs may run in other processes (joblib, submitit), so the parent's id travels in a
+    file in the sweep directory, which every job's output directory sits in."""
+
+    def __init__(self) -> None:
+        self.parent: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.tracking.enabled:
+            return
+        from hyperlab.tracking import default_tags, start_run
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        overrides = " ".join(config.hydra.overrides.task)
+        self.parent = start_run(
+            config.tracking.uri,
+            config.tracking.experiment,
+            config.tracking.artifacts,
+            run_name=f"multirun {overrides}"[:250],
+            tags={**default_tags(f"hyperlab -m {overrides}"), "hyperlab.sweep_dir": str(sweep_dir)},
+        )
+        (sweep_dir / PARENT_RUN_FILE).write_text(self.parent.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is not None:
+            from hyperlab.tracking import drain
+
+            self.parent.finish("FINISHED")
+            self.parent = None
+            drain()

@@ -1,0 +1,77 @@
+"""The `hyperlab` command: Hydra composes conf/ with the overrides and calls run()."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from hyperlab.callbacks import PARENT_RUN_FILE
+from hyperlab.errors import HyperlabError
+from hyperlab.schema import register
+
+register()
+
+
+def _command() -> str:
+    return " ".join(["hyperlab", *sys.argv[1:]])
+
+
+# An absolute path: the configs are found from any directory, installed or editable.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+def _exit_with(e: HyperlabError) -> NoReturn:
+    from hyperlab.display import error_console
+
+    error_console.print(f"[bold red]error:[/] {e.problem}")
+    if e.fix:
+        error_console.print(f"  [bold]fix:[/] {e.fix}")
+    sys.exit(2)
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Train the configured model; return the objective for a sweeper."""
+    from hyperlab.tracking import drain, writer
+    from hyperlab.validate import validate
+
+    try:
+        validate(cfg)  # before anything starts: a bad value records nothing
+    except HyperlabError as e:
+        _exit_with(e)
+    if cfg.tracking.enabled:
+        writer(cfg.tracking.uri)  # start it now: its imports overlap with torch's below
+    # Imported here so that --help and --cfg do not pay for torch.
+    from hyperlab.runner import Job, run
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_FILE
+    job = Job(
+        choices={
+            group: option
+            for group, option in hc.runtime.choices.items()
+            if option is not None and not group.startswith("hydra/")
+        },
+        overrides=list(hc.overrides.task),
+        command=_command(),
+        parent_run_id=parent_file.read_text().strip()
+        if multirun and parent_file.is_file()
+        else None,
+    )
+    try:
+        value = run(cfg, job)
+        if not multirun:
+            drain()  # a multirun drains once, when it ends
+    except HyperlabError as e:
+        _exit_with(e)
+    if math.isnan(value) and not multirun:
+        sys.exit(1)  # diverged: a single run failed; in a multirun the other jobs go on
+    return value

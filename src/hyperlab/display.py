@@ -1,0 +1,90 @@
+"""What a person sees: a progress bar with per-epoch lines, then a summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hyperlab.diagnose import Reading
+
+console = Console(highlight=False)
+error_console = Console(stderr=True, highlight=False)
+
+
+def _line(epoch: int, m: Mapping[str, float]) -> str:
+    return (
+        f"epoch {epoch + 1:>4}  train {m['train_loss']:.4f} / {m['train_acc']:6.2%}   "
+        f"dev {m['dev_loss']:.4f} / {m['dev_acc']:6.2%}   lr {m['lr']:.3g}"
+    )
+
+
+class ProgressDisplay:
+    """A progress-bar listener; prints a metrics line every `every` epochs and the last one.
+
+    It redraws only when an epoch ends (no refresh thread to compete with training)."""
+
+    def __init__(self, epochs: int, start_epoch: int = 0, every: int | None = None) -> None:
+        self.epochs = epochs
+        self.every = every or max(1, (epochs - start_epoch) // 10)
+        self._progress = Progress(
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            auto_refresh=False,
+            transient=True,
+        )
+        self._task = self._progress.add_task("", total=epochs, completed=start_epoch)
+
+    def __enter__(self) -> ProgressDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            self._progress.console.print(_line(epoch, metrics))
+        self._progress.update(
+            self._task,
+            completed=epoch + 1,
+            description=f"dev acc {metrics['dev_acc']:.2%}  lr {metrics['lr']:.3g}",
+            refresh=True,
+        )
+
+
+def summary(
+    title: str,
+    final: Mapping[str, tuple[float, float]],
+    reading: Reading,
+    objective: tuple[str, float],
+    run_id: str | None,
+    uri: str | None,
+) -> None:
+    """Print the end-of-run table: loss and accuracy per split, the bias/variance reading,
+    the objective, and where MLflow recorded the run."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    table.add_column("loss", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_column("error", justify="right")
+    for split, (loss, acc) in final.items():
+        table.add_row(split, f"{loss:.4f}", f"{acc:.2%}", f"{1 - acc:.2%}")
+    console.print(table)
+    console.print(
+        f"[bold]bias/variance:[/] {reading.verdict} "
+        f"(avoidable bias {reading.avoidable_bias:.2%}, variance {reading.variance:.2%})"
+    )
+    console.print(f"  next step: {reading.advice}")
+    console.print(f"[bold]objective:[/] {objective[0]} = {objective[1]:.4f}")
+    if run_id:
+        console.print(f"[bold]MLflow:[/] run {run_id}  ->  mlflow ui --backend-store-uri {uri}")

@@ -1,0 +1,157 @@
+"""run(config) -> objective: one training job, as the CLI, the sweeper and the tests call it."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import yaml
+from omegaconf import DictConfig
+
+from hyperlab import display
+from hyperlab.build import build
+from hyperlab.diagnose import bias_variance
+from hyperlab.loop import Diverged, Listener, evaluate, fit
+from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
+from hyperlab.validate import validate
+
+
+@dataclass
+class Job:
+    """What the caller knows about a job beyond its config."""
+
+    choices: Mapping[str, str] = field(default_factory=dict)  # group -> option
+    overrides: Sequence[str] = ()
+    command: str = "hyperlab"
+    parent_run_id: str | None = None
+    listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def _is_pruned(e: BaseException) -> bool:
+    return type(e).__name__ == "TrialPruned"
+
+
+def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
+    """Train the configured model and return the objective (NaN when training diverged).
+
+    Bad config values raise ConfigError and bad data DataError, before anything is
+    recorded."""
+    job = job or Job()
+    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])  # initialization and dropout masks
+    parts = build(config)
+    data = parts.data
+    header = (
+        f"{job.choices.get('model', 'model')} on {job.choices.get('dataset', 'data')}: "
+        f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
+        f"{data.n_features} features, {data.n_classes} classes; "
+        f"{job.choices.get('optimizer', 'optimizer')} lr={config['lr']:g}, "
+        f"{config['epochs']} epochs, batch {config['batch_size']}"
+    )
+    if config["progress"]:
+        display.console.print(f"[bold]hyperlab[/] {header}")
+
+    tracking = config["tracking"]
+    tracker = None
+    if tracking["enabled"]:
+        tracker = Tracker(
+            tracking["uri"],
+            tracking["experiment"],
+            artifact_root=tracking["artifacts"],
+            run_name=" ".join(job.overrides)[:250] or "defaults",
+            parent_run_id=job.parent_run_id,
+            params=params_of(config, job.choices),
+            tags={**default_tags(job.command), **job.tags},
+            artifacts={
+                "config.yaml": yaml.safe_dump(config, sort_keys=False),
+                "overrides.yaml": yaml.safe_dump(list(job.overrides)),
+            },
+            flush_seconds=tracking["flush_seconds"],
+        )
+    listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
+    progress = display.ProgressDisplay(config["epochs"]) if config["progress"] else None
+    if progress:
+        listeners.append(progress)
+
+    generator = torch.Generator().manual_seed(config["seed"])
+    reg = config["regularization"]
+    try:
+        if progress:
+            progress.__enter__()
+        try:
+            history = fit(
+                parts.model,
+                parts.optimizer,
+                parts.schedule,
+                (data.x_train, data.y_train),
+                (data.x_dev, data.y_dev),
+                lr=config["lr"],
+                epochs=config["epochs"],
+                batch_size=config["batch_size"],
+                l2=reg["l2"],
+                weights=parts.model.weights,
+                generator=generator,
+                listeners=listeners,
+            )
+        finally:
+            if progress:
+                progress.__exit__(None, None, None)
+    except Diverged as e:
+        reason = f"{e}; lower the learning rate (lr={config['lr']:g}) or check the data"
+        display.error_console.print(f"[bold red]diverged:[/] {reason}")
+        if tracker:
+            tracker.finish("FAILED", tags={"hyperlab.failure_reason": reason})
+        return math.nan
+    except BaseException as e:
+        if tracker:
+            pruned = _is_pruned(e) or isinstance(e, KeyboardInterrupt)
+            # The original error matters more than a failure to record it.
+            with contextlib.suppress(TrackingError):
+                why = {"hyperlab.failure_reason": f"{type(e).__name__}: {e}"}
+                tracker.finish("KILLED" if pruned else "FAILED", tags=why)
+        raise
+
+    final = {split: evaluate(parts.model, *data.split(split)) for split in ("train", "dev", "test")}
+    reading = bias_variance(
+        1 - final["train"][1],
+        1 - final["dev"][1],
+        config["bayes_error"],
+        config["diagnosis_threshold"],
+    )
+    metric = config["objective"]["metric"]
+    value = history[-1][metric]
+    run_id = None
+    if tracker:
+        run_id = tracker.finish(
+            "FINISHED",
+            metrics={
+                "test_loss": final["test"][0],
+                "test_acc": final["test"][1],
+                "train_error": 1 - final["train"][1],
+                "dev_error": 1 - final["dev"][1],
+            },
+            step=config["epochs"] - 1,
+            tags={
+                "hyperlab.bias_variance": reading.verdict,
+                "hyperlab.avoidable_bias": f"{reading.avoidable_bias:.4f}",
+                "hyperlab.variance": f"{reading.variance:.4f}",
+                "hyperlab.next_step": reading.advice,
+                "hyperlab.objective": f"{metric} ({config['objective']['direction']})",
+            },
+        )
+    if config["progress"]:
+        display.summary(
+            "final evaluation (eval mode)",
+            final,
+            reading,
+            (metric, value),
+            run_id,
+            tracking["uri"] if tracker else None,
+        )
+    return value

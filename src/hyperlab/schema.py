@@ -1,0 +1,58 @@
+"""The typed root of the config, stored in Hydra's ConfigStore as `schema`.
+
+conf/config.yaml lists it first in its defaults, so a typo (`epoch=3`) or a wrong type
+(`lr=fast`) fails when the config is composed. Ranges are checked by hyperlab.validate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class Objective:
+    metric: str = "dev_acc"
+    direction: str = "maximize"
+
+
+@dataclass
+class Tracking:
+    enabled: bool = True
+    uri: str = "sqlite:///outputs/mlflow.db"
+    experiment: str = "hyperlab"
+    artifacts: str = "outputs/mlartifacts"
+    flush_seconds: float = 0.25  # how often metrics go to the store
+
+
+@dataclass
+class Root:
+    # Config groups: each option file brings its own keys, checked by hyperlab.validate.
+    dataset: Any = MISSING
+    model: Any = MISSING
+    init: Any = MISSING
+    normalization: Any = MISSING
+    regularization: Any = MISSING
+    optimizer: Any = MISSING
+    schedule: Any = MISSING
+
+    task: str = "train"
+    lr: float = 1e-3
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    objective: Objective = field(default_factory=Objective)
+    bayes_error: float = 0.0
+    diagnosis_threshold: float = 0.05
+    threads: int = 1
+    progress: bool = True
+    tracking: Tracking = field(default_factory=Tracking)
+
+
+def register() -> None:
+    """Store the schema where conf/config.yaml's defaults list finds it."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="schema", node=Root)
