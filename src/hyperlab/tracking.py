@@ -1,0 +1,313 @@
+"""MLflow records: one run per job, written by a separate writer process.
+
+A call into MLflow on SQLite costs milliseconds of Python. Made from the training loop
+after every epoch it would cost more than a small model's training, and made from a
+thread it would contend with the loop for the GIL. So the training process only hands
+requests to hyperlab.mlflow_writer, a child process that writes them on another core:
+the loop buffers each epoch's metrics and sends them at most every `flush_seconds`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from hyperlab.errors import HyperlabError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+PARENT_TAG = "mlflow.parentRunId"
+
+
+class TrackingError(HyperlabError):
+    """The tracking store could not be written."""
+
+
+def client(uri: str) -> MlflowClient:
+    """An MlflowClient for `uri`; a relative SQLite file gets its directory created."""
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+_experiments: dict[tuple[str, str], str] = {}
+
+
+def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | None) -> str:
+    """The id of experiment `name`, created (with its artifact root) when it does not exist."""
+    key = (uri, name)
+    if key not in _experiments:
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            location = None
+            # A local store keeps artifacts beside it; a server decides for itself.
+            if artifact_root and not uri.startswith(("http://", "https://", "databricks")):
+                location = Path(artifact_root).expanduser().resolve().as_uri()
+            try:
+                _experiments[key] = c.create_experiment(name, artifact_location=location)
+            except Exception:  # created by another process in the meantime
+                exp = c.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                _experiments[key] = exp.experiment_id
+        else:
+            _experiments[key] = exp.experiment_id
+    return _experiments[key]
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The HEAD commit of the git work tree at `cwd`, or None outside one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:
+    """MLflow params: the chosen option of each group (`optimizer=adam`) and every leaf of
+    the resolved config under its dotted key (`optimizer.beta1`), without Hydra's
+    instantiation keys or the tracking settings."""
+    from hyperlab.validate import flatten
+
+    params = {group: str(option) for group, option in choices.items()}
+    for key, value in flatten({k: v for k, v in config.items() if k not in ("hydra", "tracking")}):
+        if key.endswith(("._target_", "._partial_")):
+            continue
+        params[key] = str(value)[:MAX_PARAM_LENGTH]
+    return params
+
+
+def default_tags(command: str) -> dict[str, str]:
+    tags = {"hyperlab.command": command, "mlflow.user": getpass.getuser()}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+class _WriterProcess:
+    """The connection to this process's MLflow writer, started on first use."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.pid = os.getpid()
+        # A session of its own: Ctrl-C in the terminal must not kill the writer before
+        # it has recorded the interrupted run as KILLED.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hyperlab.mlflow_writer", *([uri] if uri else [])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.refs = itertools.count(1)
+        self.started: dict[int, dict[str, Any]] = {}  # start replies not yet claimed
+        self.ending: set[int] = set()  # runs told to end, not yet confirmed
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        atexit.register(self.close)
+
+    def send(self, **request: Any) -> None:
+        stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
+        with self.lock:
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
+            if request["op"] == "end":
+                self.ending.add(request["ref"])
+
+    def started_run(self, ref: int) -> dict[str, Any]:
+        """The writer's answer to start request `ref`: {"run_id": ...} or {"error": ...}."""
+        with self.lock:
+            while ref not in self.started:
+                self._read()
+            return self.started.pop(ref)
+
+    def drain(self) -> None:
+        """Wait until every run told to end is written; raise TrackingError for failures."""
+        with self.lock:
+            while self.ending:
+                self._read()
+            failures, self.failures = self.failures, []
+        if failures:
+            raise TrackingError(
+                "MLflow could not record " + "; ".join(failures),
+                "check that the tracking store is reachable (tracking.uri=...), "
+                "or run with tracking.enabled=false",
+            )
+
+    def _read(self) -> None:
+        stdout: IO[str] = self.proc.stdout  # type: ignore[assignment]
+        line = stdout.readline()
+        if not line:
+            self.ending.clear()
+            raise TrackingError(
+                f"the MLflow writer process exited (code {self.proc.poll()}); "
+                "its error is printed above",
+                "check tracking.uri, or run with tracking.enabled=false",
+            )
+        msg = json.loads(line)
+        if msg["kind"] == "start":
+            self.started[msg["ref"]] = msg
+        else:
+            self.ending.discard(msg["ref"])
+            if msg.get("error"):
+                self.failures.append(f"run {msg.get('run_id') or msg['ref']}: {msg['error']}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin:
+            self.proc.stdin.close()  # the writer ends what is still open, then exits
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_writer: _WriterProcess | None = None
+
+
+def writer(uri: str | None = None) -> _WriterProcess:
+    """This process's writer (a forked child starts its own); a new writer opens `uri`'s
+    store before it is asked to write there."""
+    global _writer
+    if _writer is None or _writer.pid != os.getpid() or _writer.proc.poll() is not None:
+        _writer = _WriterProcess(uri)
+    return _writer
+
+
+def drain() -> None:
+    """Wait until every finished run of this process is written to its store.
+
+    Raises TrackingError naming the runs that could not be recorded."""
+    if _writer is not None and _writer.pid == os.getpid():
+        _writer.drain()
+
+
+class Tracker:
+    """One MLflow run, fed from the training loop (a listener), written by the writer."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        *,
+        artifact_root: str | None = None,
+        run_name: str = "",
+        parent_run_id: str | None = None,
+        params: Mapping[str, str] = {},
+        tags: Mapping[str, str] = {},
+        artifacts: Mapping[str, str] = {},
+        flush_seconds: float = 0.25,
+    ) -> None:
+        self.uri = uri
+        self.flush_seconds = flush_seconds
+        self._writer = writer(uri)
+        self._ref = next(self._writer.refs)
+        self._pending: list[tuple[str, float, int, int]] = []
+        self._last_flush = time.monotonic()
+        self._error: str | None = None
+        self._run_id: str | None = None
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        self._send(
+            op="start",
+            uri=uri,
+            experiment=experiment,
+            artifact_root=artifact_root,
+            run_name=run_name,
+            tags=all_tags,
+            params=dict(params),
+            artifacts=dict(artifacts),
+        )
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.log_metrics(metrics, step=epoch)
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        ms = int(time.time() * 1000)
+        self._pending.extend((k, float(v), ms, step) for k, v in metrics.items())
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._send(op="log", tags={k: str(v) for k, v in tags.items()})
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._send(op="log", metrics=batch)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (waits for the writer to create the run)."""
+        if self._run_id is None and self._error is None:
+            reply = self._writer.started_run(self._ref)
+            self._run_id, self._error = reply.get("run_id"), reply.get("error")
+        if self._run_id is None:
+            self._fail()
+        return self._run_id  # type: ignore[return-value]
+
+    def finish(
+        self,
+        status: str = "FINISHED",
+        metrics: Mapping[str, float] = {},
+        step: int = 0,
+        tags: Mapping[str, str] = {},
+    ) -> str:
+        """Send what is buffered with the final `metrics` and `tags` and end the run with
+        `status`; return its id. The writer finishes the work while the caller goes on:
+        drain() waits for it and reports failures."""
+        self.log_metrics(metrics, step)
+        batch, self._pending = self._pending, []
+        run_id = self.run_id
+        self._send(
+            op="end", status=status, metrics=batch, tags={k: str(v) for k, v in tags.items()}
+        )
+        if self._error:
+            self._fail()
+        return run_id
+
+    def _send(self, **request: Any) -> None:
+        try:
+            self._writer.send(ref=self._ref, **request)
+        except OSError as e:  # the writer is gone: report it at finish, keep training
+            self._error = self._error or f"the MLflow writer process is gone ({e})"
+
+    def _fail(self) -> None:
+        raise TrackingError(
+            f"MLflow could not record the run at {self.uri}: {self._error}",
+            "check that the tracking store is reachable (tracking.uri=...), "
+            "or run with tracking.enabled=false",
+        )
+
+
+def start_run(
+    uri: str,
+    experiment: str,
+    artifact_root: str | None,
+    *,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str] = {},
+) -> Tracker:
+    """Start a run that has no epochs of its own (a multirun's or a study's parent run)."""
+    return Tracker(
+        uri, experiment, artifact_root=artifact_root, run_name=run_name, tags=tags, params=params
+    )
