@@ -1,0 +1,245 @@
+"""hyperlab's training loop and MLflow logging against their floors, measured side by side.
+
+    python bench/loop_speed.py [--rounds N]
+
+1. Steps per second of hyperlab's fit() (which also evaluates dev and reduces the epoch's
+   metrics) against a minimal hand-written torch loop: same model, data, batch size,
+   optimizer, one thread. Goal: ratio >= 0.95.
+2. A 20-epoch digits run through run() with MLflow tracking on against off, in one warm
+   process as a sweep or multirun runs its jobs, and with a drain() after each run as a
+   single `hyperlab` command waits at exit. Goal: on/off <= 1.05.
+
+Rounds alternate A and B so that drift on a shared machine hits both; the medians of the
+per-round ratios are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from hyperlab.build import Parts, _instantiate, build, build_model
+from hyperlab.cli import CONFIG_DIR
+from hyperlab.loop import fit
+from hyperlab.runner import run
+from hyperlab.schema import register
+from hyperlab.tracking import drain
+from hyperlab.validate import validate
+
+EPOCHS = 20
+BATCH = 64
+
+
+def hand_written(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    g: torch.Generator,
+    dev: tuple[torch.Tensor, torch.Tensor] | None,
+) -> None:
+    """The floor: shuffle, slice, forward, loss, backward, step; with `dev`, also the dev
+    loss and accuracy after each epoch, as a script that watches dev must compute them."""
+    m = len(y)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(m, generator=g)
+        xs, ys = x[perm], y[perm]
+        for i in range(0, m, BATCH):
+            loss = F.cross_entropy(model(xs[i : i + BATCH]), ys[i : i + BATCH])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if dev is not None:
+            model.eval()
+            with torch.no_grad():
+                logits = model(dev[0])
+                F.cross_entropy(logits, dev[1]).item()
+                (logits.argmax(1) == dev[1]).float().mean().item()
+
+
+def build_model_and_optimizer(
+    config: dict[str, Any], parts: Parts
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = build_model(config, parts.data.n_features, parts.data.n_classes)
+    return model, _instantiate(config["optimizer"])(model.parameters())
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def spread(xs: list[float]) -> str:
+    q = statistics.quantiles(xs, n=4)
+    return f"[{q[0]:.3f}, {q[2]:.3f}]"
+
+
+def loop_ratio(
+    rounds: int, normalization: str, evaluate_dev: bool
+) -> tuple[list[float], float, float]:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        config = validate(
+            compose(
+                "config",
+                overrides=[
+                    "progress=false",
+                    "tracking.enabled=false",
+                    f"normalization={normalization}",
+                ],
+            )
+        )
+    parts = build(config)
+    x, y = parts.data.x_train, parts.data.y_train
+    steps = EPOCHS * -(-len(y) // BATCH)
+
+    dev = (parts.data.x_dev, parts.data.y_dev)
+
+    def ours() -> float:
+        torch.manual_seed(0)
+        p = build_model_and_optimizer(config, parts)
+        return timed(
+            lambda: fit(
+                p[0],
+                p[1],
+                parts.schedule,
+                (x, y),
+                dev,
+                lr=config["lr"],
+                epochs=EPOCHS,
+                batch_size=BATCH,
+                generator=torch.Generator(),
+            )
+        )
+
+    def floor() -> float:
+        torch.manual_seed(0)
+        p = build_model_and_optimizer(config, parts)
+        return timed(
+            lambda: hand_written(
+                p[0], p[1], x, y, EPOCHS, torch.Generator(), dev if evaluate_dev else None
+            )
+        )
+
+    ours()  # warm up
+    floor()
+    ratios, ours_sps, floor_sps = [], [], []
+    for _ in range(rounds):
+        a, b = ours(), floor()
+        ratios.append(b / a)  # (steps/s ours) / (steps/s floor)
+        ours_sps.append(steps / a)
+        floor_sps.append(steps / b)
+    return ratios, statistics.median(ours_sps), statistics.median(floor_sps)
+
+
+def tracking_ratio(rounds: int, drain_each: bool, uri: str) -> tuple[list[float], float, float]:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        on, off = (
+            compose(
+                "config",
+                overrides=[
+                    "progress=false",
+                    f"epochs={EPOCHS}",
+                    f"tracking.enabled={t}",
+                    f"tracking.uri={uri}",
+                    "tracking.experiment=bench",
+                ],
+            )
+            for t in ("true", "false")
+        )
+
+    def with_tracking() -> None:
+        run(on)
+        if drain_each:
+            drain()
+
+    with_tracking()  # warm up: the writer process, the store, the imports
+    run(off)
+    drain()
+    ratios, t_on, t_off = [], [], []
+    for _ in range(rounds):
+        a, b = timed(with_tracking), timed(lambda: run(off))
+        ratios.append(a / b)
+        t_on.append(a)
+        t_off.append(b)
+    drain()
+    return ratios, statistics.median(t_on), statistics.median(t_off)
+
+
+def command_ratio(rounds: int, workdir: str) -> tuple[list[float], float, float]:
+    """Whole `hyperlab epochs=20` commands, tracking on and off, each a fresh process."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    exe = str(Path(sys.executable).parent / "hyperlab")
+
+    def command(tracking: str) -> float:
+        return timed(
+            lambda: subprocess.run(
+                [exe, "progress=false", f"epochs={EPOCHS}", f"tracking.enabled={tracking}"],
+                cwd=workdir,
+                check=True,
+                capture_output=True,
+            )
+        )
+
+    command("true")  # creates the store's tables once
+    ratios, t_on, t_off = [], [], []
+    for _ in range(rounds):
+        a, b = command("true"), command("false")
+        ratios.append(a / b)
+        t_on.append(a)
+        t_off.append(b)
+    return ratios, statistics.median(t_on), statistics.median(t_off)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=31)
+    ap.add_argument("--command-rounds", type=int, default=7)
+    ap.add_argument("--workdir", default="/tmp/hyperlab-bench")
+    args = ap.parse_args()
+    register()
+    torch.set_num_threads(1)
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__} on {torch.get_num_threads()} thread"
+    )
+    print(
+        f"task: MLP 64-128-128-10 on digits (1257 train), Adam, batch {BATCH}, {EPOCHS} "
+        f"epochs; {args.rounds} alternating rounds\n"
+    )
+    print("steps/s of hyperlab's fit() over a hand-written loop (goal >= 0.95); median [IQR]")
+    for norm in ("none", "batchnorm"):
+        for evaluate_dev, label in ((False, "bare steps"), (True, "steps + dev eval")):
+            ratios, ours, floor = loop_ratio(args.rounds, norm, evaluate_dev)
+            print(
+                f"  normalization={norm:<9} vs {label:<16}  hyperlab {ours:6.0f} steps/s  "
+                f"hand-written {floor:6.0f} steps/s  ratio {statistics.median(ratios):.3f} "
+                f"{spread(ratios)}"
+            )
+    print("\nwall time of a 20-epoch run() with MLflow on over off (goal <= 1.05); median [IQR]")
+    for drain_each, label in ((False, "jobs in one process"), (True, "drain after each run")):
+        store = f"sqlite:///{args.workdir}/mlflow.db"
+        ratios, on, off = tracking_ratio(args.rounds, drain_each, store)
+        print(
+            f"  {label:<21} on {on:.3f} s  off {off:.3f} s  on/off "
+            f"{statistics.median(ratios):.3f} {spread(ratios)}"
+        )
+
+
+if __name__ == "__main__":
+    main()

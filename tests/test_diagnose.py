@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from hyperlab.diagnose import bias_variance
+
+
+@pytest.mark.parametrize(
+    ("train", "dev", "verdict"),
+    [
+        # The course's cat classifier, with Bayes error ~0.
+        (0.01, 0.11, "high variance"),
+        (0.15, 0.16, "high bias"),
+        (0.15, 0.30, "high bias and high variance"),
+        (0.005, 0.01, "fine"),
+    ],
+)
+def test_the_course_examples(train: float, dev: float, verdict: str) -> None:
+    reading = bias_variance(train, dev, bayes_error=0.0, threshold=0.05)
+    assert reading.verdict == verdict
+    assert reading.avoidable_bias == pytest.approx(train)
+    assert reading.variance == pytest.approx(dev - train)
+
+
+def test_bayes_error_changes_the_reading() -> None:
+    # 15% train error is no bias problem when the best possible error is 14% (blurry images).
+    assert bias_variance(0.15, 0.16, bayes_error=0.14).verdict == "fine"
+
+
+def test_advice_names_the_next_step() -> None:
+    assert "bigger network" in bias_variance(0.2, 0.21).advice
+    assert "regularization" in bias_variance(0.0, 0.2).advice
