@@ -72,6 +72,9 @@ def main(cfg: DictConfig) -> float:
             drain()  # a multirun drains once, when it ends
     except HyperlabError as e:
         _exit_with(e)
+    except KeyboardInterrupt:
+        print("interrupted (a started MLflow run is recorded as KILLED)", file=sys.stderr)
+        sys.exit(130)
     if math.isnan(value) and not multirun:
         sys.exit(1)  # diverged: a single run failed; in a multirun the other jobs go on
     return value

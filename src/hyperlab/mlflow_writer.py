@@ -108,11 +108,14 @@ def reply(**fields: Any) -> None:
 def main() -> None:
     # Keep stdout for replies only: anything else printed goes to stderr.
     sys.stdout = sys.stderr
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     # Import MLflow and open the store named on the command line before the first request:
     # this takes seconds, which pass while the trainer imports torch and loads its data.
+    import mlflow  # noqa: F401  (it sets its loggers up on import: quiet them after)
+
     from hyperlab.tracking import client
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     for uri in sys.argv[1:]:
         try:

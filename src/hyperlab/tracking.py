@@ -69,15 +69,19 @@ def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | Non
     return _experiments[key]
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
-    """The HEAD commit of the git work tree at `cwd`, or None outside one."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+def git_commit() -> str | None:
+    """The HEAD commit of the git work tree the command runs in (the experiment's configs),
+    else of the one hyperlab's code is in (an editable install), else None."""
+    for cwd in (None, Path(__file__).parent):
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return None
 
 
 def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:

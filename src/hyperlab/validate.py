@@ -136,8 +136,9 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every key that has a rule; return the resolved config or raise ConfigError."""
     plain = resolved(cfg)
-    leaves = dict(flatten({k: v for k, v in plain.items() if k != "hydra"}))
-    for key, value in leaves.items():
+    leaves = flatten({k: v for k, v in plain.items() if k != "hydra"})
+    # Shallow keys first: `lr=-1` is reported as lr, not as the optimizer.lr it feeds.
+    for key, value in sorted(leaves, key=lambda kv: kv[0].count(".")):
         for pattern, check, allowed, example in RULES:
             if fnmatch.fnmatchcase(key, pattern) and not check(value):
                 raise ConfigError(
