@@ -21,7 +21,10 @@ class MlflowParentRun(Callback):
         self.parent: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not config.tracking.enabled:
+        # A study has a parent run of its own, which its sweeper keeps across resumes.
+        if not config.tracking.enabled or config.hydra.sweeper.get("_target_", "").startswith(
+            "hydra_plugins.hyperlab_sweeper"
+        ):
             return
         from hyperlab.tracking import default_tags, start_run
 

@@ -35,6 +35,10 @@ class Writer:
                 self.start(ref, req)
             elif op == "log":
                 self.log(ref, req.get("metrics", ()), req.get("tags", {}))
+            elif op == "files":
+                c, run_id = self.open[ref]
+                for path in req["paths"]:
+                    c.log_artifact(run_id, path, req.get("artifact_path"))
             elif op == "end":
                 self.log(ref, req.get("metrics", ()), req.get("tags", {}))
                 self.end(ref, req["status"])
@@ -54,6 +58,12 @@ class Writer:
         from hyperlab.tracking import client, experiment_id
 
         c = client(req["uri"])
+        if req.get("run_id"):  # reopen a run (a resumed study's parent): params stay as set
+            run_id = req["run_id"]
+            c.update_run(run_id, status="RUNNING")
+            self.open[ref] = (c, run_id)
+            reply(ref=ref, kind="start", run_id=run_id)
+            return
         exp = experiment_id(c, req["uri"], req["experiment"], req.get("artifact_root"))
         run_id = str(c.create_run(exp, run_name=req["run_name"], tags=req["tags"]).info.run_id)
         self.open[ref] = (c, run_id)

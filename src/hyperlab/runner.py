@@ -30,6 +30,7 @@ class Job:
     parent_run_id: str | None = None
     listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
     tags: Mapping[str, str] = field(default_factory=dict)
+    run_name: str = ""  # default: the overrides
 
 
 def _is_pruned(e: BaseException) -> bool:
@@ -64,7 +65,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             tracking["uri"],
             tracking["experiment"],
             artifact_root=tracking["artifacts"],
-            run_name=" ".join(job.overrides)[:250] or "defaults",
+            run_name=(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
             params=params_of(config, job.choices),
             tags={**default_tags(job.command), **job.tags},
@@ -106,15 +107,25 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         reason = f"{e}; lower the learning rate (lr={config['lr']:g}) or check the data"
         display.error_console.print(f"[bold red]diverged:[/] {reason}")
         if tracker:
-            tracker.finish("FAILED", tags={"hyperlab.failure_reason": reason})
+            tags = {"hyperlab.failure_reason": reason, "hyperlab.outcome": "diverged"}
+            tracker.finish("FAILED", tags=tags)
         return math.nan
     except BaseException as e:
         if tracker:
-            pruned = _is_pruned(e) or isinstance(e, KeyboardInterrupt)
+            outcome = (
+                "pruned"
+                if _is_pruned(e)
+                else "interrupted"
+                if isinstance(e, KeyboardInterrupt)
+                else "failed"
+            )
+            why = {
+                "hyperlab.failure_reason": f"{type(e).__name__}: {e}",
+                "hyperlab.outcome": outcome,
+            }
             # The original error matters more than a failure to record it.
             with contextlib.suppress(TrackingError):
-                why = {"hyperlab.failure_reason": f"{type(e).__name__}: {e}"}
-                tracker.finish("KILLED" if pruned else "FAILED", tags=why)
+                tracker.finish("FAILED" if outcome == "failed" else "KILLED", tags=why)
         raise
 
     final = {split: evaluate(parts.model, *data.split(split)) for split in ("train", "dev", "test")}
@@ -143,6 +154,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 "hyperlab.variance": f"{reading.variance:.4f}",
                 "hyperlab.next_step": reading.advice,
                 "hyperlab.objective": f"{metric} ({config['objective']['direction']})",
+                "hyperlab.outcome": "complete",
             },
         )
     if config["progress"]:

@@ -28,6 +28,18 @@ class Tracking:
 
 
 @dataclass
+class Sweep:
+    n_trials: int = 20
+    workers: int = 1
+    storage: str = ""
+    study: str = ""
+    seed: int = 0
+    dry_run: bool = False
+    max_failure_rate: float = 0.5
+    worker: int = 0  # which worker a sweep job is: set by the sweeper
+
+
+@dataclass
 class Root:
     # Config groups: each option file brings its own keys, checked by hyperlab.validate.
     dataset: Any = MISSING
@@ -37,6 +49,9 @@ class Root:
     regularization: Any = MISSING
     optimizer: Any = MISSING
     schedule: Any = MISSING
+    search: Any = None
+    sampler: Any = MISSING
+    pruner: Any = MISSING
 
     task: str = "train"
     lr: float = 1e-3
@@ -49,6 +64,7 @@ class Root:
     threads: int = 1
     progress: bool = True
     tracking: Tracking = field(default_factory=Tracking)
+    sweep: Sweep = field(default_factory=Sweep)
 
 
 def register() -> None:

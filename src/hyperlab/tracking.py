@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 PARENT_TAG = "mlflow.parentRunId"
+# Settings of the study or the program, not of the trained model: kept out of a run's params.
+STUDY_KEYS = ("hydra", "tracking", "progress", "search", "sampler", "pruner", "sweep")
 
 
 class TrackingError(HyperlabError):
@@ -87,7 +89,7 @@ def git_commit() -> str | None:
 def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:
     """MLflow params: the chosen option of each group (`optimizer=adam`) and every leaf of
     the resolved config under its dotted key (`optimizer.beta1`), without Hydra's
-    instantiation keys or the tracking settings."""
+    instantiation keys or the study's and the program's settings (STUDY_KEYS)."""
     from hyperlab.validate import flatten
 
     params = {group: str(option) for group, option in choices.items()}
@@ -217,7 +219,9 @@ class Tracker:
         tags: Mapping[str, str] = {},
         artifacts: Mapping[str, str] = {},
         flush_seconds: float = 0.25,
+        run_id: str | None = None,
     ) -> None:
+        """Start a run, or with `run_id` reopen an existing one (its params stay as set)."""
         self.uri = uri
         self.flush_seconds = flush_seconds
         self._writer = writer(uri)
@@ -238,6 +242,7 @@ class Tracker:
             tags=all_tags,
             params=dict(params),
             artifacts=dict(artifacts),
+            run_id=run_id,
         )
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -251,6 +256,10 @@ class Tracker:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._send(op="log", tags={k: str(v) for k, v in tags.items()})
+
+    def log_files(self, paths: Sequence[str | Path], artifact_path: str | None = None) -> None:
+        """Log local files as artifacts (they must exist until the writer has read them)."""
+        self._send(op="files", paths=[str(p) for p in paths], artifact_path=artifact_path)
 
     def flush(self) -> None:
         self._last_flush = time.monotonic()
@@ -310,8 +319,16 @@ def start_run(
     run_name: str,
     tags: Mapping[str, str],
     params: Mapping[str, str] = {},
+    run_id: str | None = None,
 ) -> Tracker:
-    """Start a run that has no epochs of its own (a multirun's or a study's parent run)."""
+    """Start (or, with `run_id`, reopen) a run that has no epochs of its own: a multirun's
+    or a study's parent run."""
     return Tracker(
-        uri, experiment, artifact_root=artifact_root, run_name=run_name, tags=tags, params=params
+        uri,
+        experiment,
+        artifact_root=artifact_root,
+        run_name=run_name,
+        tags=tags,
+        params=params,
+        run_id=run_id,
     )

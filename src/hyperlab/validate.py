@@ -106,6 +106,9 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("objective.direction", one_of("maximize", "minimize"), "maximize or minimize", "maximize"),
     ("bayes_error", PROBABILITY, "a number in [0, 1)", "0.0"),
     ("diagnosis_threshold", interval(0, 1), "a number in [0, 1]", "0.05"),
+    ("sweep.n_trials", COUNT, "an integer >= 1", "20"),
+    ("sweep.workers", COUNT, "an integer >= 1", "2"),
+    ("sweep.max_failure_rate", interval(0, 1), "a number in [0, 1]", "0.5"),
     ("tracking.flush_seconds", NON_NEGATIVE, "a number >= 0", "0.25"),
 ]
 
@@ -122,8 +125,12 @@ def flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain containers with interpolations resolved; a missing mandatory
     value (`???`) becomes a ConfigError naming the key."""
+    # Hydra's own node needs a running job to resolve; it is none of the user's settings.
+    ours = (
+        OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    )
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+        return OmegaConf.to_container(ours, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except MissingMandatoryValue as e:
         key = e.full_key
         raise ConfigError(

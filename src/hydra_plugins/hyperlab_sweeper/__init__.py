@@ -1,0 +1,1 @@
+"""hyperlab's Hydra Sweeper: an Optuna study run by workers that ask, train and tell."""

@@ -1,0 +1,1 @@
+"""Hyperparameter search: spaces on each parameter's appropriate scale, studies, reports."""

@@ -1,0 +1,170 @@
+"""The end of a study: best trial, top trials, hyperparameter importances and plots."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+REPLAY_ATTR = "replay"
+
+
+@dataclass
+class Report:
+    name: str
+    direction: str
+    counts: dict[str, int]
+    best: FrozenTrial | None
+    top: list[FrozenTrial]
+    importances: dict[str, float] = field(default_factory=dict)
+    plots: list[Path] = field(default_factory=list)
+
+
+def key_of(name: str) -> str:
+    """The override key of an Optuna parameter name (`1-optimizer.beta` -> optimizer.beta)."""
+    return name.removeprefix("1-")
+
+
+def values(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters as override values: a `1-<key>` parameter becomes 1 - value."""
+    return {key_of(k): 1.0 - v if k.startswith("1-") else v for k, v in trial.params.items()}
+
+
+def build(study: optuna.Study, out_dir: Path | None, top_k: int = 10) -> Report:
+    """Collect the report; with `out_dir`, also draw the plots there as PNG files."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = study.direction.name == "MAXIMIZE"
+    top = sorted(
+        complete, key=lambda t: t.value if t.value is not None else math.nan, reverse=maximize
+    )[:top_k]
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    rep = Report(
+        study.study_name, study.direction.name.lower(), counts, top[0] if top else None, top
+    )
+    if len(complete) >= 2:
+        rep.importances = _importances(study)
+    if out_dir is not None and complete:
+        rep.plots = _plots(study, rep, out_dir)
+    return rep
+
+
+def _importances(study: optuna.Study) -> dict[str, float]:
+    import optuna
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study)
+        # 1 - beta is as important as beta: report it under the key a user overrides.
+        return {key_of(k): v for k, v in found.items()}
+    except (RuntimeError, ValueError):  # e.g. a parameter that never varied
+        return {}
+
+
+def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
+    import logging
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as vis
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = {key_of(k): k for t in rep.top for k in t.params}  # override key -> Optuna name
+    ranked = [names[k] for k in rep.importances if k in names] or sorted(names.values())
+    drawings: list[tuple[str, Any]] = [
+        ("optimization_history", lambda: vis.plot_optimization_history(study)),
+        ("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)),
+    ]
+    if rep.importances:
+        drawings.append(("param_importances", lambda: vis.plot_param_importances(study)))
+    if len(ranked) >= 2:
+        drawings.append(("contour", lambda: vis.plot_contour(study, params=ranked[:2])))
+    if ranked:
+        drawings.append(("slice", lambda: vis.plot_slice(study, params=ranked[:2])))
+    paths = []
+    for name, draw in drawings:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = draw()
+        except Exception:  # too few trials for this plot: skip it
+            continue
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def show(rep: Report, console: Console) -> None:
+    """Print the best trial with its replay line, the top trials and the importances."""
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(rep.counts.items()))
+    console.print(f"\n[bold]study {rep.name}[/] ({rep.direction}): {states}")
+    if rep.best is None:
+        console.print("no trial completed")
+        return
+    console.print(f"[bold]best:[/] trial {rep.best.number}, value {rep.best.value:.4f}")
+    console.print(f"  replay: {rep.best.user_attrs.get(REPLAY_ATTR, '?')}")
+    table = Table(title=f"top {len(rep.top)} trials", title_justify="left")
+    table.add_column("trial", justify="right")
+    table.add_column("value", justify="right")
+    keys = sorted({k for t in rep.top for k in values(t)})
+    for k in keys:
+        table.add_column(k, justify="right")
+    for t in rep.top:
+        v = values(t)
+        table.add_row(str(t.number), f"{t.value:.4f}", *(_fmt(v.get(k)) for k in keys))
+    console.print(table)
+    if rep.importances:
+        console.print(
+            "[bold]importances:[/] " + ", ".join(f"{k} {v:.2f}" for k, v in rep.importances.items())
+        )
+
+
+def markdown(rep: Report) -> str:
+    """The report as Markdown, for the sweep directory and the parent run."""
+    lines = [f"# Study {rep.name}", "", f"direction: {rep.direction}; trials: {rep.counts}", ""]
+    if rep.best is not None:
+        lines += [
+            f"best: trial {rep.best.number}, value {rep.best.value:.6g}",
+            "",
+            f"    {rep.best.user_attrs.get(REPLAY_ATTR, '')}",
+            "",
+        ]
+        keys = sorted({k for t in rep.top for k in t.params})
+        lines += ["| trial | value | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+        lines += [
+            f"| {t.number} | {t.value:.6g} | "
+            + " | ".join(_fmt(t.params.get(k)) for k in keys)
+            + " |"
+            for t in rep.top
+        ]
+    if rep.importances:
+        lines += ["", "| parameter | importance |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in rep.importances.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)

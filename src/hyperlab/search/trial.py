@@ -1,0 +1,60 @@
+"""What a trial needs beyond a run: the pruning reporter and the replay command line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
+# Overrides that define the study, not the trained model: left out of a replay line.
+STUDY_PREFIXES = ("search=", "sampler=", "pruner=", "sweep.", "hydra.", "hydra/", "+sweep.")
+STUDY_GROUPS = ("search", "sampler", "pruner")
+
+
+class PruningReporter:
+    """A training-loop listener: reports the objective each epoch and stops the trial when
+    the pruner says so (TrialPruned, which the runner records as KILLED)."""
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        import optuna
+
+        self.trial.report(metrics[self.metric], step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(
+                f"pruned at epoch {epoch} ({self.metric}={metrics[self.metric]:.4g})"
+            )
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def replay(
+    base: Sequence[str],
+    trial_overrides: Sequence[str],
+    choices: Mapping[str, str],
+    root_choices: Mapping[str, str],
+) -> str:
+    """The `hyperlab ...` line that trains this trial alone: the group options the search
+    selected (where they differ from the defaults), the command's own overrides, and the
+    trial's values, without what only concerns the study."""
+    groups = [
+        f"{g}={c}"
+        for g, c in choices.items()
+        if c is not None
+        and not g.startswith("hydra/")
+        and g not in STUDY_GROUPS
+        and root_choices.get(g) != c
+    ]
+    own = [o for o in base if not o.lstrip("+~").startswith(STUDY_PREFIXES)]
+    merged: dict[str, str] = {}
+    for o in [*groups, *own, *trial_overrides]:  # later ones win, as on the command line
+        merged.pop(_key(o), None)
+        merged[_key(o)] = o
+    return " ".join(["hyperlab", *merged.values()])
