@@ -160,8 +160,6 @@ def work(cfg: DictConfig) -> dict[str, int]:
     metric = str(cfg.objective.metric)
     done: dict[str, int] = {}
     while True:
-        if isinstance(s.sampler, optuna.samplers.GridSampler) and s.sampler.is_exhausted(s):
-            break
         trial = study.claim(s, setup.url, setup.n_trials)
         if trial is None:
             break
@@ -182,7 +180,7 @@ def work(cfg: DictConfig) -> dict[str, int]:
                 command=line,
                 run_name=f"trial {trial.number}: {' '.join(trial_overrides)}",
                 parent_run_id=parent,
-                listeners=[PruningReporter(trial, metric)],
+                listeners=[PruningReporter(trial, metric, int(tcfg.epochs))],
                 tags={
                     "hyperlab.study": setup.name,
                     "hyperlab.trial": str(trial.number),

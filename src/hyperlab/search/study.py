@@ -147,8 +147,13 @@ def claim(study: optuna.Study, url: str, n_trials: int) -> optuna.Trial | None:
     `n_trials` counts the study's finished (complete or pruned) trials, whoever ran them;
     running trials count too, since they will finish. Failed trials do not: the study
     runs another in their place."""
+    import optuna
+
     with budget_lock(url):
         fail_dead_trials(study)
+        grid = study.sampler
+        if isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study):
+            return None
         c = counts(study)
         if sum(c.get(s, 0) for s in (*FINISHED, "RUNNING", "WAITING")) >= n_trials:
             return None

@@ -15,17 +15,19 @@ STUDY_GROUPS = ("search", "sampler", "pruner")
 
 class PruningReporter:
     """A training-loop listener: reports the objective each epoch and stops the trial when
-    the pruner says so (TrialPruned, which the runner records as KILLED)."""
+    the pruner says so (TrialPruned, which the runner records as KILLED). After the last
+    epoch there is nothing left to save: the trial completes."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, epochs: int) -> None:
         self.trial = trial
         self.metric = metric
+        self.last = epochs - 1
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         import optuna
 
         self.trial.report(metrics[self.metric], step=epoch)
-        if self.trial.should_prune():
+        if epoch < self.last and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned at epoch {epoch} ({self.metric}={metrics[self.metric]:.4g})"
             )

@@ -1,0 +1,227 @@
+"""Search spaces: parsing, the scales, conditional parameters, and every sampler."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import Compose, group_options
+from hyperlab.errors import ConfigError
+from hyperlab.search import space
+from hyperlab.sweep import Setup, make_sampler, setup_of
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "scale"),
+    [
+        (1e-4, 1.0, "log"),  # a positive range over four decades
+        (1e-8, 1e-6, "log"),
+        (0.9, 0.999, "one_minus_log"),  # 1 - x spans 0.001..0.1
+        (0.99, 0.9999, "one_minus_log"),
+        (0.5, 0.95, "linear"),  # 1 - x spans 0.05..0.5: less than a decade
+        (0.8, 0.89, "linear"),  # never reaches 0.9
+        (50, 100, "linear"),
+        (-1.0, 1.0, "linear"),
+        (1, 10, "log"),
+    ],
+)
+def test_auto_scale_rules(low: float, high: float, scale: str) -> None:
+    assert space.auto_scale(low, high) == scale
+
+
+def test_parse_resolves_auto_and_types() -> None:
+    params = space.parse(
+        {
+            "lr": {"low": 1e-4, "high": 1.0},
+            "optimizer.beta": {"low": 0.9, "high": 0.999},
+            "model.hidden_units": {"low": 50, "high": 100},
+            "optimizer": {"choices": ["momentum", "adam"]},
+        }
+    )
+    assert [(p.key, p.kind, p.scale) for p in params] == [
+        ("lr", "float", "log"),
+        ("optimizer.beta", "float", "one_minus_log"),
+        ("model.hidden_units", "int", "linear"),
+        ("optimizer", "categorical", "linear"),
+    ]
+    assert params[1].optuna_name == "1-optimizer.beta"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"low": 1}, "needs low and high"),
+        ({"low": 1, "high": 1}, "must be below"),
+        ({"low": 0, "high": 1, "scale": "log"}, "needs low > 0"),
+        ({"low": 0.5, "high": 2, "scale": "one_minus_log"}, "0 <= low < high < 1"),
+        ({"low": 1, "high": 5, "scale": "one_minus_log"}, "not integers"),
+        ({"low": 0.1, "high": 1, "scale": "cubic"}, "not one of"),
+        ({"low": "a", "high": 1}, "not a finite number"),
+        ({"choices": []}, "empty"),
+        ({"low": 0.1, "high": 1, "typo": 3}, "unknown setting"),
+        ({"low": 0.1, "high": 1, "when": {"nope": "x"}}, "not a parameter listed before"),
+        ("0.1..1", "expected a mapping"),
+    ],
+)
+def test_bad_entries_name_the_parameter(entry: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as e:
+        space.parse({"lr": entry})
+    assert "search.params.lr" in str(e.value)
+
+
+def sampled(param: space.Param, n: int, naive: bool = False) -> np.ndarray:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append(space.suggest(trial, [param], naive=naive)[param.key])
+        study.tell(trial, 0.0)
+    return np.array(out, dtype=float)
+
+
+def test_one_minus_log_puts_half_the_samples_above_0_99() -> None:
+    (beta,) = space.parse({"optimizer.beta": {"low": 0.9, "high": 0.999}})
+    x = sampled(beta, 2000)
+    assert x.min() >= 0.9 and x.max() <= 0.999
+    assert (x > 0.99).mean() == pytest.approx(0.5, abs=0.04)
+    # Linear sampling would put 1 in 11 there.
+    assert (sampled(beta, 2000, naive=True) > 0.99).mean() == pytest.approx(
+        0.09 / 0.099 * 0.1, abs=0.03
+    )
+
+
+def test_log_and_naive_linear_on_the_learning_rate() -> None:
+    (lr,) = space.parse({"lr": {"low": 1e-4, "high": 1.0}})
+    log = sampled(lr, 2000)
+    # Each decade gets a quarter of the samples on the log scale.
+    for lo in (1e-4, 1e-3, 1e-2, 1e-1):
+        assert ((log >= lo) & (log < lo * 10)).mean() == pytest.approx(0.25, abs=0.04)
+    naive = sampled(lr, 2000, naive=True)
+    assert (naive > 0.1).mean() == pytest.approx(0.9, abs=0.03)  # the practice's warning
+
+
+def test_conditional_parameters_exist_only_with_their_choice() -> None:
+    params = space.parse(
+        {
+            "optimizer": {"choices": ["momentum", "adam"]},
+            "optimizer.beta": {"low": 0.8, "high": 0.99, "when": {"optimizer": "momentum"}},
+            "optimizer.beta2": {"low": 0.99, "high": 0.9999, "when": {"optimizer": ["adam"]}},
+        }
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(30):
+        t = study.ask()
+        values = space.suggest(t, params)
+        study.tell(t, 0.0)
+        expected = {
+            "momentum": {"optimizer", "optimizer.beta"},
+            "adam": {"optimizer", "optimizer.beta2"},
+        }[values["optimizer"]]  # type: ignore[index]
+        assert set(values) == expected
+        seen.add(values["optimizer"])
+    assert seen == {"momentum", "adam"}
+    # A choice fixed outside the search (optimizer=adam on the command line) counts too.
+    t = optuna.create_study().ask()
+    assert set(space.suggest(t, params[1:], fixed={"optimizer": "adam"})) == {"optimizer.beta2"}
+
+
+def test_overrides_replay_exact_values() -> None:
+    assert space.overrides({"lr": 0.1 + 0.2, "optimizer": "adam", "model.layers": 2}) == [
+        "lr=0.30000000000000004",
+        "optimizer=adam",
+        "model.layers=2",
+    ]
+
+
+def test_grid_points_are_spaced_on_each_scale() -> None:
+    lr, beta, units = space.parse(
+        {
+            "lr": {"low": 1e-4, "high": 1.0, "grid": 5},
+            "optimizer.beta": {"low": 0.9, "high": 0.999, "grid": 3},
+            "model.hidden_units": {"low": 50, "high": 100, "grid": 3},
+        }
+    )
+    assert lr.grid_points() == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    assert beta.grid_points() == pytest.approx([0.001, 0.01, 0.1])  # 1 - beta
+    assert units.grid_points() == [50, 75, 100]
+
+
+def test_quantiles_for_the_dry_run() -> None:
+    (lr,) = space.parse({"lr": {"low": 1e-4, "high": 1.0}})
+    q = space.quantiles(lr)
+    assert q[2] == pytest.approx(1e-2, rel=0.1)  # the median of a log range: its middle decade
+    assert space.quantiles(lr, naive=True)[2] == pytest.approx(0.5, abs=0.02)
+
+
+def cheap_objective(values: dict[str, object]) -> float:
+    """Peaks at lr = 1e-2 and beta = 0.99, on their own scales."""
+    lr = float(values["lr"])  # type: ignore[arg-type]
+    beta = float(values["optimizer.beta"])  # type: ignore[arg-type]
+    return -((math.log10(lr) + 2) ** 2) - (math.log10(1 - beta) + 2) ** 2
+
+
+def run_sampler(cfg: Compose, sampler: str, seed: int, n: int = 16) -> list[dict[str, object]]:
+    config = cfg("search=lr_beta", f"sampler={sampler}", f"sweep.seed={seed}")
+    setup = setup_of(config, [])
+    study = optuna.create_study(sampler=make_sampler(config, setup, worker=0), direction="maximize")
+    history = []
+    for _ in range(min(n, setup.n_trials)):
+        t = study.ask()
+        values = space.suggest(t, setup.params, naive=setup.naive)
+        study.tell(t, cheap_objective(values))
+        history.append(values)
+    return history
+
+
+SAMPLERS = group_options("sampler")
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_is_seeded_and_stays_in_range(cfg: Compose, sampler: str) -> None:
+    a, b = run_sampler(cfg, sampler, seed=3), run_sampler(cfg, sampler, seed=3)
+    assert a == b  # reproducible
+    for values in a:
+        assert 1e-4 <= float(values["lr"]) <= 1.0  # type: ignore[arg-type]
+        assert 0.9 <= float(values["optimizer.beta"]) <= 0.999  # type: ignore[arg-type]
+    if sampler != "grid":  # the grid is the grid, whatever the seed
+        assert run_sampler(cfg, sampler, seed=4) != a
+
+
+def test_grid_covers_its_points_once(cfg: Compose) -> None:
+    config = cfg("search=lr_eps", "sampler=grid")
+    setup = setup_of(config, [])
+    assert setup.n_trials == 25
+    study = optuna.create_study(sampler=make_sampler(config, setup, 0))
+    seen = set()
+    for _ in range(25):
+        t = study.ask()
+        v = space.suggest(t, setup.params)
+        study.tell(t, 0.0)
+        seen.add((v["lr"], v["optimizer.eps"]))
+    assert len(seen) == 25
+    assert len({lr for lr, _ in seen}) == 5  # 25 trials, only 5 learning rates: the lesson
+
+
+def test_random_is_naive_and_log_uniform_is_not(cfg: Compose) -> None:
+    assert setup_of(cfg("search=lr", "sampler=random"), []).naive
+    assert not setup_of(cfg("search=lr", "sampler=log_uniform"), []).naive
+
+
+def test_bayesian_is_tpe(cfg: Compose) -> None:
+    config = cfg("search=lr", "sampler=bayesian")
+    assert OmegaConf.to_container(config.sampler) == OmegaConf.to_container(
+        cfg("search=lr", "sampler=tpe").sampler
+    )
+
+
+def test_study_settings_come_with_the_space(cfg: Compose) -> None:
+    setup: Setup = setup_of(cfg("search=lr_beta"), [])
+    assert setup.n_trials == 30 and [p.key for p in setup.params] == ["lr", "optimizer.beta"]
+    assert cfg("search=lr_beta").optimizer._target_.endswith("momentum")

@@ -1,0 +1,84 @@
+"""Studies: deterministic names, a budget shared by workers, dead workers' trials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hyperlab.search import study
+
+
+def test_the_same_command_names_the_same_study() -> None:
+    a = study.study_name("lr_beta", ["search=lr_beta", "sampler=tpe", "epochs=5"])
+    assert a == study.study_name(
+        "lr_beta",
+        ["epochs=5", "sampler=tpe", "search=lr_beta", "sweep.n_trials=99", "sweep.workers=2"],
+    )
+    assert a != study.study_name("lr_beta", ["search=lr_beta", "sampler=random", "epochs=5"])
+    assert a.startswith("lr_beta-")
+
+
+def test_passwords_are_masked() -> None:
+    assert study._masked("postgresql://bob:s3cret@db:5432/optuna") == (
+        "postgresql://bob:***@db:5432/optuna"
+    )
+    assert study._masked("sqlite:///x.db") == "sqlite:///x.db"
+
+
+WORKER = textwrap.dedent("""
+    import sys, time, optuna
+    from hyperlab.search import study
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    s = optuna.load_study(study_name=name, storage=study.storage(url))
+    while (t := study.claim(s, url, n)) is not None:
+        x = t.suggest_float("x", 0, 1)
+        time.sleep(0.01)
+        s.tell(t, x)
+""")
+
+
+def test_workers_sharing_a_journal_make_exactly_n_trials(tmp_path: Path) -> None:
+    url = str(tmp_path / "journal.log")
+    optuna.create_study(study_name="s", storage=study.storage(url))
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, "s", "30"]) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    trials = optuna.load_study(study_name="s", storage=study.storage(url)).trials
+    assert len(trials) == 30
+    assert sorted(t.number for t in trials) == list(range(30))
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert len({t.user_attrs[study.PID_ATTR] for t in trials}) == 3  # all three took part
+
+
+def test_a_dead_workers_trial_is_failed_and_replaced(tmp_path: Path) -> None:
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=study.storage(url))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    t = s.ask()
+    t.set_user_attr(study.HOST_ATTR, __import__("socket").gethostname())
+    t.set_user_attr(study.PID_ATTR, dead.pid)  # a worker killed in the middle of its trial
+    claimed = []
+    while (trial := study.claim(s, url, 3)) is not None:
+        s.tell(trial, 1.0)
+        claimed.append(trial.number)
+    states = {tr.number: tr.state for tr in s.trials}
+    assert states[0] == TrialState.FAIL
+    assert s.trials[0].user_attrs["fail_reason"] == study.DEAD_WORKER
+    assert claimed == [1, 2, 3]  # the budget counts finished trials: 3 of them
+
+
+def test_a_live_workers_trial_counts_as_running(tmp_path: Path) -> None:
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=study.storage(url))
+    running = study.claim(s, url, 2)  # this process: alive
+    assert running is not None
+    other = study.claim(s, url, 2)
+    assert other is not None
+    assert study.claim(s, url, 2) is None  # two running trials fill a budget of two
+    assert s.trials[0].state == TrialState.RUNNING

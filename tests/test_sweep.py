@@ -1,0 +1,175 @@
+"""Studies end to end, through the `hyperlab` command as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from hyperlab.search import study as st
+
+pytestmark = pytest.mark.slow
+HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
+QUICK = ["epochs=3", "dataset=moons", "dataset.n_samples=300"]
+
+
+def hyperlab(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [HYPERLAB, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900
+    )
+
+
+def load(cwd: Path) -> optuna.Study:
+    storage = st.storage(str(cwd / st.DEFAULT_JOURNAL))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def mlflow_runs(cwd: Path) -> list:  # type: ignore[type-arg]
+    c = MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
+    return c.search_runs([e.experiment_id for e in c.search_experiments()])
+
+
+def test_a_study_records_trials_parent_run_report_and_resumes(tmp_path: Path) -> None:
+    args = ["search=lr_beta", "sampler=log_uniform", *QUICK]
+    r = hyperlab(tmp_path, *args, "sweep.n_trials=5")
+    assert r.returncode == 0, r.stderr
+    assert "best: trial" in r.stdout and "replay: hyperlab" in r.stdout
+    assert "importances:" in r.stdout
+    s = load(tmp_path)
+    assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 5
+    assert set(s.trials[0].params) == {"lr", "1-optimizer.beta"}
+
+    runs = mlflow_runs(tmp_path)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 5 and parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(int(c.data.tags["hyperlab.trial"]) for c in children) == list(range(5))
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert all(
+        c.data.tags["hyperlab.replay"].startswith("hyperlab optimizer=momentum") for c in children
+    )
+    assert parent.data.params["search"] == "lr_beta"
+    assert parent.data.params["space.optimizer.beta"].endswith("one_minus_log scale")
+    assert parent.data.metrics["best_value"] == pytest.approx(s.best_value)
+    assert {"importance.lr", "importance.optimizer.beta"} <= set(parent.data.metrics)
+    files = {
+        a.path
+        for a in MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db").list_artifacts(
+            parent.info.run_id
+        )
+    }
+    assert {
+        "summary.md",
+        "optimization_history.png",
+        "parallel_coordinate.png",
+        "param_importances.png",
+    } <= files
+
+    # The best trial's replay line trains the same model to the same value.
+    replay = s.best_trial.user_attrs["replay"].split()[1:]
+    again = hyperlab(tmp_path, *replay, "tracking.enabled=false")
+    value = float(re.search(r"objective: dev_acc = ([0-9.]+)", again.stdout).group(1))  # type: ignore[union-attr]
+    assert value == pytest.approx(s.best_value, abs=1e-4)
+
+    # The same command with a larger budget resumes the study and its parent run.
+    r = hyperlab(tmp_path, *args, "sweep.n_trials=7")
+    assert r.returncode == 0, r.stderr
+    assert len(load(tmp_path).trials) == 7
+    runs = mlflow_runs(tmp_path)
+    assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
+    assert len(runs) == 8
+
+
+def test_pruned_trials_stop_early_and_are_killed_in_mlflow(tmp_path: Path) -> None:
+    r = hyperlab(
+        tmp_path,
+        "search=lr",
+        "sampler=log_uniform",
+        "pruner=median",
+        "pruner.n_startup_trials=2",
+        "pruner.n_warmup_steps=0",
+        "sweep.n_trials=10",
+        "epochs=6",
+        "dataset=moons",
+        "dataset.n_samples=300",
+    )
+    assert r.returncode == 0, r.stderr
+    s = load(tmp_path)
+    pruned = [t for t in s.trials if t.state == TrialState.PRUNED]
+    assert pruned, "the median pruner stopped no trial"
+    assert all(len(t.intermediate_values) < 6 for t in pruned)
+    runs = {
+        int(r.data.tags["hyperlab.trial"]): r
+        for r in mlflow_runs(tmp_path)
+        if "hyperlab.trial" in r.data.tags
+    }
+    for t in pruned:
+        assert runs[t.number].info.status == "KILLED"
+        assert runs[t.number].data.tags["hyperlab.outcome"] == "pruned"
+
+
+def test_two_workers_share_one_study(tmp_path: Path) -> None:
+    r = hyperlab(
+        tmp_path, "search=lr", "sampler=tpe", "sweep.workers=2", "sweep.n_trials=8", *QUICK
+    )
+    assert r.returncode == 0, r.stderr
+    s = load(tmp_path)
+    assert sorted(t.number for t in s.trials) == list(range(8))
+    assert {t.state for t in s.trials} == {TrialState.COMPLETE}
+    assert len({t.user_attrs[st.PID_ATTR] for t in s.trials}) == 2
+    children = [r for r in mlflow_runs(tmp_path) if "hyperlab.trial" in r.data.tags]
+    assert sorted(int(c.data.tags["hyperlab.trial"]) for c in children) == list(range(8))
+
+
+def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> None:
+    args = [
+        "search=lr",
+        "sampler=log_uniform",
+        "sweep.n_trials=6",
+        "epochs=200",
+        "dataset=moons",
+        "dataset.n_samples=300",
+    ]
+    proc = subprocess.Popen(
+        [HYPERLAB, *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    journal = tmp_path / st.DEFAULT_JOURNAL
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # wait until a trial is done and another running
+        if journal.exists():
+            states = [t.state for t in load(tmp_path).trials]
+            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+                break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the study never got going")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = hyperlab(tmp_path, *args)  # the same command
+    assert r.returncode == 0, r.stderr
+    s = load(tmp_path)
+    finished = [t for t in s.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    killed = [t for t in s.trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1 and killed[0].user_attrs["fail_reason"] == st.DEAD_WORKER
+    assert not [t for t in s.trials if t.state == TrialState.RUNNING]
+    # Its MLflow run was closed by the writer when the trainer died, not left RUNNING.
+    time.sleep(1)
+    statuses = {r.info.status for r in mlflow_runs(tmp_path)}
+    assert "RUNNING" not in statuses and "FAILED" in statuses
