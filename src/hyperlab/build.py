@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -34,7 +37,22 @@ def _instantiate(node: Mapping[str, Any], **kwargs: Any) -> Any:
 
 
 def build_data(dataset: Mapping[str, Any]) -> Splits:
-    """Load the data set, check it, split it and standardize it on the training split."""
+    """Load the data set, check it, split it and standardize it on the training split.
+
+    The result is kept per process for the same settings: a sweep's worker trains many
+    trials on the same splits (the tensors are never changed in place). A file's size and
+    modification time are part of the key, so an edited file is read again."""
+    key = json.dumps(dataset, sort_keys=True, default=str)
+    path = dataset.get("path")
+    if isinstance(path, str) and Path(path).expanduser().is_file():
+        stat = Path(path).expanduser().stat()
+        key += f"|{stat.st_size}|{stat.st_mtime_ns}"
+    return _build_data(key)
+
+
+@functools.lru_cache(maxsize=4)
+def _build_data(key: str) -> Splits:
+    dataset = json.loads(key.split("|", 1)[0])
     loader = {k: v for k, v in dataset.items() if k != "split"}
     try:
         x, y = _instantiate(loader)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ class Job:
     listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
     tags: Mapping[str, str] = field(default_factory=dict)
     run_name: str = ""  # default: the overrides
+    timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
 
 
 def _is_pruned(e: BaseException) -> bool:
@@ -46,7 +48,9 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])  # initialization and dropout masks
+    start = time.perf_counter()
     parts = build(config)
+    job.timings["build"] = time.perf_counter() - start
     data = parts.data
     header = (
         f"{job.choices.get('model', 'model')} on {job.choices.get('dataset', 'data')}: "
@@ -81,6 +85,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         listeners.append(progress)
 
     generator = torch.Generator().manual_seed(config["seed"])
+    start = time.perf_counter()
     reg = config["regularization"]
     try:
         if progress:
@@ -128,6 +133,8 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 tracker.finish("FAILED" if outcome == "failed" else "KILLED", tags=why)
         raise
 
+    job.timings["fit"] = time.perf_counter() - start
+    start = time.perf_counter()
     final = {split: evaluate(parts.model, *data.split(split)) for split in ("train", "dev", "test")}
     reading = bias_variance(
         1 - final["train"][1],
@@ -157,6 +164,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 "hyperlab.outcome": "complete",
             },
         )
+    job.timings["finish"] = time.perf_counter() - start
     if config["progress"]:
         display.summary(
             "final evaluation (eval mode)",

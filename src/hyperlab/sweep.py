@@ -110,27 +110,32 @@ def load_study(cfg: DictConfig, setup: Setup, worker: int) -> optuna.Study:
 
 class _Composer:
     """Trial configs: one hydra.compose per combination of group options, then the trial's
-    other values set on a copy (a compose costs tens of milliseconds)."""
+    other values set on a copy (a compose costs tens of milliseconds). Returns the config
+    and the group options it was composed with."""
 
     def __init__(self, config_name: str, base: list[str], groups: set[str]) -> None:
         self.config_name, self.base, self.groups = config_name, base, groups
-        self.cache: dict[tuple[str, ...], DictConfig] = {}
+        self.cache: dict[tuple[str, ...], tuple[DictConfig, dict[str, str]]] = {}
 
-    def __call__(self, values: dict[str, Any]) -> DictConfig:
+    def __call__(self, values: dict[str, Any]) -> tuple[DictConfig, dict[str, str]]:
         from hydra import compose
 
         from hyperlab.search.space import overrides
 
         group_part = tuple(overrides({k: v for k, v in values.items() if k in self.groups}))
         if group_part not in self.cache:
-            self.cache[group_part] = compose(
-                self.config_name, overrides=[*self.base, *group_part], return_hydra_config=True
-            )
-        cfg = copy.deepcopy(self.cache[group_part])
+            overrides_ = [*self.base, *group_part]
+            with_hydra = compose(self.config_name, overrides=overrides_, return_hydra_config=True)
+            choices = {g: c for g, c in with_hydra.hydra.runtime.choices.items() if c is not None}
+            # Cached without Hydra's own node: copying that would cost more than the rest.
+            self.cache[group_part] = (compose(self.config_name, overrides=overrides_), choices)
+        cached, choices = self.cache[group_part]
+        cfg = copy.deepcopy(cached)
         for key, value in values.items():
             if key not in self.groups:
                 OmegaConf.update(cfg, key, value, merge=False)
-        return cfg
+        OmegaConf.update(cfg, "progress", False)  # workers print the report, not bars
+        return cfg, choices
 
 
 def work(cfg: DictConfig) -> dict[str, int]:
@@ -167,15 +172,11 @@ def work(cfg: DictConfig) -> dict[str, int]:
         trial_overrides = space.overrides(values)
         state, value, reason = TrialState.FAIL, None, ""
         try:
-            tcfg = composer(values)
-            line = replay(base, trial_overrides, dict(tcfg.hydra.runtime.choices), root_choices)
+            tcfg, choices = composer(values)
+            line = replay(base, trial_overrides, choices, root_choices)
             trial.set_user_attr(REPLAY_ATTR, line)
             job = Job(
-                choices={
-                    g: c
-                    for g, c in tcfg.hydra.runtime.choices.items()
-                    if c is not None and not g.startswith("hydra/")
-                },
+                choices={g: c for g, c in choices.items() if not g.startswith("hydra/")},
                 overrides=trial_overrides,
                 command=line,
                 run_name=f"trial {trial.number}: {' '.join(trial_overrides)}",
@@ -187,8 +188,8 @@ def work(cfg: DictConfig) -> dict[str, int]:
                     "hyperlab.replay": line,
                 },
             )
-            OmegaConf.update(tcfg, "progress", False)  # workers print the report, not bars
             result = run(tcfg, job)
+            trial.set_user_attr("seconds", {k: round(v, 6) for k, v in job.timings.items()})
             if math.isnan(result):
                 reason = "training diverged (the cost became NaN or infinite)"
             else:

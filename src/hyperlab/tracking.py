@@ -10,6 +10,7 @@ the loop buffers each epoch's metrics and sends them at most every `flush_second
 from __future__ import annotations
 
 import atexit
+import functools
 import getpass
 import itertools
 import json
@@ -71,6 +72,7 @@ def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | Non
     return _experiments[key]
 
 
+@functools.cache
 def git_commit() -> str | None:
     """The HEAD commit of the git work tree the command runs in (the experiment's configs),
     else of the one hyperlab's code is in (an editable install), else None."""

@@ -1,0 +1,100 @@
+"""A study's speed: parallel workers and the overhead a trial carries beyond training.
+
+    python bench/sweep_speed.py [--trials N] [--epochs E]
+
+Runs the same study (search=lr on digits, log-uniform sampler, no pruning, MLflow on)
+through the `hyperlab` command with 1 and with 2 workers, each in a fresh directory, and
+reads the timings back from the study's journal:
+
+1. trials per minute, first trial start to last trial end (process start-up excluded),
+   and the 2-worker/1-worker ratio. Goal: >= 1.8 on 2 cores.
+2. per trial, the wall time from ask to tell (claim, compose, build, train, MLflow, tell)
+   over the time spent training in fit(). Goal: under 1.10 for 20-epoch trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from hyperlab.search import study as st
+
+
+def run_study(
+    workers: int, trials: int, epochs: int
+) -> tuple[list[optuna.trial.FrozenTrial], float]:
+    cwd = Path(tempfile.mkdtemp(prefix=f"hyperlab-sweep-{workers}w-"))
+    cmd = [
+        str(Path(sys.executable).parent / "hyperlab"),
+        "search=lr",
+        "sampler=log_uniform",
+        "pruner=none",
+        f"sweep.n_trials={trials}",
+        f"sweep.workers={workers}",
+        f"epochs={epochs}",
+    ]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    storage = st.storage(str(cwd / st.DEFAULT_JOURNAL))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    s = optuna.load_study(study_name=summary.study_name, storage=storage)
+    return s.trials, wall
+
+
+def per_minute(trials: list[optuna.trial.FrozenTrial]) -> float:
+    first = min(t.datetime_start for t in trials if t.datetime_start)
+    last = max(t.datetime_complete for t in trials if t.datetime_complete)
+    return len(trials) / ((last - first).total_seconds() / 60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=20)
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(
+        f"machine: {os.cpu_count()} cores; study: search=lr on digits, {args.trials} trials "
+        f"of {args.epochs} epochs, MLflow on\n"
+    )
+    results = {w: run_study(w, args.trials, args.epochs) for w in (1, 2)}
+    rates = {w: per_minute(trials) for w, (trials, _) in results.items()}
+    for w, (trials, wall) in results.items():
+        print(
+            f"  {w} worker(s): {rates[w]:6.1f} trials/min  ({len(trials)} trials, command "
+            f"{wall:.1f} s with start-up)"
+        )
+    print(f"  ratio 2/1 workers: {rates[2] / rates[1]:.2f}  (goal >= 1.8)\n")
+
+    trials, _ = results[1]
+    overheads, fits, walls = [], [], []
+    for t in trials:
+        assert t.datetime_start and t.datetime_complete
+        wall = (t.datetime_complete - t.datetime_start).total_seconds()
+        fit = t.user_attrs["seconds"]["fit"]
+        walls.append(wall)
+        fits.append(fit)
+        overheads.append(wall / fit)
+    parts = {
+        k: statistics.median(t.user_attrs["seconds"][k] for t in trials)
+        for k in ("build", "fit", "finish")
+    }
+    print(
+        f"per trial, 1 worker (median of {len(trials)}): ask-to-tell {statistics.median(walls):.3f} s, "
+        f"fit {statistics.median(fits):.3f} s; build {parts['build']:.3f} s, "
+        f"final evaluation and MLflow hand-off {parts['finish']:.3f} s"
+    )
+    print(f"  ask-to-tell / fit: {statistics.median(overheads):.3f}  (goal < 1.10)")
+
+
+if __name__ == "__main__":
+    main()
