@@ -24,7 +24,7 @@ class Tracking:
     uri: str = "sqlite:///outputs/mlflow.db"
     experiment: str = "hyperlab"
     artifacts: str = "outputs/mlartifacts"
-    flush_seconds: float = 0.25  # how often metrics go to the store
+    flush_seconds: float = 1.0  # how often metrics go to the store
 
 
 @dataclass

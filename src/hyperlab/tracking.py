@@ -220,7 +220,7 @@ class Tracker:
         params: Mapping[str, str] = {},
         tags: Mapping[str, str] = {},
         artifacts: Mapping[str, str] = {},
-        flush_seconds: float = 0.25,
+        flush_seconds: float = 1.0,
         run_id: str | None = None,
     ) -> None:
         """Start a run, or with `run_id` reopen an existing one (its params stay as set)."""

@@ -109,7 +109,7 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("sweep.n_trials", COUNT, "an integer >= 1", "20"),
     ("sweep.workers", COUNT, "an integer >= 1", "2"),
     ("sweep.max_failure_rate", interval(0, 1), "a number in [0, 1]", "0.5"),
-    ("tracking.flush_seconds", NON_NEGATIVE, "a number >= 0", "0.25"),
+    ("tracking.flush_seconds", NON_NEGATIVE, "a number >= 0", "1.0"),
 ]
 
 
