@@ -173,3 +173,25 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
     time.sleep(1)
     statuses = {r.info.status for r in mlflow_runs(tmp_path)}
     assert "RUNNING" not in statuses and "FAILED" in statuses
+
+
+def test_a_sweep_stops_past_its_failure_rate_and_m_works_too(tmp_path: Path) -> None:
+    r = hyperlab(tmp_path, "-m", "search=lr", "search.params.lr.low=1e5",
+                 "search.params.lr.high=1e7", "optimizer=gd", "init=random_large",
+                 "sweep.n_trials=20", "sampler=log_uniform", *QUICK)
+    assert r.returncode == 1
+    assert "more than sweep.max_failure_rate=0.5" in r.stderr
+    s = load(tmp_path)
+    assert len(s.trials) == 5  # it stopped at the first check, not after 20
+    assert {t.state for t in s.trials} == {TrialState.FAIL}
+    assert "diverged" in s.trials[0].user_attrs["fail_reason"]
+    children = [r for r in mlflow_runs(tmp_path) if "hyperlab.trial" in r.data.tags]
+    assert {c.info.status for c in children} == {"FAILED"}
+
+
+def test_a_bad_space_fails_before_any_trial(tmp_path: Path) -> None:
+    r = hyperlab(tmp_path, "search=lr", "search.params.lr.low=-1", "search.params.lr.high=1",
+                 "search.params.lr.scale=log")
+    assert r.returncode == 2
+    assert "search.params.lr" in r.stderr and "low > 0" in r.stderr
+    assert not (tmp_path / st.DEFAULT_JOURNAL).exists()
