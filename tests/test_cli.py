@@ -137,3 +137,26 @@ def test_non_editable_install_finds_its_configs(tmp_path: Path) -> None:
         env=env,
     )
     assert r.stdout.startswith(str(target))
+
+
+def test_gradcheck_task(tmp_path: Path) -> None:
+    r = hyperlab(
+        tmp_path,
+        "task=gradcheck",
+        "model.hidden_units=8",
+        "regularization=l2_dropout",
+        "normalization=batchnorm",
+        "gradcheck.max_components=300",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "dropout (keep_prob=0.8) is turned off" in r.stdout
+    assert "300 of" in r.stdout and "great" in r.stdout
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()  # a check records nothing
+    r = hyperlab(
+        tmp_path,
+        "task=gradcheck",
+        "gradcheck.fail_at=1e-30",
+        "model.hidden_units=4",
+        "gradcheck.max_components=50",
+    )
+    assert r.returncode == 1  # any difference fails so strict a threshold

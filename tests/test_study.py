@@ -24,10 +24,10 @@ def test_the_same_command_names_the_same_study() -> None:
 
 
 def test_passwords_are_masked() -> None:
-    assert study._masked("postgresql://bob:s3cret@db:5432/optuna") == (
+    assert study.masked("postgresql://bob:s3cret@db:5432/optuna") == (
         "postgresql://bob:***@db:5432/optuna"
     )
-    assert study._masked("sqlite:///x.db") == "sqlite:///x.db"
+    assert study.masked("sqlite:///x.db") == "sqlite:///x.db"
 
 
 WORKER = textwrap.dedent("""

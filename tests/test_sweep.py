@@ -83,6 +83,9 @@ def test_a_study_records_trials_parent_run_report_and_resumes(tmp_path: Path) ->
     value = float(re.search(r"objective: dev_acc = ([0-9.]+)", again.stdout).group(1))  # type: ignore[union-attr]
     assert value == pytest.approx(s.best_value, abs=1e-4)
 
+    # optuna-dashboard reads the study from its storage.
+    assert dashboard_studies(tmp_path / st.DEFAULT_JOURNAL) == [s.study_name]
+
     # The same command with a larger budget resumes the study and its parent run.
     r = hyperlab(tmp_path, *args, "sweep.n_trials=7")
     assert r.returncode == 0, r.stderr
@@ -90,6 +93,35 @@ def test_a_study_records_trials_parent_run_report_and_resumes(tmp_path: Path) ->
     runs = mlflow_runs(tmp_path)
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
     assert len(runs) == 8
+
+
+def dashboard_studies(journal: Path) -> list[str]:
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = str(Path(sys.executable).parent / "optuna-dashboard")
+    proc = subprocess.Popen(
+        [exe, str(journal), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as r:
+                    return [x["study_name"] for x in json.load(r)["study_summaries"]]
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def test_pruned_trials_stop_early_and_are_killed_in_mlflow(tmp_path: Path) -> None:
@@ -176,9 +208,18 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
 
 
 def test_a_sweep_stops_past_its_failure_rate_and_m_works_too(tmp_path: Path) -> None:
-    r = hyperlab(tmp_path, "-m", "search=lr", "search.params.lr.low=1e5",
-                 "search.params.lr.high=1e7", "optimizer=gd", "init=random_large",
-                 "sweep.n_trials=20", "sampler=log_uniform", *QUICK)
+    r = hyperlab(
+        tmp_path,
+        "-m",
+        "search=lr",
+        "search.params.lr.low=1e5",
+        "search.params.lr.high=1e7",
+        "optimizer=gd",
+        "init=random_large",
+        "sweep.n_trials=20",
+        "sampler=log_uniform",
+        *QUICK,
+    )
     assert r.returncode == 1
     assert "more than sweep.max_failure_rate=0.5" in r.stderr
     s = load(tmp_path)
@@ -190,8 +231,13 @@ def test_a_sweep_stops_past_its_failure_rate_and_m_works_too(tmp_path: Path) -> 
 
 
 def test_a_bad_space_fails_before_any_trial(tmp_path: Path) -> None:
-    r = hyperlab(tmp_path, "search=lr", "search.params.lr.low=-1", "search.params.lr.high=1",
-                 "search.params.lr.scale=log")
+    r = hyperlab(
+        tmp_path,
+        "search=lr",
+        "search.params.lr.low=-1",
+        "search.params.lr.high=1",
+        "search.params.lr.scale=log",
+    )
     assert r.returncode == 2
     assert "search.params.lr" in r.stderr and "low > 0" in r.stderr
     assert not (tmp_path / st.DEFAULT_JOURNAL).exists()

@@ -44,6 +44,11 @@ def main(cfg: DictConfig) -> float:
 
     try:
         validate(cfg)  # before anything starts: a bad value records nothing
+        if cfg.task == "gradcheck":
+            from hyperlab.runner import check_gradients
+
+            worst = check_gradients(cfg)
+            sys.exit(0 if worst < cfg.gradcheck.fail_at else 1)
     except HyperlabError as e:
         _exit_with(e)
     if cfg.tracking.enabled:

@@ -175,3 +175,69 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             tracking["uri"] if tracker else None,
         )
     return value
+
+
+def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
+    """task=gradcheck: backprop against two-sided differences on a training batch, at the
+    initialization and optionally again after some epochs. Returns the largest difference."""
+    from rich.table import Table
+
+    from hyperlab.gradcheck import gradient_check
+
+    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
+    settings, reg = config["gradcheck"], config["regularization"]
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    parts = build(config)
+    x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
+    m = len(parts.data.y_train)
+    console = display.console
+    if reg["keep_prob"] < 1:
+        console.print(
+            f"dropout (keep_prob={reg['keep_prob']}) is turned off for the check: "
+            "its random masks make the cost a different function at every evaluation"
+        )
+    stages = [("at initialization", 0)]
+    if settings["after_epochs"]:
+        stages.append((f"after {settings['after_epochs']} epochs", settings["after_epochs"]))
+    worst = 0.0
+    for label, epochs in stages:
+        if epochs:
+            fit(
+                parts.model,
+                parts.optimizer,
+                parts.schedule,
+                (parts.data.x_train, parts.data.y_train),
+                (parts.data.x_dev, parts.data.y_dev),
+                lr=config["lr"],
+                epochs=epochs,
+                batch_size=config["batch_size"],
+                l2=reg["l2"],
+                weights=parts.model.weights,
+                generator=torch.Generator().manual_seed(config["seed"]),
+            )
+        check = gradient_check(
+            parts.model,
+            x,
+            y,
+            l2=reg["l2"],
+            m=m,
+            eps=settings["eps"],
+            max_components=settings["max_components"],
+            seed=config["seed"],
+        )
+        worst = max(worst, check.difference)
+        console.print(
+            f"[bold]gradient check {label}[/]: {check.checked} of {check.total} components, "
+            f"eps={settings['eps']:g}, L2 lambda={reg['l2']:g}\n"
+            f"  ||approx - grad|| / (||approx|| + ||grad||) = {check.difference:.3e}  ->  "
+            f"{check.verdict}"
+        )
+        table = Table(title="parameters by their own difference", title_justify="left")
+        table.add_column("parameter")
+        table.add_column("difference", justify="right")
+        for name, diff in check.worst[:5]:
+            table.add_row(name, f"{diff:.3e}")
+        console.print(table)
+    console.print("scale: about 1e-7 great; 1e-5 look closer; 1e-3 or more a bug")
+    return worst

@@ -28,6 +28,15 @@ class Tracking:
 
 
 @dataclass
+class GradCheck:
+    eps: float = 1e-7
+    batch: int = 32
+    max_components: int = 0
+    after_epochs: int = 0
+    fail_at: float = 1e-3
+
+
+@dataclass
 class Sweep:
     n_trials: int = 20
     workers: int = 1
@@ -54,6 +63,7 @@ class Root:
     pruner: Any = MISSING
 
     task: str = "train"
+    gradcheck: GradCheck = field(default_factory=GradCheck)
     lr: float = 1e-3
     epochs: int = 20
     batch_size: int = 64

@@ -40,6 +40,8 @@ class SweepFailed(RuntimeError):
 
 @dataclass
 class Setup:
+    """A study's settings, as the sweeper and every worker derive them from the config."""
+
     url: str
     name: str
     params: list[Param]
@@ -145,7 +147,6 @@ def work(cfg: DictConfig) -> dict[str, int]:
     from hydra import compose
     from optuna.trial import TrialState
 
-    from hyperlab.errors import HyperlabError
     from hyperlab.runner import Job, run
     from hyperlab.search import space, study
     from hyperlab.search.report import REPLAY_ATTR
@@ -196,7 +197,7 @@ def work(cfg: DictConfig) -> dict[str, int]:
                 state, value = TrialState.COMPLETE, result
         except optuna.TrialPruned:
             state = TrialState.PRUNED
-        except (HyperlabError, Exception) as e:  # a bad sample or a crash fails this trial only
+        except Exception as e:  # a bad sample (HyperlabError) or a crash fails this trial only
             reason = f"{type(e).__name__}: {e}"
         if reason:
             trial.set_user_attr("fail_reason", reason)
@@ -236,10 +237,11 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.display import console, error_console
     from hyperlab.search import report
+    from hyperlab.search.study import budget_lock
     from hyperlab.tracking import default_tags, drain, start_run
     from hyperlab.validate import validate
 
-    plain = validate(cfg)  # the base config: a bad value stops the sweep before it starts
+    validate(cfg)  # the base config: a bad value stops the sweep before it starts
     setup = setup_of(cfg, arguments)
     if setup.naive:
         wrong = [p.key for p in setup.params if p.kind != "categorical" and p.scale != "linear"]
@@ -264,17 +266,23 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     )
     parent = None
     if cfg.tracking.enabled:
-        parent = start_run(
-            str(cfg.tracking.uri),
-            str(cfg.tracking.experiment),
-            str(cfg.tracking.artifacts),
-            run_name=f"study {setup.name}",
-            tags={**default_tags("hyperlab " + " ".join(arguments)), "hyperlab.study": setup.name},
-            params=_study_params(cfg, setup, plain),
-            run_id=s.user_attrs.get(PARENT_ATTR),
-        )
-        if PARENT_ATTR not in s.user_attrs:
-            s.set_user_attr(PARENT_ATTR, parent.run_id)
+        # Under the lock, so that two sweepers starting at once share one parent run.
+        with budget_lock(setup.url):
+            existing = s.user_attrs.get(PARENT_ATTR)
+            parent = start_run(
+                str(cfg.tracking.uri),
+                str(cfg.tracking.experiment),
+                str(cfg.tracking.artifacts),
+                run_name=f"study {setup.name}",
+                tags={
+                    **default_tags("hyperlab " + " ".join(arguments)),
+                    "hyperlab.study": setup.name,
+                },
+                params=_study_params(cfg, setup),
+                run_id=existing,
+            )
+            if existing is None:
+                s.set_user_attr(PARENT_ATTR, parent.run_id)
     jobs = [[*arguments, f"sweep.worker={i}"] for i in range(int(cfg.sweep.workers))]
     failure: BaseException | None = None
     try:
@@ -295,7 +303,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
             tags = {
                 "hyperlab.best_trial": str(rep.best.number),
                 "hyperlab.best_replay": rep.best.user_attrs.get(report.REPLAY_ATTR, ""),
-                **{f"best.{k}": str(v) for k, v in rep.best.params.items()},
+                **{f"best.{k}": str(v) for k, v in report.values(rep.best).items()},
             }
         parent.log_files([sweep_dir / "summary.md", *rep.plots])
         status = (
@@ -314,7 +322,9 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     return rep
 
 
-def _study_params(cfg: DictConfig, setup: Setup, plain: dict[str, Any]) -> dict[str, str]:
+def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
+    from hyperlab.search.study import masked
+
     params = {
         "study": setup.name,
         "search": str(cfg.search.name),
@@ -324,17 +334,11 @@ def _study_params(cfg: DictConfig, setup: Setup, plain: dict[str, Any]) -> dict[
         "workers": str(cfg.sweep.workers),
         "seed": str(cfg.sweep.seed),
         "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
-        "storage": _mask(setup.url) or "outputs/optuna/journal.log",
+        "storage": masked(setup.url) or "outputs/optuna/journal.log",
     }
     for p in setup.params:
         params[f"space.{p.key}"] = p.describe()
     return params
-
-
-def _mask(url: str) -> str:
-    from hyperlab.search.study import _masked
-
-    return _masked(url)
 
 
 def _show_space(setup: Setup, console: Any) -> None:

@@ -67,6 +67,12 @@ COUNT = at_least(1, integer=True)
 
 # (key pattern, check, the allowed values as the error message states them, an example)
 RULES: list[tuple[str, Check, str, str]] = [
+    ("task", one_of("train", "gradcheck"), "train or gradcheck", "gradcheck"),
+    ("gradcheck.eps", POSITIVE, "a number > 0", "1e-7"),
+    ("gradcheck.batch", COUNT, "an integer >= 1", "32"),
+    ("gradcheck.max_components", at_least(0, integer=True), "an integer >= 0", "0"),
+    ("gradcheck.after_epochs", at_least(0, integer=True), "an integer >= 0", "0"),
+    ("gradcheck.fail_at", POSITIVE, "a number > 0", "1e-3"),
     ("lr", POSITIVE, "a number > 0", "1e-3"),
     ("optimizer.lr", POSITIVE, "a number > 0", "1e-3"),
     ("epochs", COUNT, "an integer >= 1", "20"),

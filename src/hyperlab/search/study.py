@@ -52,13 +52,13 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
         )
     except Exception as e:
         raise ConfigError(
-            f"sweep.storage={_masked(url)} cannot be opened: {type(e).__name__}: {e}",
+            f"sweep.storage={masked(url)} cannot be opened: {type(e).__name__}: {e}",
             "give a journal file path or a reachable database URL "
             "(postgresql://user@host/db, sqlite:///path.db)",
         ) from None
 
 
-def _masked(url: str) -> str:
+def masked(url: str) -> str:
     """The URL with any password replaced by ***."""
     if "://" not in url or "@" not in url:
         return url
