@@ -68,7 +68,7 @@ def test_run_records_params_metrics_artifacts_and_tags(
     if tracking.git_commit():
         assert tags["mlflow.source.git.commit"] == tracking.git_commit()
     files = {a.path for a in c.list_artifacts(r.info.run_id)}
-    assert files == {"config.yaml", "overrides.yaml"}
+    assert files == {"config.yaml", "overrides.yaml", "learning_curve.png"}
     config = yaml.safe_load(Path(c.download_artifacts(r.info.run_id, "config.yaml")).read_text())
     assert config["optimizer"]["beta"] == 0.95 and config["optimizer"]["lr"] == 0.05
     saved = Path(c.download_artifacts(r.info.run_id, "overrides.yaml")).read_text()

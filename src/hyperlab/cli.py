@@ -67,6 +67,7 @@ def main(cfg: DictConfig) -> float:
         },
         overrides=list(hc.overrides.task),
         command=_command(),
+        output_dir=Path(hc.runtime.output_dir),
         parent_run_id=parent_file.read_text().strip()
         if multirun and parent_file.is_file()
         else None,

@@ -27,6 +27,7 @@ class Writer:
     def __init__(self) -> None:
         self.open: dict[int, tuple[Any, str]] = {}  # ref -> (client, run_id)
         self.errors: dict[int, str] = {}
+        self.curves: dict[int, dict[str, list[tuple[int, float]]]] = {}  # ref -> history
 
     def handle(self, req: dict[str, Any]) -> None:
         op, ref = req["op"], req["ref"]
@@ -41,6 +42,8 @@ class Writer:
                     c.log_artifact(run_id, path, req.get("artifact_path"))
             elif op == "end":
                 self.log(ref, req.get("metrics", ()), req.get("tags", {}))
+                if req.get("curve"):
+                    self.curve(ref, req["curve"], req.get("title", ""))
                 self.end(ref, req["status"])
             else:
                 raise ValueError(f"unknown request {op!r}")
@@ -82,13 +85,24 @@ class Writer:
         from mlflow.entities import Metric, RunTag
 
         c, run_id = self.open[ref]
+        history = self.curves.setdefault(ref, {})
+        for k, v, _, step in metrics:
+            history.setdefault(k, []).append((step, v))
         ms = [Metric(k, v, ts, step) for k, v, ts, step in metrics]
         ts = [RunTag(k, v) for k, v in tags.items()]
         while ms or ts:
             c.log_batch(run_id, metrics=ms[:BATCH_METRICS], tags=ts[:BATCH_PARAMS])
             ms, ts = ms[BATCH_METRICS:], ts[BATCH_PARAMS:]
 
+    def curve(self, ref: int, path: str, title: str) -> None:
+        """Draw the run's learning curve to `path` and log it as an artifact."""
+        from hyperlab.curves import draw
+
+        c, run_id = self.open[ref]
+        c.log_artifact(run_id, str(draw(self.curves.get(ref, {}), Path(path), title)))
+
     def end(self, ref: int, status: str) -> None:
+        self.curves.pop(ref, None)
         c, run_id = self.open.pop(ref)
         c.set_terminated(run_id, status)
         reply(ref=ref, kind="end", run_id=run_id, error=self.errors.pop(ref, None))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +35,7 @@ class Job:
     listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
     tags: Mapping[str, str] = field(default_factory=dict)
     run_name: str = ""  # default: the overrides
+    output_dir: Path | None = None  # where the learning curve is drawn (default: a temp dir)
     timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
 
 
@@ -79,6 +83,8 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             },
             flush_seconds=tracking["flush_seconds"],
         )
+    out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
+    curve, title = out / "learning_curve.png", f"hyperlab {' '.join(job.overrides)}"
     listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
     progress = display.ProgressDisplay(config["epochs"]) if config["progress"] else None
     if progress:
@@ -113,7 +119,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         display.error_console.print(f"[bold red]diverged:[/] {reason}")
         if tracker:
             tags = {"hyperlab.failure_reason": reason, "hyperlab.outcome": "diverged"}
-            tracker.finish("FAILED", tags=tags)
+            tracker.finish("FAILED", tags=tags, curve=curve, title=title)
         return math.nan
     except BaseException as e:
         if tracker:
@@ -130,7 +136,12 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             }
             # The original error matters more than a failure to record it.
             with contextlib.suppress(TrackingError):
-                tracker.finish("FAILED" if outcome == "failed" else "KILLED", tags=why)
+                tracker.finish(
+                    "FAILED" if outcome == "failed" else "KILLED",
+                    tags=why,
+                    curve=curve,
+                    title=title,
+                )
         raise
 
     job.timings["fit"] = time.perf_counter() - start
@@ -163,6 +174,8 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 "hyperlab.objective": f"{metric} ({config['objective']['direction']})",
                 "hyperlab.outcome": "complete",
             },
+            curve=curve,
+            title=title,
         )
     job.timings["finish"] = time.perf_counter() - start
     if config["progress"]:

@@ -181,6 +181,7 @@ def work(cfg: DictConfig) -> dict[str, int]:
                 overrides=trial_overrides,
                 command=line,
                 run_name=f"trial {trial.number}: {' '.join(trial_overrides)}",
+                output_dir=Path(hc.runtime.output_dir) / f"trial_{trial.number}",
                 parent_run_id=parent,
                 listeners=[PruningReporter(trial, metric, int(tcfg.epochs))],
                 tags={

@@ -285,15 +285,23 @@ class Tracker:
         metrics: Mapping[str, float] = {},
         step: int = 0,
         tags: Mapping[str, str] = {},
+        curve: str | Path | None = None,
+        title: str = "",
     ) -> str:
         """Send what is buffered with the final `metrics` and `tags` and end the run with
-        `status`; return its id. The writer finishes the work while the caller goes on:
+        `status`; return its id. With `curve`, the writer also draws the run's learning
+        curve there and logs it. The writer finishes the work while the caller goes on:
         drain() waits for it and reports failures."""
         self.log_metrics(metrics, step)
         batch, self._pending = self._pending, []
         run_id = self.run_id
         self._send(
-            op="end", status=status, metrics=batch, tags={k: str(v) for k, v in tags.items()}
+            op="end",
+            status=status,
+            metrics=batch,
+            tags={k: str(v) for k, v in tags.items()},
+            curve=str(curve) if curve else None,
+            title=title,
         )
         if self._error:
             self._fail()
