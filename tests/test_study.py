@@ -82,3 +82,22 @@ def test_a_live_workers_trial_counts_as_running(tmp_path: Path) -> None:
     assert other is not None
     assert study.claim(s, url, 2) is None  # two running trials fill a budget of two
     assert s.trials[0].state == TrialState.RUNNING
+
+
+def test_an_rdb_url_works_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=study.storage(url))
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, "s", "12"]) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    trials = optuna.load_study(study_name="s", storage=study.storage(url)).trials
+    assert sorted(t.number for t in trials) == list(range(12))
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_an_unreachable_storage_is_a_clear_error() -> None:
+    import pytest
+
+    from hyperlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sweep.storage=postgresql://u:\*\*\*@127.0.0.1:1/x"):
+        study.storage("postgresql://u:secret@127.0.0.1:1/x")
