@@ -183,12 +183,17 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
     )
     journal = tmp_path / st.DEFAULT_JOURNAL
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # wait until a trial is done and another running
+    while time.monotonic() < deadline:  # wait until a trial is done and another training
         if journal.exists():
-            states = [t.state for t in load(tmp_path).trials]
-            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            trials = load(tmp_path).trials
+            states = [t.state for t in trials]
+            if (
+                TrialState.COMPLETE in states
+                and states[-1] == TrialState.RUNNING
+                and trials[-1].intermediate_values  # its epochs have begun: it has a run
+            ):
                 break
-        time.sleep(0.5)
+        time.sleep(0.2)
     else:
         pytest.fail("the study never got going")
     os.killpg(proc.pid, signal.SIGKILL)

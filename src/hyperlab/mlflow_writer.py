@@ -125,8 +125,13 @@ _stdout = sys.stdout
 
 
 def reply(**fields: Any) -> None:
-    _stdout.write(json.dumps(fields) + "\n")
-    _stdout.flush()
+    try:
+        _stdout.write(json.dumps(fields) + "\n")
+        _stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # The trainer is gone. What it sent before it died is still to be written: go on
+        # until stdin ends, then abandon() closes the runs it left open.
+        pass
 
 
 def main() -> None:
