@@ -42,8 +42,13 @@ class Writer:
                     c.log_artifact(run_id, path, req.get("artifact_path"))
             elif op == "end":
                 self.log(ref, req.get("metrics", ()), req.get("tags", {}))
+                c, run_id = self.open[ref]
+                history = self.curves.pop(ref, {})
                 if req.get("curve"):
-                    self.curve(ref, req["curve"], req.get("title", ""))
+                    try:
+                        self.curve(c, run_id, history, req["curve"], req.get("title", ""))
+                    except Exception as e:  # a missing plot must not fail a recorded run
+                        print(f"hyperlab: no learning curve for run {run_id}: {e}", file=sys.stderr)
                 self.end(ref, req["status"])
             else:
                 raise ValueError(f"unknown request {op!r}")
@@ -94,15 +99,20 @@ class Writer:
             c.log_batch(run_id, metrics=ms[:BATCH_METRICS], tags=ts[:BATCH_PARAMS])
             ms, ts = ms[BATCH_METRICS:], ts[BATCH_PARAMS:]
 
-    def curve(self, ref: int, path: str, title: str) -> None:
-        """Draw the run's learning curve to `path` and log it as an artifact."""
+    def curve(
+        self,
+        c: Any,
+        run_id: str,
+        history: dict[str, list[tuple[int, float]]],
+        path: str,
+        title: str,
+    ) -> None:
+        """Draw a run's learning curve to `path` and log it as an artifact."""
         from hyperlab.curves import draw
 
-        c, run_id = self.open[ref]
-        c.log_artifact(run_id, str(draw(self.curves.get(ref, {}), Path(path), title)))
+        c.log_artifact(run_id, str(draw(history, Path(path), title)))
 
     def end(self, ref: int, status: str) -> None:
-        self.curves.pop(ref, None)
         c, run_id = self.open.pop(ref)
         c.set_terminated(run_id, status)
         reply(ref=ref, kind="end", run_id=run_id, error=self.errors.pop(ref, None))

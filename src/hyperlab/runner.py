@@ -84,7 +84,8 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             flush_seconds=tracking["flush_seconds"],
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
-    curve, title = out / "learning_curve.png", f"hyperlab {' '.join(job.overrides)}"
+    curve = out / "learning_curve.png" if tracking["curve"] else None
+    title = f"hyperlab {' '.join(job.overrides)}"
     listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
     progress = display.ProgressDisplay(config["epochs"]) if config["progress"] else None
     if progress:

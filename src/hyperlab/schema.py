@@ -25,6 +25,7 @@ class Tracking:
     experiment: str = "hyperlab"
     artifacts: str = "outputs/mlartifacts"
     flush_seconds: float = 1.0  # how often metrics go to the store
+    curve: bool = True  # draw each run's learning curve (PNG artifact)
 
 
 @dataclass
