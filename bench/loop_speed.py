@@ -147,7 +147,10 @@ def loop_ratio(
     return ratios, statistics.median(ours_sps), statistics.median(floor_sps)
 
 
-def tracking_ratio(rounds: int, drain_each: bool, uri: str) -> tuple[list[float], float, float]:
+def tracking_ratio(
+    rounds: int, drain_each: bool, uri: str, curve: bool = False
+) -> tuple[list[float], float, float]:
+    """run() with tracking on (with or without the learning curve) over tracking off."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         on, off = (
             compose(
@@ -158,6 +161,7 @@ def tracking_ratio(rounds: int, drain_each: bool, uri: str) -> tuple[list[float]
                     f"tracking.enabled={t}",
                     f"tracking.uri={uri}",
                     "tracking.experiment=bench",
+                    f"tracking.curve={str(curve).lower()}",
                 ],
             )
             for t in ("true", "false")
@@ -182,7 +186,8 @@ def tracking_ratio(rounds: int, drain_each: bool, uri: str) -> tuple[list[float]
 
 
 def command_ratio(rounds: int, workdir: str) -> tuple[list[float], float, float]:
-    """Whole `hyperlab epochs=20` commands, tracking on and off, each a fresh process."""
+    """Whole `hyperlab epochs=20` commands (defaults: learning curve on), tracking on and
+    off, each a fresh process."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     exe = str(Path(sys.executable).parent / "hyperlab")
 
@@ -210,6 +215,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--command-rounds", type=int, default=7)
+    ap.add_argument("--skip-loop", action="store_true", help="only the MLflow measurements")
     ap.add_argument("--workdir", default="/tmp/hyperlab-bench")
     args = ap.parse_args()
     register()
@@ -223,7 +229,7 @@ def main() -> None:
         f"epochs; {args.rounds} alternating rounds\n"
     )
     print("steps/s of hyperlab's fit() over a hand-written loop (goal >= 0.95); median [IQR]")
-    for norm in ("none", "batchnorm"):
+    for norm in ("none", "batchnorm") if not args.skip_loop else ():
         for evaluate_dev, label in ((False, "bare steps"), (True, "steps + dev eval")):
             ratios, ours, floor = loop_ratio(args.rounds, norm, evaluate_dev)
             print(
@@ -232,13 +238,23 @@ def main() -> None:
                 f"{spread(ratios)}"
             )
     print("\nwall time of a 20-epoch run() with MLflow on over off (goal <= 1.05); median [IQR]")
-    for drain_each, label in ((False, "jobs in one process"), (True, "drain after each run")):
-        store = f"sqlite:///{args.workdir}/mlflow.db"
-        ratios, on, off = tracking_ratio(args.rounds, drain_each, store)
+    store = f"sqlite:///{args.workdir}/mlflow.db"
+    cases = (
+        (False, False, "jobs in one process"),
+        (True, False, "drain after each run"),
+        (True, True, "same, + learning curve"),
+    )
+    for drain_each, curve, label in cases:
+        ratios, on, off = tracking_ratio(args.rounds, drain_each, store, curve)
         print(
-            f"  {label:<21} on {on:.3f} s  off {off:.3f} s  on/off "
+            f"  {label:<22} on {on:.3f} s  off {off:.3f} s  on/off "
             f"{statistics.median(ratios):.3f} {spread(ratios)}"
         )
+    ratios, on, off = command_ratio(args.command_rounds, args.workdir)
+    print(
+        f"  {'cold command, defaults':<22} on {on:.3f} s  off {off:.3f} s  on/off "
+        f"{statistics.median(ratios):.3f} {spread(ratios)}"
+    )
 
 
 if __name__ == "__main__":
