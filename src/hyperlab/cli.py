@@ -27,7 +27,8 @@ def _command() -> str:
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
-def _exit_with(e: HyperlabError) -> NoReturn:
+def exit_with(e: HyperlabError) -> NoReturn:
+    """Print a user's error as its problem and its fix, then exit 2."""
     from hyperlab.display import error_console
 
     error_console.print(f"[bold red]error:[/] {e.problem}")
@@ -50,7 +51,7 @@ def main(cfg: DictConfig) -> float:
             worst = check_gradients(cfg)
             sys.exit(0 if worst < cfg.gradcheck.fail_at else 1)
     except HyperlabError as e:
-        _exit_with(e)
+        exit_with(e)
     if cfg.tracking.enabled:
         writer(cfg.tracking.uri)  # start it now: its imports overlap with torch's below
     # Imported here so that --help and --cfg do not pay for torch.
@@ -77,7 +78,7 @@ def main(cfg: DictConfig) -> float:
         if not multirun:
             drain()  # a multirun drains once, when it ends
     except HyperlabError as e:
-        _exit_with(e)
+        exit_with(e)
     except KeyboardInterrupt:
         print("interrupted (a started MLflow run is recorded as KILLED)", file=sys.stderr)
         sys.exit(130)

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import DictConfig
 
 from hyperlab import display
-from hyperlab.build import build
+from hyperlab.build import Parts, build
 from hyperlab.diagnose import bias_variance
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
@@ -39,6 +39,14 @@ class Job:
     timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
 
 
+def _prepare(cfg: DictConfig | Mapping[str, Any]) -> tuple[dict[str, Any], Parts]:
+    """Check the config, set threads and the seed, and build the parts of a run."""
+    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])  # initialization and dropout masks
+    return config, build(config)
+
+
 def _is_pruned(e: BaseException) -> bool:
     return type(e).__name__ == "TrialPruned"
 
@@ -49,11 +57,8 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     Bad config values raise ConfigError and bad data DataError, before anything is
     recorded."""
     job = job or Job()
-    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])  # initialization and dropout masks
     start = time.perf_counter()
-    parts = build(config)
+    config, parts = _prepare(cfg)
     job.timings["build"] = time.perf_counter() - start
     data = parts.data
     header = (
@@ -198,11 +203,8 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
 
     from hyperlab.gradcheck import gradient_check
 
-    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
+    config, parts = _prepare(cfg)
     settings, reg = config["gradcheck"], config["regularization"]
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
-    parts = build(config)
     x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
     m = len(parts.data.y_train)
     console = display.console

@@ -230,9 +230,9 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     try:
         return _sweep(launcher, cfg, arguments)
     except HyperlabError as e:
-        from hyperlab.cli import _exit_with
+        from hyperlab.cli import exit_with
 
-        _exit_with(e)
+        exit_with(e)
 
 
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
