@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from hyperlab.search import study
@@ -95,9 +96,23 @@ def test_an_rdb_url_works_too(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_storage_is_a_clear_error() -> None:
-    import pytest
-
     from hyperlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"sweep.storage=postgresql://u:\*\*\*@127.0.0.1:1/x"):
         study.storage("postgresql://u:secret@127.0.0.1:1/x")
+
+
+def test_the_journal_lock_never_dangles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Optuna's journal lock is a symlink to the journal; a worker killed while writing
+    # leaves it behind, and Optuna frees it after a grace period only if it resolves.
+    # A relative journal path (the default) made it dangle: the next worker spun forever.
+    monkeypatch.chdir(tmp_path)
+    storage = study.storage(study.DEFAULT_JOURNAL)
+    lock = storage._backend._lock  # type: ignore[attr-defined]
+    assert lock.acquire()
+    try:
+        link = Path(lock._lock_file)
+        assert link.resolve() == (tmp_path / study.DEFAULT_JOURNAL).resolve()
+        assert link.exists()  # os.path.exists follows the link: it points at a file
+    finally:
+        lock.release()

@@ -45,7 +45,9 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
     path = journal_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        # Absolute: Optuna's lock is a symlink to this path, and a relative one dangles, so
+        # a lock left by a killed worker would never be seen as stale (it spins forever).
+        return JournalStorage(JournalFileBackend(str(path.resolve())))
     try:
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds
