@@ -184,7 +184,8 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
     journal = tmp_path / st.DEFAULT_JOURNAL
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait until a trial is done and another training
-        if journal.exists():
+        storage = st.storage(str(journal)) if journal.exists() else None
+        if storage is not None and optuna.get_all_study_summaries(storage):  # created yet?
             trials = load(tmp_path).trials
             states = [t.state for t in trials]
             if (
