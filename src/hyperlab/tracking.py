@@ -256,9 +256,6 @@ class Tracker:
         ms = int(time.time() * 1000)
         self._pending.extend((k, float(v), ms, step) for k, v in metrics.items())
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._send(op="log", tags={k: str(v) for k, v in tags.items()})
-
     def log_files(self, paths: Sequence[str | Path], artifact_path: str | None = None) -> None:
         """Log local files as artifacts (they must exist until the writer has read them)."""
         self._send(op="files", paths=[str(p) for p in paths], artifact_path=artifact_path)
