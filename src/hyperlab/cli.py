@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,8 +13,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hyperlab.callbacks import PARENT_RUN_FILE
-from hyperlab.errors import HyperlabError
+from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.schema import register
+
+if TYPE_CHECKING:
+    from hyperlab.checkpoint import Checkpoint
 
 register()
 
@@ -37,14 +40,62 @@ def exit_with(e: HyperlabError) -> NoReturn:
     sys.exit(2)
 
 
+def _choices(overrides: list[str] | None = None) -> dict[str, str]:
+    """group -> option of this job, or of the config `overrides` compose."""
+    if overrides is None:
+        choices = HydraConfig.get().runtime.choices
+    else:
+        from hydra import compose
+
+        choices = compose(
+            "config", overrides=overrides, return_hydra_config=True
+        ).hydra.runtime.choices
+    return {g: c for g, c in choices.items() if c is not None and not g.startswith("hydra/")}
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str], Checkpoint]:
+    """resume=REF: the checkpoint, and the config its run was trained with (its overrides)
+    with this command's overrides on top."""
+    from hydra import compose
+
+    from hyperlab.checkpoint import load, locate
+
+    ckpt = load(locate(str(cfg.resume), str(cfg.tracking.uri)))
+    merged: dict[str, str] = {}
+    for o in [*ckpt.overrides, *overrides]:  # later ones win, as on the command line
+        if _key(o) != "resume":
+            merged.pop(_key(o), None)
+            merged[_key(o)] = o
+    return (
+        compose("config", overrides=[*merged.values(), f"resume={cfg.resume}"]),
+        [*merged.values()],
+        ckpt,
+    )
+
+
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train the configured model; return the objective for a sweeper."""
     from hyperlab.tracking import drain, writer
     from hyperlab.validate import validate
 
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides, checkpoint = list(hc.overrides.task), None
     try:
         validate(cfg)  # before anything starts: a bad value records nothing
+        if cfg.resume:
+            if multirun:
+                raise ConfigError(
+                    "resume= continues one run; it cannot be part of a multirun",
+                    "resume one run per command",
+                )
+            cfg, overrides, checkpoint = _resumed(cfg, overrides)
+            validate(cfg)
         if cfg.task == "gradcheck":
             from hyperlab.runner import check_gradients
 
@@ -57,22 +108,19 @@ def main(cfg: DictConfig) -> float:
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.runner import Job, run
 
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_FILE
     job = Job(
-        choices={
-            group: option
-            for group, option in hc.runtime.choices.items()
-            if option is not None and not group.startswith("hydra/")
-        },
-        overrides=list(hc.overrides.task),
+        choices=_choices(overrides) if checkpoint else _choices(),
+        overrides=overrides,
         command=_command(),
         output_dir=Path(hc.runtime.output_dir),
         parent_run_id=parent_file.read_text().strip()
         if multirun and parent_file.is_file()
         else None,
+        resume=checkpoint,
     )
+    if checkpoint:
+        job.run_name = f"resumed at epoch {checkpoint.epoch}: {' '.join(overrides)}"
     try:
         value = run(cfg, job)
         if not multirun:

@@ -18,7 +18,10 @@ from omegaconf import DictConfig
 
 from hyperlab import display
 from hyperlab.build import Parts, build
+from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
+from hyperlab.checkpoint import Checkpoint, Checkpointer
 from hyperlab.diagnose import bias_variance
+from hyperlab.errors import ConfigError
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
 from hyperlab.validate import validate
@@ -35,7 +38,8 @@ class Job:
     listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
     tags: Mapping[str, str] = field(default_factory=dict)
     run_name: str = ""  # default: the overrides
-    output_dir: Path | None = None  # where the learning curve is drawn (default: a temp dir)
+    output_dir: Path | None = None  # learning curve and checkpoints (default: a temp dir)
+    resume: Checkpoint | None = None  # continue from this checkpoint
     timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
 
 
@@ -61,6 +65,23 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     config, parts = _prepare(cfg)
     job.timings["build"] = time.perf_counter() - start
     data = parts.data
+    generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
+    start_epoch, resume_tags = 0, {}
+    if job.resume:
+        ckpt = job.resume
+        if config["epochs"] <= ckpt.epoch:
+            raise ConfigError(
+                f"epochs={config['epochs']}: the checkpoint has trained {ckpt.epoch} epochs "
+                "already",
+                f"ask for more in all, e.g. epochs={ckpt.epoch + max(ckpt.epoch, 10)}",
+            )
+        ckpt.restore(parts.model, parts.optimizer, generator)
+        start_epoch = ckpt.epoch
+        resume_tags = {
+            "hyperlab.resumed_from": ckpt.run_id,
+            "hyperlab.resumed_at_epoch": str(ckpt.epoch),
+            "hyperlab.resumed_checkpoint": str(ckpt.path),
+        }
     header = (
         f"{job.choices.get('model', 'model')} on {job.choices.get('dataset', 'data')}: "
         f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
@@ -81,7 +102,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             run_name=(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
             params=params_of(config, job.choices),
-            tags={**default_tags(job.command), **job.tags},
+            tags={**default_tags(job.command), **resume_tags, **job.tags},
             artifacts={
                 "config.yaml": yaml.safe_dump(config, sort_keys=False),
                 "overrides.yaml": yaml.safe_dump(list(job.overrides)),
@@ -92,11 +113,30 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     curve = out / "learning_curve.png" if tracking["curve"] else None
     title = f"hyperlab {' '.join(job.overrides)}"
     listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
-    progress = display.ProgressDisplay(config["epochs"]) if config["progress"] else None
+    every = config["checkpoint"]["every"]
+    if every:
+        listeners.insert(
+            len(listeners) - len(job.listeners),  # saved before a pruner may stop the run
+            Checkpointer(
+                out / CHECKPOINT_DIR,
+                every,
+                config["epochs"],
+                parts.model,
+                parts.optimizer,
+                generator,
+                job.overrides,
+                run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
+                on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
+                if tracker
+                else (lambda p: None),
+            ),
+        )
+    progress = (
+        display.ProgressDisplay(config["epochs"], start_epoch) if config["progress"] else None
+    )
     if progress:
         listeners.append(progress)
 
-    generator = torch.Generator().manual_seed(config["seed"])
     start = time.perf_counter()
     reg = config["regularization"]
     try:
@@ -116,6 +156,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 weights=parts.model.weights,
                 generator=generator,
                 listeners=listeners,
+                start_epoch=start_epoch,
             )
         finally:
             if progress:
@@ -151,6 +192,15 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         raise
 
     job.timings["fit"] = time.perf_counter() - start
+    if curve and tracker is None and job.output_dir:
+        from hyperlab.curves import draw
+
+        epochs = range(start_epoch, config["epochs"])
+        draw(
+            {k: list(zip(epochs, [h[k] for h in history], strict=True)) for k in history[0]},
+            curve,
+            title,
+        )
     start = time.perf_counter()
     final = {split: evaluate(parts.model, *data.split(split)) for split in ("train", "dev", "test")}
     reading = bias_variance(

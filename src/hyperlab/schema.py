@@ -16,6 +16,8 @@ from omegaconf import MISSING
 class Objective:
     metric: str = "dev_acc"
     direction: str = "maximize"
+    over_seeds: str = "mean"
+    z: float = 1.0
 
 
 @dataclass
@@ -35,6 +37,11 @@ class GradCheck:
     max_components: int = 0
     after_epochs: int = 0
     fail_at: float = 1e-3
+
+
+@dataclass
+class CheckpointSettings:
+    every: int = 0
 
 
 @dataclass
@@ -62,6 +69,7 @@ class Root:
     search: Any = None
     sampler: Any = MISSING
     pruner: Any = MISSING
+    experiment: Any = None
 
     task: str = "train"
     gradcheck: GradCheck = field(default_factory=GradCheck)
@@ -69,9 +77,15 @@ class Root:
     epochs: int = 20
     batch_size: int = 64
     seed: int = 0
+    repeats: int = 1
     objective: Objective = field(default_factory=Objective)
+    study: str = ""
+    top_k: int = 5
+    seeds: int = 3
     bayes_error: float = 0.0
     diagnosis_threshold: float = 0.05
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    resume: str = ""
     threads: int = 1
     progress: bool = True
     tracking: Tracking = field(default_factory=Tracking)

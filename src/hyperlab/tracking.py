@@ -31,7 +31,21 @@ if TYPE_CHECKING:
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 PARENT_TAG = "mlflow.parentRunId"
 # Settings of the study or the program, not of the trained model: kept out of a run's params.
-STUDY_KEYS = ("hydra", "tracking", "progress", "search", "sampler", "pruner", "sweep", "gradcheck")
+STUDY_KEYS = (
+    "hydra",
+    "tracking",
+    "progress",
+    "search",
+    "sampler",
+    "pruner",
+    "sweep",
+    "gradcheck",
+    "checkpoint",
+    "resume",
+    "study",
+    "top_k",
+    "seeds",
+)
 
 
 class TrackingError(HyperlabError):

@@ -67,7 +67,13 @@ COUNT = at_least(1, integer=True)
 
 # (key pattern, check, the allowed values as the error message states them, an example)
 RULES: list[tuple[str, Check, str, str]] = [
-    ("task", one_of("train", "gradcheck"), "train or gradcheck", "gradcheck"),
+    ("task", one_of("train", "gradcheck", "retest"), "train, gradcheck or retest", "gradcheck"),
+    ("checkpoint.every", at_least(0, integer=True), "an integer >= 0 (0: none)", "5"),
+    ("repeats", COUNT, "an integer >= 1", "3"),
+    ("objective.over_seeds", one_of("mean", "bound"), "mean or bound", "bound"),
+    ("objective.z", NON_NEGATIVE, "a number >= 0", "1.0"),
+    ("top_k", COUNT, "an integer >= 1", "5"),
+    ("seeds", COUNT, "an integer >= 1", "3"),
     ("gradcheck.eps", POSITIVE, "a number > 0", "1e-7"),
     ("gradcheck.batch", COUNT, "an integer >= 1", "32"),
     ("gradcheck.max_components", at_least(0, integer=True), "an integer >= 0", "0"),

@@ -1,0 +1,219 @@
+"""Checkpoints for babysitting one model ("panda"): save every N epochs, resume with nudged
+hyperparameters.
+
+A checkpoint holds what the next epoch needs to continue exactly: the model's and the
+optimizer's state, the epochs done (the schedule is a function of the epoch), both random
+states (dropout masks, mini-batch shuffles), and the overrides of the run, so that a resume
+composes the same config with only the user's changes on top. Files are read back with
+torch.load(weights_only=True): plain tensors and containers, never pickled code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from hyperlab.errors import HyperlabError
+
+FORMAT = "hyperlab-checkpoint/1"
+DIR = "checkpoints"  # under the run's output dir, and the artifact path in MLflow
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class CheckpointError(HyperlabError):
+    """A checkpoint that cannot be found, read or applied."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds."""
+
+    path: Path
+    epoch: int  # epochs completed: training resumes at this epoch index
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    optimizer_type: str
+    torch_rng: torch.Tensor
+    generator_rng: torch.Tensor
+    overrides: list[str]
+    run_id: str  # the MLflow run that wrote it ("" when tracking was off)
+
+    def restore(self, model: nn.Module, optimizer: Optimizer, generator: torch.Generator) -> None:
+        """Put the saved states into freshly built parts."""
+        try:
+            model.load_state_dict(self.model)
+        except RuntimeError as e:
+            first = str(e).splitlines()[:3]
+            raise CheckpointError(
+                f"checkpoint {self.path} holds a different model: {' '.join(first)}",
+                "resume with the model settings it was trained with (drop the model.*, "
+                "normalization or dataset overrides)",
+            ) from None
+        # load_state_dict would take another optimizer's state and fail at the first step.
+        if type(optimizer).__name__ != self.optimizer_type:
+            raise CheckpointError(
+                f"checkpoint {self.path} holds the state of another optimizer "
+                f"({self.optimizer_type}, not {type(optimizer).__name__})",
+                "resume with the optimizer it was trained with; change its lr or betas instead",
+            )
+        optimizer.load_state_dict(self.optimizer)
+        torch.set_rng_state(self.torch_rng)
+        generator.set_state(self.generator_rng)
+
+
+def save(
+    path: Path,
+    *,
+    epoch: int,
+    model: nn.Module,
+    optimizer: Optimizer,
+    generator: torch.Generator,
+    overrides: Sequence[str],
+    run_id: str = "",
+) -> Path:
+    """Write a checkpoint after `epoch` epochs; written to a temporary file and renamed, so a
+    kill during the write leaves the previous checkpoint whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "optimizer_type": type(optimizer).__name__,
+        "torch_rng": torch.get_rng_state(),
+        "generator_rng": generator.get_state(),
+        "overrides": list(overrides),
+        "run_id": run_id,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load(path: Path) -> Checkpoint:
+    """Read a checkpoint without executing code; a missing, corrupted or foreign file raises
+    CheckpointError naming it."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}", "give a run dir, a checkpoint file or an MLflow run id"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'})",
+            "the file is corrupted or was not written by hyperlab: resume from another "
+            f"checkpoint (they are saved as {DIR}/epoch_NNNN.pt in the run dir)",
+        ) from None
+    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a hyperlab checkpoint (no '{FORMAT}' format mark)",
+            "resume from a file that hyperlab saved with checkpoint.every=N",
+        )
+    return Checkpoint(
+        path=path,
+        epoch=int(state["epoch"]),
+        model=state["model"],
+        optimizer=state["optimizer"],
+        optimizer_type=str(state["optimizer_type"]),
+        torch_rng=state["torch_rng"],
+        generator_rng=state["generator_rng"],
+        overrides=[str(o) for o in state["overrides"]],
+        run_id=str(state["run_id"]),
+    )
+
+
+def _latest(directory: Path) -> Path | None:
+    files = sorted(directory.glob("epoch_*.pt"))
+    return files[-1] if files else None
+
+
+def locate(ref: str, tracking_uri: str) -> Path:
+    """The checkpoint `resume=` names: a checkpoint file, a run's output dir (its latest
+    checkpoint), or an MLflow run id (its latest checkpoint artifact, downloaded)."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = _latest(path / DIR) or _latest(path)
+        if found is None:
+            raise CheckpointError(
+                f"{path} holds no checkpoint ({DIR}/epoch_NNNN.pt)",
+                "train with checkpoint.every=N to save one every N epochs",
+            )
+        return found
+    if _RUN_ID.match(ref):
+        return _download(ref, tracking_uri)
+    raise CheckpointError(
+        f"resume={ref}: no such file or directory, and not an MLflow run id",
+        "give a run dir (outputs/runs/...), a checkpoint file, or a 32-character run id",
+    )
+
+
+def _download(run_id: str, uri: str) -> Path:
+    from hyperlab.tracking import client
+
+    c = client(uri)
+    try:
+        names = sorted(a.path for a in c.list_artifacts(run_id, DIR) if a.path.endswith(".pt"))
+    except Exception as e:
+        raise CheckpointError(
+            f"MLflow run {run_id} cannot be read at {uri}: {type(e).__name__}: {e}",
+            "check the run id and tracking.uri (the store the run was recorded in)",
+        ) from None
+    if not names:
+        raise CheckpointError(
+            f"MLflow run {run_id} has no checkpoint artifacts",
+            "train with checkpoint.every=N to save one every N epochs",
+        )
+    target = Path(tempfile.mkdtemp(prefix="hyperlab-resume-"))
+    return Path(c.download_artifacts(run_id, names[-1], str(target)))
+
+
+class Checkpointer:
+    """A listener that saves a checkpoint every `every` epochs and after the last one, and
+    hands each file to `on_saved` (e.g. to log it to MLflow)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        every: int,
+        epochs: int,
+        model: nn.Module,
+        optimizer: Optimizer,
+        generator: torch.Generator,
+        overrides: Sequence[str],
+        run_id: Callable[[], str] = lambda: "",
+        on_saved: Callable[[Path], None] = lambda path: None,
+    ) -> None:
+        self.directory, self.every, self.epochs = directory, every, epochs
+        self.model, self.optimizer, self.generator = model, optimizer, generator
+        self.overrides, self.run_id, self.on_saved = list(overrides), run_id, on_saved
+        self.saved: list[Path] = []
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        done = epoch + 1
+        if done % self.every and done != self.epochs:
+            return
+        path = save(
+            self.directory / f"epoch_{done:04d}.pt",
+            epoch=done,
+            model=self.model,
+            optimizer=self.optimizer,
+            generator=self.generator,
+            overrides=self.overrides,
+            run_id=self.run_id(),
+        )
+        self.saved.append(path)
+        self.on_saved(path)
