@@ -106,7 +106,8 @@ def main(cfg: DictConfig) -> float:
     if cfg.tracking.enabled:
         writer(cfg.tracking.uri)  # start it now: its imports overlap with torch's below
     # Imported here so that --help and --cfg do not pay for torch.
-    from hyperlab.runner import Job, run
+    from hyperlab.repeats import train
+    from hyperlab.runner import Job
 
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_FILE
     job = Job(
@@ -122,7 +123,7 @@ def main(cfg: DictConfig) -> float:
     if checkpoint:
         job.run_name = f"resumed at epoch {checkpoint.epoch}: {' '.join(overrides)}"
     try:
-        value = run(cfg, job)
+        value = train(cfg, job).objective
         if not multirun:
             drain()  # a multirun drains once, when it ends
     except HyperlabError as e:

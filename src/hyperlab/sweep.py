@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hyperlab.search.space import Param
 
 PARENT_ATTR = "mlflow_parent_run_id"
+SEEDS_ATTR = "per_seed"  # with repeats > 1: {seed: value}
 
 
 class SweepFailed(RuntimeError):
@@ -86,6 +87,8 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
     kwargs: dict[str, Any] = {"seed": int(cfg.sweep.seed) + worker}
     if _target(cfg.sampler).endswith("GridSampler"):
         kwargs["search_space"] = space.grid_space(setup.params)
+    if _target(cfg.sampler).endswith("CoarseToFineSampler"):
+        kwargs["n_trials"] = setup.n_trials  # its stages are fractions of the study
     return instantiate(node)(**kwargs)  # type: ignore[no-any-return]
 
 
@@ -147,7 +150,8 @@ def work(cfg: DictConfig) -> dict[str, int]:
     from hydra import compose
     from optuna.trial import TrialState
 
-    from hyperlab.runner import Job, run
+    from hyperlab.repeats import train
+    from hyperlab.runner import Job
     from hyperlab.search import space, study
     from hyperlab.search.report import REPLAY_ATTR
     from hyperlab.search.trial import PruningReporter, replay
@@ -188,14 +192,22 @@ def work(cfg: DictConfig) -> dict[str, int]:
                     "hyperlab.study": setup.name,
                     "hyperlab.trial": str(trial.number),
                     "hyperlab.replay": line,
+                    **_stage_tag(s, trial.number),
                 },
             )
-            result = run(tcfg, job)
+            result = train(tcfg, job)
             trial.set_user_attr("seconds", {k: round(v, 6) for k, v in job.timings.items()})
-            if math.isnan(result):
+            if len(result.values) > 1:
+                trial.set_user_attr(
+                    SEEDS_ATTR,
+                    {str(s): v for s, v in zip(result.seeds, result.values, strict=True)},
+                )
+                trial.set_user_attr("mean", result.mean)
+                trial.set_user_attr("std", result.std)
+            if math.isnan(result.objective):
                 reason = "training diverged (the cost became NaN or infinite)"
             else:
-                state, value = TrialState.COMPLETE, result
+                state, value = TrialState.COMPLETE, result.objective
         except optuna.TrialPruned:
             state = TrialState.PRUNED
         except Exception as e:  # a bad sample (HyperlabError) or a crash fails this trial only
@@ -207,6 +219,31 @@ def work(cfg: DictConfig) -> dict[str, int]:
         _check_failure_rate(s, float(cfg.sweep.max_failure_rate))
     drain()
     return done
+
+
+def _stage_tag(s: optuna.Study, number: int) -> dict[str, str]:
+    from hyperlab.search.coarse_to_fine import CoarseToFineSampler
+
+    if isinstance(s.sampler, CoarseToFineSampler):
+        return {"hyperlab.stage": str(s.sampler.stage_of(number))}
+    return {}
+
+
+def _region_tags(s: optuna.Study) -> dict[str, str]:
+    """coarse_to_fine: each stage's region, as `region.<stage>.<parameter>` tags."""
+    from hyperlab.search.coarse_to_fine import CoarseToFineSampler, regions
+
+    if not isinstance(s.sampler, CoarseToFineSampler):
+        return {}
+    tags = {"hyperlab.stage_ends": str(s.sampler.stage_ends())}
+    for stage, region in regions(s).items():
+        for name, bounds in region.items():
+            if name.startswith("1-") and len(bounds) == 2 and not isinstance(bounds[0], str):
+                # stored as 1 - beta: shown as the beta range the user wrote
+                name, bounds = name[2:], [1 - bounds[1], 1 - bounds[0]]
+            shown = [f"{b:.4g}" if isinstance(b, float) else str(b) for b in bounds]
+            tags[f"region.{stage}.{name}"] = f"[{', '.join(shown)}]"
+    return tags
 
 
 def _check_failure_rate(s: optuna.Study, limit: float) -> None:
@@ -306,6 +343,10 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
                 "hyperlab.best_replay": rep.best.user_attrs.get(report.REPLAY_ATTR, ""),
                 **{f"best.{k}": str(v) for k, v in report.values(rep.best).items()},
             }
+        tags.update(_region_tags(s))
+        for key, region in tags.items():
+            if key.startswith("region."):
+                console.print(f"coarse to fine {key}: {region}")
         parent.log_files([sweep_dir / "summary.md", *rep.plots])
         status = (
             "FINISHED"
