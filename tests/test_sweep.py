@@ -247,3 +247,26 @@ def test_a_bad_space_fails_before_any_trial(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "search.params.lr" in r.stderr and "low > 0" in r.stderr
     assert not (tmp_path / st.DEFAULT_JOURNAL).exists()
+
+
+def test_coarse_to_fine_tags_each_trials_stage_and_the_parent_with_regions(
+    tmp_path: Path,
+) -> None:
+    r = hyperlab(tmp_path, "search=lr_beta", "sampler=coarse_to_fine", *QUICK, "sweep.n_trials=8")
+    assert r.returncode == 0, r.stderr
+    runs = mlflow_runs(tmp_path)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {int(r.data.tags["hyperlab.trial"]): r for r in runs if r is not parent}
+    # budgets 0.5/0.25/0.25 of 8 trials: 4, 2, 2
+    assert [children[n].data.tags["hyperlab.stage"] for n in range(8)] == list("00001122")
+    assert parent.data.tags["hyperlab.stage_ends"] == "[4, 6, 8]"
+    for stage in (1, 2):
+        low, high = map(float, parent.data.tags[f"region.{stage}.lr"].strip("[]").split(","))
+        assert 1e-4 <= low < high <= 1.0
+        for n, child in children.items():
+            if child.data.tags["hyperlab.stage"] == str(stage):
+                # the tags show 4 significant digits
+                assert low * 0.999 <= float(child.data.params["lr"]) <= high * 1.001
+        beta = parent.data.tags[f"region.{stage}.optimizer.beta"]
+        b_low, b_high = map(float, beta.strip("[]").split(","))
+        assert 0.9 <= b_low < b_high <= 0.999
