@@ -7,13 +7,13 @@ import statistics
 from pathlib import Path
 
 import pytest
-from conftest import Compose
 from mlflow import MlflowClient
-from test_sweep import QUICK, hyperlab, load
 
+from conftest import Compose
 from hyperlab.repeats import spread, train
 from hyperlab.runner import Job
 from hyperlab.tracking import drain
+from test_sweep import QUICK, hyperlab, load
 
 
 def test_spread_mean_std_and_the_pessimistic_bound() -> None:

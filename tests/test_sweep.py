@@ -263,7 +263,7 @@ def test_coarse_to_fine_tags_each_trials_stage_and_the_parent_with_regions(
     for stage in (1, 2):
         low, high = map(float, parent.data.tags[f"region.{stage}.lr"].strip("[]").split(","))
         assert 1e-4 <= low < high <= 1.0
-        for n, child in children.items():
+        for child in children.values():
             if child.data.tags["hyperlab.stage"] == str(stage):
                 # the tags show 4 significant digits
                 assert low * 0.999 <= float(child.data.params["lr"]) <= high * 1.001
