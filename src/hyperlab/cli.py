@@ -77,6 +77,20 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     )
 
 
+def _retest(cfg: DictConfig, overrides: list[str]) -> NoReturn:
+    from hydra import compose
+
+    from hyperlab.retest import retest
+    from hyperlab.tracking import drain
+
+    try:
+        retest(cfg, overrides, lambda o: (compose("config", overrides=o), _choices(o)))
+        drain()
+    except HyperlabError as e:
+        exit_with(e)
+    sys.exit(0)
+
+
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train the configured model; return the objective for a sweeper."""
@@ -105,6 +119,8 @@ def main(cfg: DictConfig) -> float:
         exit_with(e)
     if cfg.tracking.enabled:
         writer(cfg.tracking.uri)  # start it now: its imports overlap with torch's below
+    if cfg.task == "retest":
+        _retest(cfg, overrides)
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
     from hyperlab.runner import Job

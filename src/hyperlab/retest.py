@@ -1,0 +1,178 @@
+"""task=retest: re-run the best configurations of an earlier study on today's code and data.
+
+Hyperparameters go stale: the data grows, the code changes, and the ranking a study found
+months ago may no longer hold. Retesting trains each of the study's best `top_k` trials
+again with `seeds` seeds, and flags where the ranking changed or where a value moved by
+more than its seed spread (then the old ranking was luck, or the world moved).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from hyperlab import display
+from hyperlab.errors import ConfigError
+from hyperlab.repeats import Spread, train
+from hyperlab.runner import Job
+from hyperlab.tracking import default_tags, start_run
+
+# (overrides) -> (config, group choices): the entry point composes with Hydra.
+Composer = Callable[[list[str]], tuple[DictConfig, dict[str, str]]]
+KEYS = ("task", "study", "top_k", "seeds")  # the retest's own settings, not the trials'
+
+
+@dataclass
+class Row:
+    """One retested trial."""
+
+    number: int
+    replay: str
+    recorded: float
+    spread: Spread
+    rank_then: int
+    rank_now: int = 0
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.rank_now != self.rank_then:
+            out.append(f"rank {self.rank_then} -> {self.rank_now}")
+        moved = abs(self.spread.mean - self.recorded)
+        if moved > self.spread.std:
+            out.append(f"moved {moved:.4f} > seed spread {self.spread.std:.4f}")
+        return out
+
+
+def rank(rows: Sequence[Row], maximize: bool) -> None:
+    """Set each row's rank by its new mean (1 = best), ties kept in their old order."""
+
+    def key(r: Row) -> float:
+        if math.isnan(r.spread.mean):  # diverged on some seed: last
+            return math.inf
+        return -r.spread.mean if maximize else r.spread.mean
+
+    ordered = sorted(rows, key=key)
+    for i, row in enumerate(ordered, 1):
+        row.rank_now = i
+
+
+def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
+    """Retest the study `cfg.study` names; `own` are this command's overrides (tracking,
+    threads, data paths...), applied under each trial's replayed values."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from hyperlab.search import study as st
+    from hyperlab.search.report import REPLAY_ATTR
+    from hyperlab.sweep import PARENT_ATTR
+
+    name, url = str(cfg.study), str(cfg.sweep.storage)
+    if not name:
+        raise ConfigError("task=retest needs the study to retest", "add study=NAME")
+    storage = st.storage(url)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        raise ConfigError(
+            f"no study named {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}",
+            f"use one of {sorted(names)}" if names else "run a study first (search=NAME)",
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    complete = [
+        t for t in study.get_trials(states=(TrialState.COMPLETE,)) if REPLAY_ATTR in t.user_attrs
+    ]
+    complete.sort(key=lambda t: -float(t.value or 0) if maximize else float(t.value or 0))
+    best = complete[: int(cfg.top_k)]
+    if not best:
+        raise ConfigError(
+            f"study {name!r} has no complete trials to retest", "finish the study first"
+        )
+
+    seeds = int(cfg.seeds)
+    keep = [o for o in own if o.split("=", 1)[0].lstrip("+~") not in KEYS]
+    tracking = cfg.tracking
+    parent = None
+    if tracking.enabled:
+        parent = start_run(
+            str(tracking.uri),
+            str(tracking.experiment),
+            str(tracking.artifacts),
+            run_name=f"retest {name}",
+            tags={
+                **default_tags("hyperlab " + " ".join(own)),
+                "hyperlab.retest_of_study": name,
+                "hyperlab.retest_of": str(study.user_attrs.get(PARENT_ATTR, "")),
+            },
+            params={"study": name, "top_k": str(cfg.top_k), "seeds": str(seeds)},
+        )
+    console = display.console
+    console.print(
+        f"[bold]retest[/] {name}: the best {len(best)} of {len(complete)} complete trials, "
+        f"{seeds} seed(s) each"
+    )
+    rows = []
+    for then, t in enumerate(best, 1):
+        replay = str(t.user_attrs[REPLAY_ATTR])
+        overrides = [*keep, *shlex.split(replay)[1:], f"repeats={seeds}", "progress=false"]
+        config, choices = compose(overrides)
+        console.print(f"trial {t.number} (rank {then}): {replay}")
+        result = train(
+            config,
+            Job(
+                choices=choices,
+                overrides=shlex.split(replay)[1:],
+                command=replay,
+                run_name=f"retest trial {t.number}",
+                parent_run_id=parent.run_id if parent else None,
+                tags={"hyperlab.study": name, "hyperlab.retest_of_trial": str(t.number)},
+            ),
+        )
+        rows.append(Row(t.number, replay, float(t.value), result, then))  # type: ignore[arg-type]
+    rank(rows, maximize)
+    _show(rows, str(cfg.objective.metric), seeds)
+    if parent:
+        metrics: dict[str, float] = {}
+        for row in rows:
+            metrics[f"trial_{row.number}.recorded"] = row.recorded
+            metrics[f"trial_{row.number}.mean"] = row.spread.mean
+            metrics[f"trial_{row.number}.std"] = row.spread.std
+        changed = any(r.rank_now != r.rank_then for r in rows)
+        parent.finish(
+            "FINISHED",
+            metrics=metrics,
+            tags={
+                "hyperlab.ranking_changed": str(changed).lower(),
+                "hyperlab.warnings": "; ".join(
+                    f"trial {r.number}: {', '.join(r.warnings())}" for r in rows if r.warnings()
+                )[:5000],
+            },
+        )
+    return rows
+
+
+def _show(rows: Sequence[Row], metric: str, seeds: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{metric}: recorded then, {seeds} seed(s) now", title_justify="left")
+    for col in ("trial", "recorded", "now (mean ± std)", "rank then", "rank now", "warning"):
+        table.add_column(col, justify="left" if col == "warning" else "right")
+    for r in rows:
+        table.add_row(
+            str(r.number),
+            f"{r.recorded:.4f}",
+            f"{r.spread.mean:.4f} ± {r.spread.std:.4f}",
+            str(r.rank_then),
+            str(r.rank_now),
+            "[yellow]" + ", ".join(r.warnings()) if r.warnings() else "",
+        )
+    display.console.print(table)
+    if any(r.rank_now != r.rank_then for r in rows):
+        display.console.print(
+            "[yellow]the ranking changed:[/] the study's order does not hold on today's code "
+            "and data, or it was seed luck; consider a new study (repeats=R makes it robust)"
+        )
