@@ -225,3 +225,15 @@ def test_study_settings_come_with_the_space(cfg: Compose) -> None:
     setup: Setup = setup_of(cfg("search=lr_beta"), [])
     assert setup.n_trials == 30 and [p.key for p in setup.params] == ["lr", "optimizer.beta"]
     assert cfg("search=lr_beta").optimizer._target_.endswith("momentum")
+
+
+def test_a_replay_line_drops_the_search_a_preset_selects() -> None:
+    from hyperlab.search.trial import replay
+
+    choices = {"search": "lr", "optimizer": "adam", "experiment": "panda_vs_caviar"}
+    root = {"search": None, "optimizer": "adam"}
+    line = replay(["experiment=panda_vs_caviar", "sweep.workers=2"], ["lr=0.01"], choices, root)
+    assert line == "hyperlab experiment=panda_vs_caviar lr=0.01 '~search'"
+    assert replay(["epochs=3"], ["lr=0.01"], {"search": "lr"}, root) == (
+        "hyperlab epochs=3 lr=0.01"
+    )

@@ -59,4 +59,7 @@ def replay(
     for o in [*groups, *own, *trial_overrides]:  # later ones win, as on the command line
         merged.pop(_key(o), None)
         merged[_key(o)] = o
-    return " ".join(["hyperlab", *merged.values()])
+    line = ["hyperlab", *merged.values()]
+    if "experiment" in merged and choices.get("search"):
+        line.append("'~search'")  # the preset selects the study: the replay trains one model
+    return " ".join(line)
