@@ -30,3 +30,9 @@ def test_bayes_error_changes_the_reading() -> None:
 def test_advice_names_the_next_step() -> None:
     assert "bigger network" in bias_variance(0.2, 0.21).advice
     assert "regularization" in bias_variance(0.0, 0.2).advice
+
+
+def test_a_gap_of_exactly_the_threshold_is_not_high() -> None:
+    # 0.13 - 0.08 = 0.05000000000000004
+    assert bias_variance(0.08, 0.13, bayes_error=0.05, threshold=0.05).verdict == "fine"
+    assert bias_variance(0.08, 0.1301, 0.05, threshold=0.05).verdict == "high variance"

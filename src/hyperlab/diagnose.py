@@ -34,7 +34,8 @@ def bias_variance(
     exceeds `threshold` (errors are fractions: 0.05 is 5 points)."""
     bias = train_error - bayes_error
     variance = dev_error - train_error
-    high_bias, high_variance = bias > threshold, variance > threshold
+    # A gap of exactly the threshold (0.13 - 0.08 = 0.05000000000000004 in floats) is not high.
+    high_bias, high_variance = (round(gap - threshold, 9) > 0 for gap in (bias, variance))
     if high_bias and high_variance:
         verdict = "high bias and high variance"
     elif high_bias:
