@@ -27,6 +27,10 @@ class Report:
     top: list[FrozenTrial]
     importances: dict[str, float] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
+    # Per searched parameter, how many distinct values the trials tried, and out of how many
+    # trials: a 5 x 5 grid tries 5 of each in 25 trials, random search 25.
+    distinct: dict[str, int] = field(default_factory=dict)
+    sampled: int = 0
 
 
 def key_of(name: str) -> str:
@@ -43,22 +47,34 @@ def build(study: optuna.Study, out_dir: Path | None, top_k: int = 10) -> Report:
     """Collect the report; with `out_dir`, also draw the plots there as PNG files."""
     from optuna.trial import TrialState
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     maximize = study.direction.name == "MAXIMIZE"
     top = sorted(
         complete, key=lambda t: t.value if t.value is not None else math.nan, reverse=maximize
     )[:top_k]
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     rep = Report(
         study.study_name, study.direction.name.lower(), counts, top[0] if top else None, top
     )
+    rep.distinct, rep.sampled = distinct_values(trials)
     if len(complete) >= 2:
         rep.importances = _importances(study)
     if out_dir is not None and complete:
         rep.plots = _plots(study, rep, out_dir)
     return rep
+
+
+def distinct_values(trials: list[FrozenTrial]) -> tuple[dict[str, int], int]:
+    """Per searched parameter (by override key), how many distinct values the trials
+    tried, whatever became of them; and how many trials were sampled at all."""
+    tried: dict[str, set[Any]] = {}
+    for t in trials:
+        for k, v in t.params.items():
+            tried.setdefault(key_of(k), set()).add(v)
+    return {k: len(tried[k]) for k in sorted(tried)}, sum(1 for t in trials if t.params)
 
 
 def _importances(study: optuna.Study) -> dict[str, float]:
@@ -132,6 +148,12 @@ def show(rep: Report, console: Console) -> None:
         v = values(t)
         table.add_row(str(t.number), f"{t.value:.4f}", *(_fmt(v.get(k)) for k in keys))
     console.print(table)
+    if rep.distinct:
+        console.print(
+            "[bold]distinct values tried:[/] "
+            + ", ".join(f"{k} {n}" for k, n in rep.distinct.items())
+            + f" (in {rep.sampled} trials)"
+        )
     if rep.importances:
         console.print(
             "[bold]importances:[/] " + ", ".join(f"{k} {v:.2f}" for k, v in rep.importances.items())
@@ -156,6 +178,13 @@ def markdown(rep: Report) -> str:
             + " |"
             for t in rep.top
         ]
+    if rep.distinct:
+        lines += [
+            "",
+            f"| parameter | distinct values tried (in {rep.sampled} trials) |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {n} |" for k, n in rep.distinct.items()]
     if rep.importances:
         lines += ["", "| parameter | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in rep.importances.items()]
