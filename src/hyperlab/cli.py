@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hyperlab.callbacks import PARENT_RUN_FILE
 from hyperlab.errors import ConfigError, HyperlabError
@@ -99,9 +99,11 @@ def main(cfg: DictConfig) -> float:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    overrides, checkpoint = list(hc.overrides.task), None
+    checkpoint = None
     try:
         validate(cfg)  # before anything starts: a bad value records nothing
+        # Unresolved: an ${oc.env:...} override keeps its secret out of the records.
+        overrides = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
         if cfg.resume:
             if multirun:
                 raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv as _csv
 import math
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,17 @@ def spirals(n_samples: int = 900, n_classes: int = 3, noise: float = 0.2, seed: 
 # --- local files ---------------------------------------------------------------------------
 
 
+# Features beyond this magnitude overflow the standardization (their squares leave float64).
+HUGE = 1e150
+
+
 def _existing(path: str | Path, what: str) -> Path:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise DataError(
+            f"dataset.path: '{p}' is a directory, not a {what} file",
+            f"name the file itself: dataset.path={p}/<file>.{what.lower()}",
+        )
     if not p.is_file():
         raise DataError(
             f"dataset.path: {what} file '{p}' does not exist",
@@ -112,14 +122,28 @@ def _existing(path: str | Path, what: str) -> Path:
 def csv(path: str, label: str | int = -1, delimiter: str = ",") -> tuple[np.ndarray, np.ndarray]:
     """A CSV file with a header row; `label` names the label column (header name or index)."""
     p = _existing(path, "CSV")
-    with p.open(newline="") as f:
-        rows = [row for row in _csv.reader(f, delimiter=delimiter) if row]
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            rows = [row for row in _csv.reader(f, delimiter=delimiter) if row]
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"dataset.path: '{p}' is not a UTF-8 text CSV file (byte {e.start} cannot be read)",
+            "give a CSV file; for a NumPy archive use dataset=npz",
+        ) from None
+    except (OSError, _csv.Error) as e:
+        raise DataError(f"CSV file '{p}' cannot be read: {e}", "give a valid CSV file") from None
     if len(rows) < 2:
         raise DataError(
             f"dataset.path: CSV file '{p}' has no data rows",
             "give a file with a header row and at least one row per class",
         )
     header, body = rows[0], rows[1:]
+    if len(header) < 2:
+        raise DataError(
+            f"CSV file '{p}' has a single column ({header[0][:60]!r}): it needs a label "
+            "column and at least one feature",
+            f"check the delimiter (dataset.delimiter={delimiter!r}) and the header row",
+        )
     col = _label_column(header, label, p)
     for n, row in enumerate(body, start=2):
         if len(row) != len(header):
@@ -127,7 +151,12 @@ def csv(path: str, label: str | int = -1, delimiter: str = ",") -> tuple[np.ndar
                 f"CSV file '{p}' line {n} has {len(row)} fields, the header has {len(header)}",
                 "make every row as long as the header",
             )
-    labels = np.array([row[col] for row in body])
+        if not row[col].strip():
+            raise DataError(
+                f"CSV file '{p}' line {n} has no label (column '{header[col]}' is empty)",
+                "give every row its class, or drop the rows without one",
+            )
+    labels = np.array([row[col].strip() for row in body])
     features = [[v for i, v in enumerate(row) if i != col] for row in body]
     try:
         x = np.array(features, dtype=np.float64)
@@ -171,6 +200,14 @@ def _first_non_numeric(rows: list[list[str]], header: list[str], col: int) -> tu
 def npz(path: str, x_key: str = "X", y_key: str = "y") -> tuple[np.ndarray, np.ndarray]:
     """A NumPy .npz archive holding the inputs under `x_key` and the labels under `y_key`."""
     p = _existing(path, "NPZ")
+    if not zipfile.is_zipfile(p):
+        with p.open("rb") as f:
+            single = f.read(6) == b"\x93NUMPY"
+        raise DataError(
+            f"NPZ file '{p}' cannot be read: it is not an NPZ archive"
+            + (" (it is a single .npy array)" if single else " (not a zip file)"),
+            "give a file written by numpy.savez(path, X=inputs, y=labels)",
+        )
     try:
         # allow_pickle=False: an archive must not run code when it is read.
         with np.load(p, allow_pickle=False) as archive:
@@ -208,8 +245,10 @@ def check(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[s
             f"the labels have shape {y.shape} but the inputs have {x.shape[0]} examples",
             "give one label per example (a 1-D vector as long as the inputs)",
         )
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"the inputs are not numeric (dtype {x.dtype})", "encode them as numbers")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise DataError(
+            f"the inputs are not real numbers (dtype {x.dtype})", "encode them as real numbers"
+        )
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -219,6 +258,21 @@ def check(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[s
             f"feature {col})",
             "impute or drop the missing values before training",
         )
+    huge = np.abs(x) > HUGE
+    if huge.any():
+        row, col = np.argwhere(huge)[0]
+        raise DataError(
+            f"the inputs hold values too large to standardize ({x[row, col]:.3g} at example "
+            f"{row}, feature {col}; at most {HUGE:.0e})",
+            "rescale the feature (e.g. take its logarithm or divide it by a power of ten)",
+        )
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype.kind in "USb"):
+        raise DataError(
+            f"the labels are of type {y.dtype}; expected integers or strings",
+            "give one class label (an integer or a string) per example",
+        )
+    if np.iscomplexobj(y):
+        raise DataError("the labels are complex numbers", "give integer or string class labels")
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all():
             raise DataError(
@@ -235,6 +289,12 @@ def check(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[s
         raise DataError(
             f"the labels hold {classes.size} class; a classifier needs at least 2",
             "check the label column (dataset.label)",
+        )
+    if classes.size > max(2, len(y) // 2):
+        raise DataError(
+            f"the labels hold {classes.size} classes for {len(y)} examples: fewer than two "
+            "examples per class (an ID or a continuous target, not a class label?)",
+            "check the label column (dataset.label, dataset.y_key); hyperlab trains classifiers",
         )
     return x, codes.astype(np.int64), tuple(str(c) for c in classes)
 
@@ -283,8 +343,18 @@ def split_standardize(
     scaler = StandardScaler().fit(x[train])
 
     def tensors(part: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        xs = torch.from_numpy(scaler.transform(x[part]).astype(np.float32))
-        return xs, torch.from_numpy(y[part])
+        standard = scaler.transform(x[part])
+        # float32 holds 3.4e38: a dev or test value standard deviations beyond reach of the
+        # training split's would become infinite.
+        far = ~(np.abs(standard) < np.finfo(np.float32).max)
+        if far.any():
+            row, col = np.argwhere(far)[0]
+            raise DataError(
+                f"feature {col} of example {part[row]} is {standard[row, col]:.3g} standard "
+                "deviations from the training mean: too far to train on",
+                "check the feature for outliers or a wrong unit; rescale or clip it",
+            )
+        return torch.from_numpy(standard.astype(np.float32)), torch.from_numpy(y[part])
 
     (xa, ya), (xd, yd), (xt, yt) = tensors(train), tensors(dev), tensors(test)
     return Splits(xa, ya, xd, yd, xt, yt, classes)

@@ -1,12 +1,34 @@
-"""Errors that reach the user as a message naming the problem and the fix, not a traceback."""
+"""Errors that reach the user as a message naming the problem and the fix, not a traceback.
+
+Their text never shows a password: `scheme://user:password@host` (a database URL in
+sweep.storage or tracking.uri) reads `scheme://user:***@host` in every message."""
 
 from __future__ import annotations
 
+import re
+
+# scheme://user:password@host: the password runs to the last @ of the token (a password may
+# hold an @ of its own), and stops at whitespace or a quote.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)[^\s'\"]*(?=@)")
+# ...?password=... in a URL's query, or password=... in a key=value list
+_KEY_PASSWORD = re.compile(r"(?i)(\b(?:password|passwd|pwd)=)[^\s&;'\",]+")
+MASK = "***"
+
+
+def masked_text(text: str) -> str:
+    """`text` with every password in a URL (`scheme://user:password@`) or a `password=`
+    setting replaced by ***."""
+    if "@" not in text and "=" not in text:
+        return text
+    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}", text)
+    return _KEY_PASSWORD.sub(rf"\g<1>{MASK}", text)
+
 
 class HyperlabError(Exception):
-    """A problem the user can fix; `fix` says how."""
+    """A problem the user can fix; `fix` says how. Passwords in either are masked."""
 
     def __init__(self, problem: str, fix: str = "") -> None:
+        problem, fix = masked_text(problem), masked_text(fix)
         super().__init__(problem)
         self.problem = problem
         self.fix = fix

@@ -19,6 +19,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hyperlab import display
+from hyperlab.build import build_data
+from hyperlab.errors import masked_text
 from hyperlab.runner import Job, run
 from hyperlab.tracking import default_tags, params_of, start_run
 from hyperlab.validate import validate
@@ -84,6 +86,7 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
         value = run(cfg, job)
         return spread([first], [value], direction=objective["direction"])
     seeds = list(range(first, first + repeats))
+    build_data(config["dataset"])  # bad data fails here, before a parent run is recorded
     tracking = config["tracking"]
     parent = None
     if tracking["enabled"] and job.parent_run_id is None:
@@ -92,7 +95,7 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
             tracking["uri"],
             tracking["experiment"],
             tracking["artifacts"],
-            run_name=f"{repeats} seeds: {name}"[:250],
+            run_name=masked_text(f"{repeats} seeds: {name}")[:250],
             tags={**default_tags(job.command), **job.tags, "hyperlab.repeats": str(repeats)},
             params=params_of(config, job.choices),
         )

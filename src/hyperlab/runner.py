@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import os
 import tempfile
 import time
 import uuid
@@ -17,13 +19,14 @@ import yaml
 from omegaconf import DictConfig
 
 from hyperlab import display
-from hyperlab.build import Parts, build
+from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
 from hyperlab.checkpoint import Checkpoint, Checkpointer
 from hyperlab.diagnose import bias_variance
-from hyperlab.errors import ConfigError
+from hyperlab.errors import ConfigError, masked_text
 from hyperlab.loop import Diverged, Listener, evaluate, fit
-from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
+from hyperlab.models import hidden_sizes
+from hyperlab.tracking import Tracker, TrackingError, default_tags, mask_secrets, params_of
 from hyperlab.validate import validate
 
 
@@ -48,7 +51,49 @@ def _prepare(cfg: DictConfig | Mapping[str, Any]) -> tuple[dict[str, Any], Parts
     config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])  # initialization and dropout masks
-    return config, build(config)
+    data = build_data(config["dataset"])  # kept: build() below gets the same splits
+    _check_model_size(config, data.n_features, data.n_classes)
+    try:
+        return config, build(config)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise _too_big(
+            config, f"the model cannot be allocated ({str(e).splitlines()[0]})"
+        ) from None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_model_size(config: Mapping[str, Any], n_features: int, n_classes: int) -> None:
+    """A model whose weights, gradients and optimizer state exceed the machine's memory
+    fails here, before torch allocates it (a typo such as model.hidden_units=1000000 would
+    otherwise exhaust the memory or stop with an allocator's traceback)."""
+    model = config["model"]
+    sizes = [n_features, *hidden_sizes(model["hidden_units"], model["layers"]), n_classes]
+    weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    memory = _memory_bytes()
+    # float32 weights, their gradients and up to two optimizer moments (Adam)
+    if memory and weights * 4 * 4 > memory:
+        raise _too_big(
+            config,
+            f"the model has {weights:.3g} weights: with their gradients and the optimizer's "
+            f"state that is {weights * 16 / 2**30:.3g} GiB, more than this machine's "
+            f"{memory / 2**30:.3g} GiB of memory",
+        )
+
+
+def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
+    model = config["model"]
+    return ConfigError(
+        f"model.hidden_units={model['hidden_units']}, model.layers={model['layers']}: {why}",
+        "use fewer hidden units or layers, e.g. model.hidden_units=128",
+    )
 
 
 def _is_pruned(e: BaseException) -> bool:
@@ -99,19 +144,21 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             tracking["uri"],
             tracking["experiment"],
             artifact_root=tracking["artifacts"],
-            run_name=(job.run_name or " ".join(job.overrides) or "defaults")[:250],
+            run_name=masked_text(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
             params=params_of(config, job.choices),
             tags={**default_tags(job.command), **resume_tags, **job.tags},
+            # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
+            # masked in every param, tag and artifact; the Tracker masks them as well.
             artifacts={
-                "config.yaml": yaml.safe_dump(config, sort_keys=False),
-                "overrides.yaml": yaml.safe_dump(list(job.overrides)),
+                "config.yaml": yaml.safe_dump(mask_secrets(config), sort_keys=False),
+                "overrides.yaml": yaml.safe_dump(mask_secrets(list(job.overrides))),
             },
             flush_seconds=tracking["flush_seconds"],
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
     curve = out / "learning_curve.png" if tracking["curve"] else None
-    title = f"hyperlab {' '.join(job.overrides)}"
+    title = masked_text(f"hyperlab {' '.join(job.overrides)}")
     listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
     every = config["checkpoint"]["every"]
     if every:
@@ -124,7 +171,9 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 parts.model,
                 parts.optimizer,
                 generator,
-                job.overrides,
+                # A checkpoint replays its run's overrides on resume, and is logged to
+                # MLflow: an override holding a password stays out (give it again).
+                [o for o in job.overrides if masked_text(o) == o],
                 run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
                 on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
                 if tracker
@@ -241,7 +290,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             reading,
             (metric, value),
             run_id,
-            tracking["uri"] if tracker else None,
+            masked_text(tracking["uri"]) if tracker else None,
         )
     return value
 

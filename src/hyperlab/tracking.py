@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hyperlab.errors import HyperlabError
+from hyperlab.errors import HyperlabError, masked_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,6 +50,21 @@ STUDY_KEYS = (
 
 class TrackingError(HyperlabError):
     """The tracking store could not be written."""
+
+
+def mask_secrets(value: Any) -> Any:
+    """`value` with every password in it masked: `scheme://user:password@host` becomes
+    `scheme://user:***@host` (and `password=...` becomes `password=***`) in a string, in
+    the values of a mapping and in the items of a list or tuple, at any depth. Whatever
+    hyperlab hands to MLflow or prints goes through it: a database URL in sweep.storage or
+    tracking.uri must not end up in a run's params, tags or artifacts."""
+    if isinstance(value, str):
+        return masked_text(value)
+    if isinstance(value, Mapping):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(mask_secrets(v) for v in value)
+    return value
 
 
 def client(uri: str) -> MlflowClient:
@@ -112,12 +127,13 @@ def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str
     for key, value in flatten({k: v for k, v in config.items() if k not in ("hydra", "tracking")}):
         if key.endswith(("._target_", "._partial_")):
             continue
-        params[key] = str(value)[:MAX_PARAM_LENGTH]
+        params[key] = masked_text(str(value))[:MAX_PARAM_LENGTH]
     return params
 
 
 def default_tags(command: str) -> dict[str, str]:
-    tags = {"hyperlab.command": command, "mlflow.user": getpass.getuser()}
+    """The command line (its passwords masked), the user and the git commit."""
+    tags = {"hyperlab.command": masked_text(command), "mlflow.user": getpass.getuser()}
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
@@ -129,6 +145,10 @@ class _WriterProcess:
 
     def __init__(self, uri: str | None = None) -> None:
         self.pid = os.getpid()
+        # The URL is a command-line argument, which any local user can read (ps): one
+        # holding a password is not opened early but with the first request (over a pipe).
+        if uri and masked_text(uri) != uri:
+            uri = None
         # A session of its own: Ctrl-C in the terminal must not kill the writer before
         # it has recorded the interrupted run as KILLED.
         self.proc = subprocess.Popen(
@@ -249,15 +269,16 @@ class Tracker:
         all_tags = dict(tags)
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
+        # Every text that reaches MLflow has its passwords masked (mask_secrets).
         self._send(
             op="start",
             uri=uri,
             experiment=experiment,
             artifact_root=artifact_root,
-            run_name=run_name,
-            tags=all_tags,
-            params=dict(params),
-            artifacts=dict(artifacts),
+            run_name=masked_text(run_name),
+            tags=mask_secrets(all_tags),
+            params=mask_secrets(dict(params)),
+            artifacts=mask_secrets(dict(artifacts)),
             run_id=run_id,
         )
 
@@ -310,9 +331,9 @@ class Tracker:
             op="end",
             status=status,
             metrics=batch,
-            tags={k: str(v) for k, v in tags.items()},
+            tags={k: masked_text(str(v)) for k, v in tags.items()},
             curve=str(curve) if curve else None,
-            title=title,
+            title=masked_text(title),
         )
         if self._error:
             self._fail()

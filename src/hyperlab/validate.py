@@ -1,17 +1,26 @@
 """Range checks on a composed config: every bad value is reported with its key, the allowed
-range and a fix, before anything is trained or recorded."""
+range and a fix, before anything is trained or recorded.
+
+Beyond the ranges of single keys: the data file must exist, the tracking URI must name a
+store MLflow can open, and a search space must be well formed, name keys the config has,
+and keep every value it can sample inside its key's allowed range (otherwise the study
+would start, record a parent run, and fail trial after trial)."""
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import importlib.util
 import math
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from hyperlab.errors import ConfigError
+from hyperlab.errors import ConfigError, DataError, masked_text
 
 # The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
 # step). Spelled out here so that checking a config does not import torch.
@@ -152,18 +161,27 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"{e.full_key}: {e.msg}", "fix or remove the interpolation") from None
 
 
+def _rule_error(key: str, value: Any) -> ConfigError | None:
+    """The error for `key=value` if a rule forbids it, else None."""
+    for pattern, check, allowed, example in RULES:
+        if fnmatch.fnmatchcase(key, pattern) and not check(value):
+            return ConfigError(
+                f"{key}={value!r} is not allowed: {key} must be {allowed}",
+                f"set it on the command line, e.g. {key}={example}",
+            )
+    return None
+
+
 def validate(cfg: DictConfig) -> dict[str, Any]:
-    """Check every key that has a rule; return the resolved config or raise ConfigError."""
+    """Check every key that has a rule; return the resolved config or raise ConfigError
+    (DataError for a data file that is not there)."""
     plain = resolved(cfg)
     leaves = flatten({k: v for k, v in plain.items() if k != "hydra"})
     # Shallow keys first: `lr=-1` is reported as lr, not as the optimizer.lr it feeds.
     for key, value in sorted(leaves, key=lambda kv: kv[0].count(".")):
-        for pattern, check, allowed, example in RULES:
-            if fnmatch.fnmatchcase(key, pattern) and not check(value):
-                raise ConfigError(
-                    f"{key}={value!r} is not allowed: {key} must be {allowed}",
-                    f"set it on the command line, e.g. {key}={example}",
-                )
+        error = _rule_error(key, value)
+        if error:
+            raise error
     split = plain["dataset"].get("split", {})
     if split:
         total = sum(float(split[k]) for k in ("train", "dev", "test"))
@@ -179,4 +197,212 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
             "at least 2 examples per mini-batch to compute a mean and a variance",
             "use batch_size >= 2, or normalization=layernorm for SGD",
         )
+    if plain.get("task") == "retest" and not plain.get("study"):
+        raise ConfigError("task=retest needs the study to retest", "add study=NAME")
+    _check_data_path(plain.get("dataset") or {})
+    tracking = plain.get("tracking") or {}
+    if tracking.get("enabled") or plain.get("resume"):
+        check_tracking_uri(str(tracking.get("uri", "")))
+    if plain.get("search") is not None:
+        check_search(plain, group_options)
     return plain
+
+
+# --- files and stores ----------------------------------------------------------------------
+
+
+def _check_data_path(dataset: Mapping[str, Any]) -> None:
+    """A data file must be there before a run (or a study, or seed repeats) starts."""
+    path = dataset.get("path")
+    if not isinstance(path, str) or not path:
+        return
+    p = Path(path).expanduser()
+    kind = str(dataset.get("_target_", "")).rsplit(".", 1)[-1].upper() or "data"
+    if p.is_dir():
+        raise DataError(
+            f"dataset.path: '{p}' is a directory, not a {kind} file",
+            f"name the file itself: dataset.path={p}/<file>",
+        )
+    if not p.is_file():
+        raise DataError(
+            f"dataset.path: {kind} file '{p}' does not exist",
+            f"pass an existing file: dataset.path=/absolute/path/to/file.{kind.lower()}",
+        )
+
+
+# MLflow's tracking URI schemes (a "+driver" may follow a database's).
+TRACKING_SCHEMES = (
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+_tracking_checked: set[str] = set()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Raise ConfigError unless MLflow can open `uri`: a known scheme, a driver that is
+    installed, a local store that is not a file of another kind. Checked once per process
+    (the writer reports a store that goes down later)."""
+    if uri in _tracking_checked:
+        return
+    shown = masked_text(uri)
+    fix = (
+        "use sqlite:///outputs/mlflow.db (the default), http://127.0.0.1:5000 (a tracking "
+        "server) or postgresql://user@host/db"
+    )
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme and scheme.split("+", 1)[0] not in TRACKING_SCHEMES:
+        raise ConfigError(f"tracking.uri={shown}: MLflow has no store for {scheme}://", fix)
+    local = uri.removeprefix("file://") if scheme in ("", "file") else None
+    if local and uri not in TRACKING_SCHEMES:
+        if Path(local).expanduser().is_file():
+            raise ConfigError(
+                f"tracking.uri={shown} is a file: MLflow keeps a local store in a directory",
+                fix,
+            )
+        if _file_store_refused():
+            raise ConfigError(
+                f"tracking.uri={shown} is a directory store, which this MLflow refuses "
+                "(its file store is in maintenance mode)",
+                "use tracking.uri=sqlite:///outputs/mlflow.db (the default), or set "
+                "MLFLOW_ALLOW_FILE_STORE=true to keep the directory store",
+            )
+    if scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).expanduser()
+        if path.is_dir() or any(p.exists() and not p.is_dir() for p in path.parents):
+            where = path if path.is_dir() else next(p for p in path.parents if p.exists())
+            raise ConfigError(
+                f"tracking.uri={shown}: {where} is in the way ("
+                f"{'a directory' if path.is_dir() else 'a file where a directory must be'})",
+                fix,
+            )
+    if scheme.split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+        from hyperlab.search.study import check_database
+
+        check_database(uri, "tracking.uri")
+    _tracking_checked.add(uri)
+
+
+def _file_store_refused() -> bool:
+    """Whether the installed MLflow refuses a directory store (MLflow 3 does, unless
+    MLFLOW_ALLOW_FILE_STORE is set), told without importing MLflow (seconds)."""
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
+        return False
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None:
+        return False
+    store = Path(spec.origin).parent / "store" / "tracking" / "file_store.py"
+    try:
+        return "MLFLOW_ALLOW_FILE_STORE" in store.read_text()
+    except OSError:
+        return False
+
+
+# --- search spaces -------------------------------------------------------------------------
+
+
+def group_options(group: str) -> list[str] | None:
+    """The options of config group `group`, or None where it is no group (or Hydra is not
+    initialized, and nothing can tell). Kept per config loader: asking Hydra costs tens of
+    milliseconds, and every trial's config is validated."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    gh = GlobalHydra.instance()
+    if "/" in group or "." in group or not gh.is_initialized():
+        return None
+    return _options(id(gh.config_loader()), group)
+
+
+@functools.lru_cache(maxsize=256)
+def _options(loader: int, group: str) -> list[str] | None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    found = (
+        GlobalHydra.instance()
+        .config_loader()
+        .get_group_options(group, results_filter=ObjectType.CONFIG)
+    )
+    return list(found) or None
+
+
+_ABSENT = object()
+
+
+def _lookup(config: Mapping[str, Any], key: str) -> Any:
+    """The value at dotted `key`, or _ABSENT."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def check_search(
+    plain: Mapping[str, Any], group_options: Callable[[str], list[str] | None]
+) -> None:
+    """The search space: parsed (hyperlab.search.space), every key a setting of the config
+    or of a group the search selects, every group choice an option of its group, and every
+    value the space can produce within its key's allowed range (each range's ends: every
+    rule is an interval)."""
+    from hyperlab.search import space
+
+    search = plain["search"]
+    if not isinstance(search, Mapping) or not isinstance(search.get("params"), Mapping):
+        raise ConfigError(
+            "search must hold a name and params (a mapping of override keys to ranges)",
+            "select a space from conf/search/ (search=NAME), or write one like them",
+        )
+    if not search.get("name") or not isinstance(search["name"], str):
+        raise ConfigError(
+            f"search.name={search.get('name')!r} must be a non-empty name",
+            "give the space a name: search.name=my_space (it names the study)",
+        )
+    params = space.parse(search["params"])
+    # A group: Hydra knows it, or (Hydra not running) the config holds a node there.
+    groups = [
+        p.key
+        for p in params
+        if p.kind == "categorical"
+        and (group_options(p.key) or isinstance(_lookup(plain, p.key), Mapping))
+    ]
+    for p in params:
+        where = f"search.params.{p.key}"
+        in_group = any(p.key.startswith(g + ".") for g in groups)
+        if p.key not in groups and not in_group and _lookup(plain, p.key) is _ABSENT:
+            raise ConfigError(
+                f"{where}: {p.key} is not a setting of the config",
+                "check its spelling (hyperlab --cfg job prints every setting), or search "
+                "the group that has it too, e.g. optimizer: {choices: [...]}",
+            )
+        if p.key in groups:
+            options = group_options(p.key) or []
+            for choice in p.choices if options else ():  # (no list: Hydra is not running)
+                if str(choice) not in options:
+                    raise ConfigError(
+                        f"{where}: {choice!r} is not an option of the group {p.key}",
+                        f"choose among {', '.join(options)}",
+                    )
+            continue
+        if p.kind == "categorical":
+            values: list[Any] = list(p.choices)
+        elif p.kind == "int":
+            values = [int(p.low), int(p.high)]
+        else:
+            values = [float(p.low), float(p.high)]
+        for v in values:
+            error = _rule_error(p.key, v)
+            if error:
+                raise ConfigError(
+                    f"{where} can produce {p.key}={v!r}, which is not allowed: "
+                    f"{error.problem.split(': ', 1)[1]}",
+                    "narrow the range (or the choices) to allowed values",
+                )

@@ -15,6 +15,7 @@ sampler, model-based ones included, searches 1 - beta evenly in decades.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import optuna
 
 SCALES = ("auto", "linear", "log", "one_minus_log")
+SETTINGS = ("low", "high", "scale", "type", "choices", "when", "grid")
 Value = float | int | str | bool
 
 
@@ -72,7 +74,8 @@ class Param:
         if self.scale == "log":
             return trial.suggest_float(self.key, self.low, self.high, log=True)
         u = trial.suggest_float(self.optuna_name, 1 - self.high, 1 - self.low, log=True)
-        return 1.0 - u
+        # 1 - (1 - low) can round below low (for low < 0.5): keep the value in its range.
+        return min(max(1.0 - u, self.low), self.high)
 
     def grid_points(self) -> list[Value]:
         """`grid` points evenly spaced on the parameter's scale (Optuna's values)."""
@@ -95,13 +98,26 @@ class Param:
 
 
 def parse(spec: Mapping[str, Any], where: str = "search.params") -> list[Param]:
-    """Parse a space spec; a malformed entry raises ConfigError naming it."""
+    """Parse a space spec; a malformed entry raises ConfigError naming it (whatever the
+    spec holds, never another exception)."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"{where} must map override keys to ranges or choices, got {spec!r}",
+            "write e.g. params: {lr: {low: 1.0e-4, high: 1.0}}",
+        )
     params: list[Param] = []
     for key, entry in spec.items():
         params.append(_parse_one(str(key), entry, f"{where}.{key}", [p.key for p in params]))
     if not params:
         raise ConfigError(f"{where} is empty", "name at least one parameter to search")
     return params
+
+
+def _scalar(v: Any) -> bool:
+    """A value Optuna can store as a choice, and an override can carry."""
+    return (
+        v is None or isinstance(v, bool | int | str) or (isinstance(v, float) and math.isfinite(v))
+    )
 
 
 def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
@@ -112,31 +128,53 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
         raise bad(
             f"expected a mapping, got {entry!r}", "write {low: ..., high: ...} or {choices: [...]}"
         )
-    unknown = set(entry) - {"low", "high", "scale", "type", "choices", "when", "grid"}
+    unknown = [str(k) for k in entry if k not in SETTINGS]
     if unknown:
-        raise bad(
-            f"unknown setting(s) {sorted(unknown)}",
-            "use low, high, scale, type, choices, when, grid",
-        )
+        raise bad(f"unknown setting(s) {sorted(unknown)}", f"use {', '.join(SETTINGS)}")
     when = {}
-    for dep, allowed in dict(entry.get("when") or {}).items():
+    conditions = entry.get("when")
+    if conditions is not None and not isinstance(conditions, Mapping):
+        raise bad(
+            f"when={conditions!r} must map earlier parameters to their values",
+            "e.g. when: {optimizer: [momentum, rmsprop]}",
+        )
+    for dep, allowed in dict(conditions or {}).items():
         if dep not in earlier:
             raise bad(
                 f"'when' refers to {dep!r}, which is not a parameter listed before it",
                 "list the parameter it depends on first",
             )
-        when[str(dep)] = (
+        values = (
             tuple(allowed)
             if isinstance(allowed, Sequence) and not isinstance(allowed, str)
             else (allowed,)
         )
+        if not values or not all(_scalar(v) for v in values):
+            raise bad(
+                f"when: {dep}={allowed!r} must be a value or a list of values",
+                "e.g. when: {optimizer: adam}",
+            )
+        when[str(dep)] = values
     grid = entry.get("grid", 5)
-    if not (isinstance(grid, int) and grid >= 1):
+    if isinstance(grid, bool) or not (isinstance(grid, int) and grid >= 1):
         raise bad(f"grid={grid!r} must be an integer >= 1", "e.g. grid: 5")
     if "choices" in entry:
-        choices = tuple(entry["choices"])
+        if "low" in entry or "high" in entry:
+            raise bad("has both choices and a range", "give either choices or low and high")
+        raw = entry["choices"]
+        if not isinstance(raw, Sequence) or isinstance(raw, str):
+            raise bad(f"choices={raw!r} must be a list", "e.g. choices: [relu, tanh]")
+        choices = tuple(raw)
         if not choices:
             raise bad("choices is empty", "list at least one choice")
+        odd = [c for c in choices if not _scalar(c)]
+        if odd:
+            raise bad(
+                f"choice {odd[0]!r} is not a number, a string, a boolean or null",
+                "list plain values; for a list-valued setting, search its parts instead",
+            )
+        if len(set(map(repr, choices))) < len(choices):
+            raise bad(f"choices {list(choices)} repeat a value", "list each choice once")
         return Param(key, "categorical", choices=choices, when=when, grid=grid)
     if "low" not in entry or "high" not in entry:
         raise bad("needs low and high, or choices", "e.g. {low: 1.0e-4, high: 1.0}")
@@ -146,13 +184,22 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
             raise bad(f"{name}={v!r} is not a finite number", f"give {name} as a number")
     if not low < high:
         raise bad(f"low={low} must be below high={high}", "swap or widen the range")
+    if not math.isfinite(float(high) - float(low)):
+        raise bad(f"[{low}, {high}] is too wide to sample", "narrow the range")
     kind = entry.get("type") or (
         "int" if isinstance(low, int) and isinstance(high, int) else "float"
     )
     if kind not in ("float", "int"):
         raise bad(f"type={kind!r} is not float or int", "use type: float or type: int")
+    if kind == "int":
+        if low != math.floor(low) or high != math.floor(high):
+            raise bad(
+                f"type: int needs whole-number bounds, got [{low}, {high}]",
+                "give integer low and high, or type: float",
+            )
+        low, high = int(low), int(high)
     scale = entry.get("scale", "auto")
-    if scale not in SCALES:
+    if not isinstance(scale, str) or scale not in SCALES:
         raise bad(f"scale={scale!r} is not one of {SCALES}", "use scale: log, for example")
     if scale == "auto":
         scale = auto_scale(float(low), float(high))
@@ -165,7 +212,7 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
             raise bad(
                 "one_minus_log is for averaging coefficients, not integers", "use scale: linear"
             )
-        if not 0 <= low < high < 1:
+        if not 0 <= low < high < 1 or not 1 - high < 1 - low:
             raise bad(
                 f"one_minus_log needs 0 <= low < high < 1, got [{low}, {high}]",
                 "give a range of an averaging coefficient such as [0.9, 0.999]",
@@ -202,11 +249,18 @@ def overrides(values: Mapping[str, Value]) -> list[str]:
     return [f"{k}={_format(v)}" for k, v in values.items()]
 
 
+# A string Hydra reads back as the same string when written bare (a group option, a name).
+_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_LITERALS = ("true", "false", "null", "nan", "inf")  # Hydra reads these (any case) as values
+
+
 def _format(v: Value) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
         return repr(v)
+    if isinstance(v, str) and not (_BARE.fullmatch(v) and v.lower() not in _LITERALS):
+        return "'" + v.replace("'", "\\'") + "'"  # quoted: Hydra reads it as this string
     return str(v)
 
 
@@ -228,5 +282,6 @@ def quantiles(p: Param, naive: bool = False, n: int = 10_000, seed: int = 0) -> 
     else:
         lo, hi = np.log(1 - p.high), np.log(1 - p.low)
         x = 1 - np.exp(lo + u * (hi - lo))
-    qs = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
+    # exp and 1 - x round: keep every quantile inside the range
+    qs = np.clip(np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95]), p.low, p.high)
     return [round(float(q)) if p.kind == "int" else float(q) for q in qs]

@@ -62,4 +62,6 @@ def replay(
     line = ["hyperlab", *merged.values()]
     if "experiment" in merged and choices.get("search"):
         line.append("'~search'")  # the preset selects the study: the replay trains one model
-    return " ".join(line)
+    from hyperlab.errors import masked_text
+
+    return masked_text(" ".join(line))  # stored in the study and printed: no passwords
