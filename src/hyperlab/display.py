@@ -87,4 +87,7 @@ def summary(
     console.print(f"  next step: {reading.advice}")
     console.print(f"[bold]objective:[/] {objective[0]} = {objective[1]:.4f}")
     if run_id:
-        console.print(f"[bold]MLflow:[/] run {run_id}  ->  mlflow ui --backend-store-uri {uri}")
+        console.print(
+            f"[bold]MLflow:[/] run {run_id}  ->  "
+            f"mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"
+        )
