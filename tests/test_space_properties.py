@@ -19,7 +19,13 @@ from hyperlab.search import space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: CI runs the same examples every time (a new one found is a new test case).
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 PARSER = OverridesParser.create()
 
 # --- strategies: valid specs ----------------------------------------------------------------
@@ -39,6 +45,8 @@ def float_specs(draw: st.DrawFn) -> dict[str, Any]:
     scale = draw(st.sampled_from(["linear", "log", "one_minus_log", "auto"]))
     pool = {"linear": finite, "log": positive, "one_minus_log": unit, "auto": finite}[scale]
     low, high = draw(ordered(pool))
+    # A one_minus_log range so narrow that 1 - low == 1 - high in floats is refused: invalid.
+    assume(scale != "one_minus_log" or 1 - high < 1 - low)
     spec: dict[str, Any] = {"low": low, "high": high, "scale": scale, "type": "float"}
     if draw(st.booleans()):
         spec["grid"] = draw(st.integers(1, 7))
