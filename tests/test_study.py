@@ -74,6 +74,26 @@ def test_a_dead_workers_trial_is_failed_and_replaced(tmp_path: Path) -> None:
     assert claimed == [1, 2, 3]  # the budget counts finished trials: 3 of them
 
 
+def test_a_dead_workers_trial_is_retried_with_its_params(tmp_path: Path) -> None:
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=study.storage(url))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    t = s.ask()
+    x = t.suggest_float("x", 0, 1)
+    t.set_user_attr(study.HOST_ATTR, __import__("socket").gethostname())
+    t.set_user_attr(study.PID_ATTR, dead.pid)
+    retried = study.claim(s, url, 3, retry_failed=1)
+    assert retried is not None
+    assert retried.suggest_float("x", 0, 1) == x  # the enqueued copy, not a new sample
+    assert retried.user_attrs["retry_of"] == 0
+    retried.set_user_attr("fail_reason", "ValueError: bad")  # failed for its values now
+    s.tell(retried, state=TrialState.FAIL)
+    fresh = study.claim(s, url, 3, retry_failed=1)
+    assert fresh is not None and "retry_of" not in fresh.user_attrs  # tried once only
+    assert [tr.state for tr in s.trials if tr.state == TrialState.WAITING] == []
+
+
 def test_a_live_workers_trial_counts_as_running(tmp_path: Path) -> None:
     url = str(tmp_path / "journal.log")
     s = optuna.create_study(study_name="s", storage=study.storage(url))

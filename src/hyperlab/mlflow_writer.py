@@ -6,6 +6,11 @@ process does them on another core instead. It reads one JSON request a line on s
 answers `start` and `end` requests on stdout. When stdin closes (the trainer exited or was
 killed), runs it started and was never told to end are ended as FAILED, so none is left
 RUNNING.
+
+A store that does not answer (a tracking server restarting, a database down, SQLite busy
+with other writers) is tried again with backoff for up to HYPERLAB_MLFLOW_RETRY_SECONDS
+(60) seconds per call; after that, the request fails and the trainer is told. MLflow's
+HTTP client retries on its own before that (MLFLOW_HTTP_REQUEST_MAX_RETRIES).
 """
 
 from __future__ import annotations
@@ -15,12 +20,83 @@ import logging
 import os
 import sys
 import tempfile
-import traceback
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
+RETRY_SECONDS = float(os.environ.get("HYPERLAB_MLFLOW_RETRY_SECONDS", "60"))
+# MLflow's error codes for a store that is busy or down, rather than a bad request.
+TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
+TRANSIENT_TYPES = ("OperationalError", "InterfaceError", "ConnectionError", "Timeout")
+
+
+def transient(e: BaseException) -> bool:
+    """Whether `e` says the store is unreachable or busy (worth retrying), not that the
+    request was wrong: a connection refused or timed out, SQLite's "database is locked"."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if getattr(seen, "error_code", None) in TRANSIENT_CODES:
+            return True
+        if isinstance(seen, ConnectionError | TimeoutError) or any(
+            t in type(seen).__name__ for t in TRANSIENT_TYPES
+        ):
+            return True
+        # The REST client's own retries are spent: the server is down or unreachable.
+        if "API request to" in str(seen) and ("failed with" in str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Retrying:
+    """An MlflowClient whose calls are tried again with backoff while the store is down.
+
+    Once one call has given up, later calls get one attempt each until a call succeeds:
+    a store that stays down must not hold up every request for the full retry time."""
+
+    def __init__(self, client: Any, uri: str, down: set[str]) -> None:
+        self._client, self._uri, self._down = client, uri, down
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        from hyperlab.errors import masked_text
+
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            delay, start = 0.5, time.monotonic()
+            while True:
+                try:
+                    result = method(*args, **kwargs)
+                except Exception as e:
+                    waited = time.monotonic() - start
+                    if not transient(e) or self._uri in self._down:
+                        raise
+                    if waited + delay > RETRY_SECONDS:
+                        self._down.add(self._uri)
+                        raise
+                    print(
+                        f"hyperlab: MLflow {name} at {masked_text(self._uri)} failed "
+                        f"({_first_line(e)}); retrying in {delay:.1f} s",
+                        file=sys.stderr,
+                    )
+                    time.sleep(delay)
+                    delay = min(2 * delay, 15.0)
+                else:
+                    self._down.discard(self._uri)
+                    return result
+
+        return call
+
+
+def _first_line(e: BaseException) -> str:
+    """An error's first line, its passwords masked."""
+    from hyperlab.errors import masked_text
+
+    text = masked_text(str(e)).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
 
 
 class Writer:
@@ -28,6 +104,16 @@ class Writer:
         self.open: dict[int, tuple[Any, str]] = {}  # ref -> (client, run_id)
         self.errors: dict[int, str] = {}
         self.curves: dict[int, dict[str, list[tuple[int, float]]]] = {}  # ref -> history
+        self.down: set[str] = set()  # stores whose retries ran out (see Retrying)
+        self.clients: dict[str, Retrying] = {}
+
+    def client(self, uri: str) -> Any:
+        """The retrying client for `uri`, one per store."""
+        from hyperlab.tracking import client
+
+        if uri not in self.clients:
+            self.clients[uri] = Retrying(client(uri), uri, self.down)
+        return self.clients[uri]
 
     def handle(self, req: dict[str, Any]) -> None:
         op, ref = req["op"], req["ref"]
@@ -40,6 +126,8 @@ class Writer:
                 c, run_id = self.open[ref]
                 for path in req["paths"]:
                     c.log_artifact(run_id, path, req.get("artifact_path"))
+            elif op == "close_stale":
+                self.close_stale(req)
             elif op == "end":
                 self.log(ref, req.get("metrics", ()), req.get("tags", {}))
                 c, run_id = self.open[ref]
@@ -53,19 +141,25 @@ class Writer:
             else:
                 raise ValueError(f"unknown request {op!r}")
         except Exception as e:
-            self.errors.setdefault(ref, f"{type(e).__name__}: {e}")
+            # One line per run: its first error (a run never created fails every request).
+            first = ref not in self.errors
+            self.errors.setdefault(ref, f"{type(e).__name__}: {_first_line(e)}")
             if op == "start" and ref not in self.open:  # the run was never created
                 reply(ref=ref, kind="start", error=self.errors[ref])
             elif op == "end":
                 reply(ref=ref, kind="end", error=self.errors.pop(ref))
-            print(f"hyperlab: MLflow could not record {op} of run {ref}: {e}", file=sys.stderr)
+            if first:
+                print(
+                    f"hyperlab: MLflow could not record {op} of run {ref}: {_first_line(e)}",
+                    file=sys.stderr,
+                )
 
     def start(self, ref: int, req: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        from hyperlab.tracking import client, experiment_id
+        from hyperlab.tracking import experiment_id
 
-        c = client(req["uri"])
+        c = self.client(req["uri"])
         if req.get("run_id"):  # reopen a run (a resumed study's parent): params stay as set
             run_id = req["run_id"]
             c.update_run(run_id, status="RUNNING")
@@ -117,6 +211,28 @@ class Writer:
         c.set_terminated(run_id, status)
         reply(ref=ref, kind="end", run_id=run_id, error=self.errors.pop(ref, None))
 
+    def close_stale(self, req: dict[str, Any]) -> None:
+        """End the RUNNING child runs of a study's parent run whose trials had ended
+        (`ended`, trial numbers) before the sweep that asks began: runs that a trainer
+        could not close, because the tracking store was down when it ended or died."""
+        from mlflow.entities import RunTag
+
+        c = self.client(req["uri"])
+        runs = c.search_runs(
+            [c.get_run(req["parent_run_id"]).info.experiment_id],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{req['parent_run_id']}' "
+                "and attributes.status = 'RUNNING'"
+            ),
+            max_results=5000,
+        )
+        ended = {str(n) for n in req["ended"]}
+        reason = "its trial ended without closing this run (the tracking store was down?)"
+        for run in runs:
+            if run.data.tags.get("hyperlab.trial") in ended:
+                c.log_batch(run.info.run_id, tags=[RunTag("hyperlab.failure_reason", reason)])
+                c.set_terminated(run.info.run_id, "FAILED")
+
     def abandon(self) -> None:
         """The trainer is gone: end what it left open as FAILED."""
         from mlflow.entities import RunTag
@@ -126,8 +242,8 @@ class Writer:
                 reason = "the training process ended without closing this run (killed?)"
                 c.log_batch(run_id, tags=[RunTag("hyperlab.failure_reason", reason)])
                 c.set_terminated(run_id, "FAILED")
-            except Exception:
-                traceback.print_exc()
+            except Exception as e:  # left RUNNING: the next sweep closes it (close_stale)
+                print(f"hyperlab: could not close run {run_id}: {_first_line(e)}", file=sys.stderr)
         self.open.clear()
 
 
@@ -147,6 +263,9 @@ def reply(**fields: Any) -> None:
 def main() -> None:
     # Keep stdout for replies only: anything else printed goes to stderr.
     sys.stdout = sys.stderr
+    # A tracking server's client prints two links per ended run: one line per trial, or
+    # two hundred for a study, that the trainer's terminal does not need.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # Import MLflow and open the store named on the command line before the first request:
     # this takes seconds, which pass while the trainer imports torch and loads its data.
     import mlflow  # noqa: F401  (it sets its loggers up on import: quiet them after)
@@ -155,12 +274,19 @@ def main() -> None:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # It logs a database error with its traceback before raising it; the retry and the
+    # final error are reported once each, without the traceback.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # Retried above: urllib3's own warning per attempt would repeat the same line.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
     for uri in sys.argv[1:]:
         try:
             client(uri).search_experiments(max_results=1)
         except Exception as e:  # reported again, with its run, when a request uses it
-            print(f"hyperlab: MLflow store {uri} is not usable yet: {e}", file=sys.stderr)
+            print(
+                f"hyperlab: MLflow store {uri} is not usable yet: {_first_line(e)}", file=sys.stderr
+            )
     writer = Writer()
     try:
         for line in sys.stdin:

@@ -53,6 +53,9 @@ class Sweep:
     seed: int = 0
     dry_run: bool = False
     max_failure_rate: float = 0.5
+    heartbeat_seconds: int = 60  # RDB: a dead worker's trial is failed after twice this
+    retry_failed: int = 0  # > 0: a dead worker's trial is enqueued again, up to this often
+    retry_seconds: float = 60.0  # how long a worker retries an unreachable storage
     worker: int = 0  # which worker a sweep job is: set by the sweeper
 
 

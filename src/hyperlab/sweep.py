@@ -6,22 +6,34 @@ trial, compose its config, train it with the live trial for pruning, tell the st
 until the study holds `sweep.n_trials` finished trials. Workers never wait for each
 other, and the same command started elsewhere with the same storage joins the study.
 
+Workers on several machines meet only in the storage, so the worker loop is made to
+survive what happens to them there: a trial whose worker died is failed (by its process id
+on this machine, by its heartbeat elsewhere) and with `sweep.retry_failed` tried again; a
+storage that stops answering is retried with backoff for `sweep.retry_seconds`, then the
+worker stops with a message saying how to resume (run the same command again).
+
 hydra_plugins.hyperlab_sweeper holds the Sweeper class Hydra finds; it delegates here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime
 import math
 import sys
+import threading
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+
+from hyperlab.errors import HyperlabError
 
 if TYPE_CHECKING:
     import optuna
@@ -30,10 +42,111 @@ if TYPE_CHECKING:
 
 PARENT_ATTR = "mlflow_parent_run_id"
 SEEDS_ATTR = "per_seed"  # with repeats > 1: {seed: value}
+WORKERS_ATTR = "hyperlab:workers_started"  # worker ids handed out so far: seeds differ
+DIVERGED = "training diverged (the cost became NaN or infinite)"
+T = TypeVar("T")
 
 
 class SweepFailed(RuntimeError):
     """More trials failed than sweep.max_failure_rate allows."""
+
+
+class WorkerStopped(HyperlabError):
+    """A worker stopped because the study's storage or the tracking store stayed
+    unreachable. Picklable with its fix, since it crosses from a joblib worker process."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problem, self.fix))
+
+
+def _stopped(e: HyperlabError) -> WorkerStopped:
+    """A worker's stop for a tracking store it could not write."""
+    return WorkerStopped(
+        e.problem, f"{e.fix}; then run the same command again: the study resumes where it is"
+    )
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+def transient(e: BaseException) -> bool:
+    """Whether `e` is a lost or busy connection to the storage, worth retrying, rather than
+    a bad request: SQLAlchemy's OperationalError or InterfaceError (a server down, SQLite's
+    "database is locked"), also when Optuna wraps one in StorageInternalError."""
+    import sqlalchemy.exc
+
+    kinds = (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,
+        sqlalchemy.exc.DisconnectionError,
+        ConnectionError,
+    )
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, HyperlabError):  # already judged: e.g. an unreachable host
+            return False
+        if isinstance(seen, kinds):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def first_line(e: BaseException) -> str:
+    """The gist of an error, from the driver's message where SQLAlchemy or Optuna wrapped it."""
+    from hyperlab.errors import masked_text
+
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = masked_text(str(e)).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+@dataclass
+class Retry:
+    """Calls to the study's storage, retried with backoff while it does not answer.
+
+    Waits 0.5, 1, 2 ... seconds (at most 30 between tries) for up to `seconds` in all,
+    then raises WorkerStopped: a worker stops cleanly rather than spin or print a traceback.
+    Counts its retries, for the worker's summary."""
+
+    url: str
+    seconds: float
+    retries: int = 0
+
+    def __call__(self, what: str, fn: Callable[[], T]) -> T:
+        from hyperlab.display import error_console
+
+        delay, start = 0.5, time.monotonic()
+        while True:
+            try:
+                return fn()
+            except Exception as e:
+                if not transient(e):
+                    raise
+                waited = time.monotonic() - start
+                if waited + delay > self.seconds:
+                    raise self.stopped(what, e, waited) from None
+                self.retries += 1
+                error_console.print(
+                    f"[yellow]storage:[/] {what} failed ({first_line(e)}); retrying in {delay:g} s",
+                    markup=True,
+                    highlight=False,
+                )
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
+
+    def stopped(self, what: str, e: BaseException, waited: float) -> WorkerStopped:
+        from hyperlab.search.study import masked
+
+        return WorkerStopped(
+            f"the study's storage {masked(self.url) or 'outputs/optuna/journal.log'} did "
+            f"not answer for {waited:.0f} s ({what}: {first_line(e)})",
+            "the trials it recorded are kept; once it is back, run the same command "
+            "again to resume the study (sweep.retry_seconds sets how long workers wait)",
+        )
 
 
 # --- what the sweeper and its workers share -----------------------------------------------
@@ -92,7 +205,13 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
     return instantiate(node)(**kwargs)  # type: ignore[no-any-return]
 
 
-def load_study(cfg: DictConfig, setup: Setup, worker: int) -> optuna.Study:
+def load_study(
+    cfg: DictConfig, setup: Setup, worker: int, retry: Retry | None = None
+) -> optuna.Study:
+    """Create or load the study, retrying an unreachable storage with `retry`.
+
+    Under the budget lock: on an empty database, two processes creating Optuna's tables
+    at once collide (a duplicate key on PostgreSQL's enum types), so they take turns."""
     import optuna
     from hydra.utils import instantiate
 
@@ -100,14 +219,23 @@ def load_study(cfg: DictConfig, setup: Setup, worker: int) -> optuna.Study:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.create_study(
-        study_name=setup.name,
-        storage=study.storage(setup.url),
-        sampler=make_sampler(cfg, setup, worker),
-        pruner=instantiate(cfg.pruner),
-        direction="maximize" if cfg.objective.direction == "maximize" else "minimize",
-        load_if_exists=True,
-    )
+    # The worker loop keeps its own heartbeat (_Heartbeat): Optuna's warning on every ask
+    # that heartbeats belong to Study.optimize does not apply.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    retry = retry or Retry(setup.url, float(cfg.sweep.retry_seconds))
+
+    def create() -> optuna.Study:
+        with study.budget_lock(setup.url):
+            return optuna.create_study(
+                study_name=setup.name,
+                storage=study.storage(setup.url, int(cfg.sweep.heartbeat_seconds)),
+                sampler=make_sampler(cfg, setup, worker),
+                pruner=instantiate(cfg.pruner),
+                direction="maximize" if cfg.objective.direction == "maximize" else "minimize",
+                load_if_exists=True,
+            )
+
+    return retry("opening the study", create)
 
 
 # --- the worker ----------------------------------------------------------------------------
@@ -143,11 +271,94 @@ class _Composer:
         return cfg, choices
 
 
+@dataclass
+class _Worker:
+    """What a worker's trials share: the study, how to compose and replay a trial, and
+    where its runs go."""
+
+    cfg: DictConfig
+    setup: Setup
+    study: optuna.Study
+    retry: Retry
+    base: list[str]
+    composer: _Composer
+    root_choices: dict[str, str]
+    fixed: dict[str, str]
+    output_dir: Path
+    parent: str | None  # the study's MLflow parent run, set by the sweeper before launch
+
+
+@dataclass
+class _Outcome:
+    """How a trial ended; `stop` is set when the worker must stop after telling it."""
+
+    state: Any  # optuna.trial.TrialState
+    value: float | None = None
+    reason: str = ""
+    stop: HyperlabError | None = None
+
+
 def work(cfg: DictConfig) -> dict[str, int]:
     """One worker: claim, train and tell trials until the study needs none. Returns how
-    many trials this worker finished, by state."""
-    import optuna
+    many trials this worker finished, by state, and how many storage calls it retried."""
     from hydra import compose
+
+    from hyperlab.search import study
+    from hyperlab.tracking import TrackingError, drain
+
+    hc = HydraConfig.get()
+    base = [o for o in hc.overrides.task if not o.startswith("sweep.worker=")]
+    setup = setup_of(cfg, base)
+    retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
+    s = load_study(cfg, setup, int(cfg.sweep.worker), retry)
+    w = _Worker(
+        cfg=cfg,
+        setup=setup,
+        study=s,
+        retry=retry,
+        base=base,
+        composer=_Composer(
+            str(hc.job.config_name),
+            base,
+            {g for g in hc.runtime.choices if not g.startswith("hydra/")},
+        ),
+        root_choices=dict(
+            compose(hc.job.config_name, return_hydra_config=True).hydra.runtime.choices
+        ),
+        fixed={g: c for g, c in hc.runtime.choices.items() if c is not None},
+        output_dir=Path(hc.runtime.output_dir),
+        parent=retry("reading the study", lambda: s.user_attrs.get(PARENT_ATTR)),
+    )
+    limit = float(cfg.sweep.max_failure_rate)
+    retries = int(cfg.sweep.retry_failed)
+    done: dict[str, int] = {}
+    while True:
+        trial = retry(
+            "claiming a trial", lambda: study.claim(s, setup.url, setup.n_trials, retries)
+        )
+        if trial is None:
+            break
+        with _Heartbeat(s, trial):
+            outcome = _run_trial(w, trial)
+            _tell(w, trial, outcome)
+        done[outcome.state.name] = done.get(outcome.state.name, 0) + 1
+        if outcome.stop is not None:
+            raise outcome.stop
+        retry("counting failures", lambda: _check_failure_rate(s, limit))
+    try:
+        drain()
+    except TrackingError as e:
+        raise _stopped(e) from None
+    if retry.retries:
+        done["storage_retries"] = retry.retries
+    return done
+
+
+def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
+    """Train one claimed trial. A bad sample, a crash in data loading or training, a
+    diverged cost or an out-of-memory model fails this trial only, with its reason; a
+    storage or tracking store that stays unreachable also stops the worker."""
+    import optuna
     from optuna.trial import TrialState
 
     from hyperlab.repeats import train
@@ -155,70 +366,148 @@ def work(cfg: DictConfig) -> dict[str, int]:
     from hyperlab.search import space, study
     from hyperlab.search.report import REPLAY_ATTR
     from hyperlab.search.trial import PruningReporter, replay
-    from hyperlab.tracking import drain
+    from hyperlab.tracking import TrackingError
 
-    hc = HydraConfig.get()
-    worker = int(cfg.sweep.worker)
-    base = [o for o in hc.overrides.task if not o.startswith("sweep.worker=")]
-    setup = setup_of(cfg, base)
-    s = load_study(cfg, setup, worker)
-    parent = s.user_attrs.get(PARENT_ATTR)
-    root_choices = dict(compose(hc.job.config_name, return_hydra_config=True).hydra.runtime.choices)
-    groups = {g for g in hc.runtime.choices if not g.startswith("hydra/")}
-    composer = _Composer(str(hc.job.config_name), base, groups)
-    fixed = {g: c for g, c in hc.runtime.choices.items() if c is not None}
-    metric = str(cfg.objective.metric)
-    done: dict[str, int] = {}
-    while True:
-        trial = study.claim(s, setup.url, setup.n_trials)
-        if trial is None:
-            break
-        values = space.suggest(trial, setup.params, fixed=fixed, naive=setup.naive)
-        trial_overrides = space.overrides(values)
-        state, value, reason = TrialState.FAIL, None, ""
-        try:
-            tcfg, choices = composer(values)
-            line = replay(base, trial_overrides, choices, root_choices)
-            trial.set_user_attr(REPLAY_ATTR, line)
-            job = Job(
-                choices={g: c for g, c in choices.items() if not g.startswith("hydra/")},
-                overrides=trial_overrides,
-                command=line,
-                run_name=f"trial {trial.number}: {' '.join(trial_overrides)}",
-                output_dir=Path(hc.runtime.output_dir) / f"trial_{trial.number}",
-                parent_run_id=parent,
-                listeners=[PruningReporter(trial, metric, int(tcfg.epochs))],
-                tags={
-                    "hyperlab.study": setup.name,
-                    "hyperlab.trial": str(trial.number),
-                    "hyperlab.replay": line,
-                    **_stage_tag(s, trial.number),
-                },
+    values = w.retry(
+        "sampling the trial",
+        lambda: space.suggest(trial, w.setup.params, fixed=w.fixed, naive=w.setup.naive),
+    )
+    trial_overrides = space.overrides(values)
+    line = "hyperlab " + " ".join(trial_overrides)
+    job = None
+    try:
+        tcfg, choices = w.composer(values)
+        line = replay(w.base, trial_overrides, choices, w.root_choices)
+        trial.set_user_attr(REPLAY_ATTR, line)
+        job = Job(
+            choices={g: c for g, c in choices.items() if not g.startswith("hydra/")},
+            overrides=trial_overrides,
+            command=line,
+            run_name=f"trial {trial.number}: {' '.join(trial_overrides)}",
+            output_dir=w.output_dir / f"trial_{trial.number}",
+            parent_run_id=w.parent,
+            listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(tcfg.epochs))],
+            tags=_trial_tags(w, trial, line),
+        )
+        result = train(tcfg, job)
+        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in job.timings.items()})
+        if len(result.values) > 1:
+            trial.set_user_attr(
+                SEEDS_ATTR,
+                {str(s): v for s, v in zip(result.seeds, result.values, strict=True)},
             )
-            result = train(tcfg, job)
-            trial.set_user_attr("seconds", {k: round(v, 6) for k, v in job.timings.items()})
-            if len(result.values) > 1:
-                trial.set_user_attr(
-                    SEEDS_ATTR,
-                    {str(s): v for s, v in zip(result.seeds, result.values, strict=True)},
-                )
-                trial.set_user_attr("mean", result.mean)
-                trial.set_user_attr("std", result.std)
-            if math.isnan(result.objective):
-                reason = "training diverged (the cost became NaN or infinite)"
-            else:
-                state, value = TrialState.COMPLETE, result.objective
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except Exception as e:  # a bad sample (HyperlabError) or a crash fails this trial only
-            reason = f"{type(e).__name__}: {e}"
-        if reason:
-            trial.set_user_attr("fail_reason", reason)
-        s.tell(trial, value, state=state)
-        done[state.name] = done.get(state.name, 0) + 1
-        _check_failure_rate(s, float(cfg.sweep.max_failure_rate))
-    drain()
-    return done
+            trial.set_user_attr("mean", result.mean)
+            trial.set_user_attr("std", result.std)
+        if math.isnan(result.objective):
+            return _Outcome(TrialState.FAIL, reason=DIVERGED)
+        return _Outcome(TrialState.COMPLETE, result.objective)
+    except optuna.TrialPruned:
+        return _Outcome(TrialState.PRUNED)
+    except TrackingError as e:  # the run could not be recorded: stop before the next one
+        return _Outcome(TrialState.FAIL, reason=f"TrackingError: {e.problem}", stop=_stopped(e))
+    except Exception as e:  # a bad sample (HyperlabError) or a crash fails this trial only
+        if transient(e):  # the storage went away under the pruner's report
+            return _Outcome(TrialState.FAIL, reason=f"{study.STORAGE_LOST}: {first_line(e)}")
+        reason = f"{type(e).__name__}: {e}"
+        if job is None or "build" not in job.timings:
+            # It failed before the runner opened its MLflow run (composing the config,
+            # loading the data, allocating the model): record the failure there too.
+            stop = _record_failed_run(w, trial, trial_overrides, line, reason)
+            return _Outcome(TrialState.FAIL, reason=reason, stop=stop)
+        return _Outcome(TrialState.FAIL, reason=reason)
+
+
+def _trial_tags(w: _Worker, trial: optuna.Trial, line: str) -> dict[str, str]:
+    return {
+        "hyperlab.study": w.setup.name,
+        "hyperlab.trial": str(trial.number),
+        "hyperlab.replay": line,
+        **_stage_tag(w.study, trial.number),
+    }
+
+
+def _record_failed_run(
+    w: _Worker, trial: optuna.Trial, overrides: list[str], line: str, reason: str
+) -> HyperlabError | None:
+    """A FAILED child run for a trial that failed before its run was opened, so that the
+    MLflow UI lists it with its values and reason. Returns the error to stop on when the
+    tracking store cannot be written."""
+    from hyperlab.errors import masked_text
+    from hyperlab.tracking import Tracker, TrackingError, default_tags
+
+    tracking = w.cfg.tracking
+    if not tracking.enabled or int(w.cfg.repeats) > 1:
+        return None
+    try:
+        run = Tracker(
+            str(tracking.uri),
+            str(tracking.experiment),
+            artifact_root=str(tracking.artifacts),
+            run_name=masked_text(f"trial {trial.number}: {' '.join(overrides)}")[:250],
+            parent_run_id=w.parent,
+            params=dict(o.split("=", 1) for o in overrides if "=" in o),
+            tags={**default_tags(line), **_trial_tags(w, trial, line)},
+        )
+        run.finish("FAILED", tags={"hyperlab.failure_reason": reason, "hyperlab.outcome": "failed"})
+    except TrackingError as e:
+        return _stopped(e)
+    return None
+
+
+def _tell(w: _Worker, trial: optuna.Trial, outcome: _Outcome) -> None:
+    """Record the trial's outcome, retrying while the storage does not answer. A trial that
+    another worker failed meanwhile (its heartbeat lapsed during an outage) stays failed."""
+    import optuna
+
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        if outcome.reason:
+            w.retry(
+                "recording the failure", lambda: trial.set_user_attr("fail_reason", outcome.reason)
+            )
+        w.retry(
+            "telling the study",
+            lambda: w.study.tell(trial, outcome.value, state=outcome.state, skip_if_finished=True),
+        )
+
+
+# --- workers that die ----------------------------------------------------------------------
+
+
+class _Heartbeat:
+    """Records a trial's heartbeat every `sweep.heartbeat_seconds` while it trains, on an
+    RDB storage, so that other workers fail the trial if this worker dies.
+
+    Optuna's own heartbeat thread runs only inside study.optimize(), which the worker loop
+    does not use: without this, a trial whose worker was killed on another machine would
+    stay RUNNING, and count against the budget, forever. A beat that fails (the database
+    away for a moment) is skipped: the next one may get through."""
+
+    def __init__(self, s: optuna.Study, trial: optuna.Trial) -> None:
+        from hyperlab.search.study import heartbeat_storage
+
+        self.storage, self.trial_id = heartbeat_storage(s), trial._trial_id
+        self.interval = self.storage.get_heartbeat_interval() if self.storage else None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def __enter__(self) -> _Heartbeat:
+        if self.interval:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _beat(self) -> None:
+        storage = self.storage
+        assert storage is not None  # started only with a heartbeat storage
+        while True:
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(self.trial_id)
+            if self.stop.wait(self.interval):
+                return
 
 
 def _stage_tag(s: optuna.Study, number: int) -> dict[str, str]:
@@ -275,8 +564,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.display import console, error_console
     from hyperlab.search import report
-    from hyperlab.search.study import budget_lock
-    from hyperlab.tracking import default_tags, drain, start_run
+    from hyperlab.search.study import masked
     from hyperlab.validate import validate
 
     validate(cfg)  # the base config: a bad value stops the sweep before it starts
@@ -293,49 +581,134 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     if cfg.sweep.dry_run:
         _show_space(setup, console)
         return None
+    if cfg.dataset.get("path"):
+        # A user's file: bad data stops the sweep before the study or its run exists,
+        # rather than failing every trial (generated data sets cannot be bad).
+        from hyperlab.build import build_data
+
+        build_data(OmegaConf.to_container(cfg.dataset, resolve=True))  # type: ignore[arg-type]
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    s = load_study(cfg, setup, worker=0)
+    retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
+    s = load_study(cfg, setup, 0, retry)
     console.print(
-        f"[bold]study[/] {setup.name} in {setup.url or 'outputs/optuna/journal.log'}: "
-        f"{report.build(s, None).counts or 'new'}; {setup.n_trials} trials, "
+        f"[bold]study[/] {setup.name} in {masked(setup.url) or 'outputs/optuna/journal.log'}: "
+        f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
+        f"{setup.n_trials} trials, "
         f"{cfg.sweep.workers} worker(s), sampler {cfg.hydra.runtime.choices.sampler}, "
         f"pruner {cfg.hydra.runtime.choices.pruner}"
     )
     parent = None
     if cfg.tracking.enabled:
-        # Under the lock, so that two sweepers starting at once share one parent run.
-        with budget_lock(setup.url):
-            existing = s.user_attrs.get(PARENT_ATTR)
-            parent = start_run(
-                str(cfg.tracking.uri),
-                str(cfg.tracking.experiment),
-                str(cfg.tracking.artifacts),
-                run_name=f"study {setup.name}",
-                tags={
-                    **default_tags("hyperlab " + " ".join(arguments)),
-                    "hyperlab.study": setup.name,
-                },
-                params=_study_params(cfg, setup),
-                run_id=existing,
-            )
-            if existing is None:
-                s.set_user_attr(PARENT_ATTR, parent.run_id)
-    jobs = [[*arguments, f"sweep.worker={i}"] for i in range(int(cfg.sweep.workers))]
+        parent = retry("opening the study's run", lambda: _parent_run(cfg, setup, s, arguments))
+    workers = int(cfg.sweep.workers)
+    first = retry("numbering the workers", lambda: _worker_ids(s, setup.url, workers))
+    jobs = [[*arguments, f"sweep.worker={first + i}"] for i in range(workers)]
     failure: BaseException | None = None
+    launched = datetime.datetime.now()  # Optuna's trial times are local, naive datetimes
     try:
         returns = launcher.launch(jobs, initial_job_idx=0)
         for r in returns:
             r.return_value  # noqa: B018  (re-raises a worker's exception)
     except BaseException as e:
         failure = e
-    s = load_study(cfg, setup, worker=0)
-    rep = report.build(s, sweep_dir)
-    report.show(rep, console)
-    (sweep_dir / "summary.md").write_text(report.markdown(rep))
+    rep = _report(cfg, setup, sweep_dir, failure)
     if parent is not None:
+        _close_parent(parent, rep, failure, launched)
+    console.print(f"summary and plots: {sweep_dir}")
+    if failure is not None:
+        if isinstance(failure, SweepFailed | KeyboardInterrupt):
+            error_console.print(f"[bold red]sweep stopped:[/] {failure or 'interrupted'}")
+            sys.exit(1 if isinstance(failure, SweepFailed) else 130)
+        raise failure
+    return rep
+
+
+def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[str]) -> Any:
+    """The study's MLflow parent run: created by its first sweeper, reopened by the others.
+    Under the lock, so that two sweepers starting at once share one parent run."""
+    from hyperlab.search.study import budget_lock
+    from hyperlab.tracking import default_tags, start_run
+
+    with budget_lock(setup.url):
+        existing = s.user_attrs.get(PARENT_ATTR)
+        parent = start_run(
+            str(cfg.tracking.uri),
+            str(cfg.tracking.experiment),
+            str(cfg.tracking.artifacts),
+            run_name=f"study {setup.name}",
+            tags={
+                **default_tags("hyperlab " + " ".join(arguments)),
+                "hyperlab.study": setup.name,
+            },
+            params=_study_params(cfg, setup),
+            run_id=existing,
+        )
+        if existing is None:
+            s.set_user_attr(PARENT_ATTR, parent.run_id)
+    return parent
+
+
+def _worker_ids(s: optuna.Study, url: str, workers: int) -> int:
+    """The first of `workers` new worker ids. A worker's sampler is seeded with
+    sweep.seed + its id: the workers of a resumed study, or of the same command on another
+    machine, would otherwise sample the very points the first launch sampled. The first
+    launch of a new study gets 0 .. workers-1, so it stays reproducible."""
+    from hyperlab.search.study import budget_lock
+
+    with budget_lock(url):
+        first = int(s.user_attrs.get(WORKERS_ATTR, 0))
+        s.set_user_attr(WORKERS_ATTR, first + workers)
+    return first
+
+
+@dataclass
+class _Finished:
+    """What the sweeper knows at the end: the report, and the study it was built from."""
+
+    report: Any  # hyperlab.search.report.Report
+    study: optuna.Study
+    summary: Path  # summary.md in the sweep directory
+
+
+def _report(
+    cfg: DictConfig, setup: Setup, sweep_dir: Path, failure: BaseException | None
+) -> _Finished | None:
+    """Show and save the study's report; None when the storage cannot be read (a worker
+    stopped for it already waited `sweep.retry_seconds`: one more try only)."""
+    from hyperlab.display import console, error_console
+    from hyperlab.search import report
+
+    seconds = 0.0 if isinstance(failure, WorkerStopped) else float(cfg.sweep.retry_seconds)
+    try:
+        s = load_study(cfg, setup, 0, Retry(setup.url, seconds))
+        rep = report.build(s, sweep_dir)
+    except WorkerStopped as e:
+        error_console.print(f"[yellow]no report:[/] {e.problem}")
+        return None
+    report.show(rep, console)
+    summary = sweep_dir / "summary.md"
+    summary.write_text(report.markdown(rep))
+    return _Finished(rep, s, summary)
+
+
+def _close_parent(
+    parent: Any,
+    finished: _Finished | None,
+    failure: BaseException | None,
+    launched: datetime.datetime,
+) -> None:
+    """Log the report to the study's parent run and end it; close child runs that a worker
+    left RUNNING while the tracking store was away (see the writer's close_stale)."""
+    from hyperlab.display import console
+    from hyperlab.search import report
+    from hyperlab.tracking import TrackingError, drain, writer
+
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    if finished is not None:
+        rep, s = finished.report, finished.study
         metrics = {f"importance.{k}": v for k, v in rep.importances.items()}
-        tags = {}
         if rep.best is not None and rep.best.value is not None:
             metrics["best_value"] = rep.best.value
             tags = {
@@ -347,21 +720,35 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         for key, region in tags.items():
             if key.startswith("region."):
                 console.print(f"coarse to fine {key}: {region}")
-        parent.log_files([sweep_dir / "summary.md", *rep.plots])
-        status = (
-            "FINISHED"
-            if failure is None
-            else ("KILLED" if isinstance(failure, KeyboardInterrupt) else "FAILED")
-        )
-        parent.finish(status, metrics=metrics, tags=tags)
+        parent.log_files([finished.summary, *rep.plots])
+        if failure is None:
+            # Only trials that ended before this sweep began: a trial that ended since may
+            # still have its run's end on its way through another worker's writer.
+            ended = [
+                t.number
+                for t in s.get_trials(deepcopy=False)
+                if t.state.is_finished() and t.datetime_complete and t.datetime_complete < launched
+            ]
+            w = writer(parent.uri)
+            w.send(
+                ref=next(w.refs),
+                op="close_stale",
+                uri=parent.uri,
+                parent_run_id=parent.run_id,
+                ended=ended,
+            )
+    status = (
+        "FINISHED"
+        if failure is None
+        else ("KILLED" if isinstance(failure, KeyboardInterrupt) else "FAILED")
+    )
+    parent.finish(status, metrics=metrics, tags=tags)
+    try:
         drain()
-    console.print(f"summary and plots: {sweep_dir}")
-    if failure is not None:
-        if isinstance(failure, SweepFailed | KeyboardInterrupt):
-            error_console.print(f"[bold red]sweep stopped:[/] {failure or 'interrupted'}")
-            sys.exit(1 if isinstance(failure, SweepFailed) else 130)
-        raise failure
-    return rep
+    except TrackingError:
+        if failure is None:
+            raise
+        # The sweep already failed (maybe for this same store): report that error.
 
 
 def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:

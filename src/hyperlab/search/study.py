@@ -23,11 +23,17 @@ from hyperlab.errors import ConfigError, masked_text
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat
 
 DEFAULT_JOURNAL = "outputs/optuna/journal.log"
 FINISHED = ("COMPLETE", "PRUNED")
 HOST_ATTR, PID_ATTR = "hyperlab:host", "hyperlab:pid"
 DEAD_WORKER = "its worker process died (killed?)"
+STALE_WORKER = "its worker stopped sending heartbeats (killed, or its machine lost?)"
+STORAGE_LOST = "its worker lost the study's storage"
+# Trials that failed for their worker, not for their hyperparameters: sweep.retry_failed
+# tries them again.
+WORKER_DEATHS = (DEAD_WORKER, STALE_WORKER, STORAGE_LOST)
 # Where a database server listens unless its URL names a port: first contact is tried there.
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 # The pip package of a database driver, where its name differs from the module's.
@@ -389,16 +395,28 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def claim(study: optuna.Study, url: str, n_trials: int) -> optuna.Trial | None:
+def claim(
+    study: optuna.Study, url: str, n_trials: int, retry_failed: int = 0
+) -> optuna.Trial | None:
     """A new trial if the study still needs one, else None.
 
     `n_trials` counts the study's finished (complete or pruned) trials, whoever ran them;
-    running trials count too, since they will finish. Failed trials do not: the study
-    runs another in their place."""
+    running and waiting trials count too, since they will finish. Failed trials do not:
+    the study runs another in their place. First, under the same lock, the trials of
+    workers that died are failed and, with `retry_failed` > 0, enqueued again.
+
+    The trial's host and process id are written before the lock is released: a RUNNING
+    trial without them, seen under the lock, is one whose worker lost the storage between
+    asking for it and writing them, and it is failed; otherwise it would stay RUNNING, and
+    hold a place in the budget, forever."""
     import optuna
 
     with budget_lock(url):
+        _fail_stale(study)
+        _fail_half_claimed(study)
         fail_dead_trials(study)
+        if retry_failed > 0:
+            _enqueue_retries(study, retry_failed)
         grid = study.sampler
         if isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study):
             return None
@@ -406,6 +424,78 @@ def claim(study: optuna.Study, url: str, n_trials: int) -> optuna.Trial | None:
         if sum(c.get(s, 0) for s in (*FINISHED, "RUNNING", "WAITING")) >= n_trials:
             return None
         trial = study.ask()
-    trial.set_user_attr(HOST_ATTR, socket.gethostname())
-    trial.set_user_attr(PID_ATTR, os.getpid())
+        trial.set_user_attr(HOST_ATTR, socket.gethostname())
+        trial.set_user_attr(PID_ATTR, os.getpid())
     return trial
+
+
+def heartbeat_storage(study: optuna.Study) -> BaseHeartbeat | None:
+    """The study's storage if it keeps heartbeats (an RDB with an interval), else None."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    s = study._storage
+    return s if isinstance(s, BaseHeartbeat) and s.get_heartbeat_interval() else None
+
+
+def _fail_half_claimed(study: optuna.Study) -> None:
+    """Fail RUNNING trials that have no worker's process id: see claim()."""
+    import optuna
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if PID_ATTR not in t.user_attrs:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                reason = f"{STORAGE_LOST} while it claimed the trial"
+                study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+                study.tell(t.number, state=TrialState.FAIL)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """Fail RUNNING trials whose heartbeat is older than the grace period, with a reason
+    (optuna.storages.fail_stale_trials fails them without one)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    heartbeat = heartbeat_storage(study)
+    if heartbeat is None:
+        return
+    for trial_id in heartbeat._get_stale_trial_ids(study._study_id):
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study._storage.set_trial_user_attr(trial_id, "fail_reason", STALE_WORKER)
+            study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+
+
+def _enqueue_retries(study: optuna.Study, max_retry: int) -> None:
+    """A WAITING copy of each trial that failed because its worker died, up to `max_retry`
+    times per original trial; the next claim (study.ask) takes it. Recorded in Optuna's
+    own system attributes (`failed_trial`, `retry_history`), as
+    RetryHeartbeatStaleTrialCallback does, but without the dead worker's user attributes
+    (its process id would get the new trial failed as dead)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {
+        t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")
+    }
+    for t in trials:
+        reason = str(t.user_attrs.get("fail_reason", ""))
+        if (
+            t.state != TrialState.FAIL
+            or t.number in retried
+            or not t.params
+            or not reason.startswith(WORKER_DEATHS)
+        ):
+            continue
+        history = [*t.system_attrs.get("retry_history", []), t.number]
+        if len(history) > max_retry:
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs={"retry_of": t.number},
+                system_attrs={"failed_trial": history[0], "retry_history": history},
+            )
+        )
