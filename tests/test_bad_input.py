@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -254,6 +253,9 @@ CASES = [
     Case("repeats=0", config("repeats=0"), "repeats must be an integer >= 1"),
     Case("n_trials=0", config(LR, "sweep.n_trials=0"), "sweep.n_trials must be"),
     Case("max_failure_rate=2", config("sweep.max_failure_rate=2"), "[0, 1]"),
+    Case("heartbeat_seconds=0", config("sweep.heartbeat_seconds=0"), "an integer >= 1"),
+    Case("retry_failed=-1", config("sweep.retry_failed=-1"), "an integer >= 0"),
+    Case("retry_seconds<0", config("sweep.retry_seconds=-5"), "a number >= 0"),
     Case("flush_seconds<0", config("tracking.flush_seconds=-1"), "a number >= 0"),
     Case("batchnorm batch 1", config("normalization=batchnorm", "batch_size=1"), "at least 2"),
     Case(
@@ -608,6 +610,20 @@ CLI = [
     ("resume: nowhere", ["resume=data/nowhere"], 2, "no such file or directory"),
     ("retest: no study", ["task=retest"], 2, "task=retest needs the study"),
     ("retest: unknown study", ["task=retest", "study=nope"], 2, "no study named 'nope'"),
+    ("unset env var", ["lr=${oc.env:HYPERLAB_TEST_UNSET_VARIABLE}"], 2, "HYPERLAB_TEST_UNSET"),
+    (
+        "bad data with repeats",
+        ["dataset=csv", "dataset.path=data/nan.csv", "dataset.label=label", "repeats=2"],
+        2,
+        "NaN or infinite",
+    ),
+    ("multirun of bad values", ["-m", "lr=-1,-2"], 2, "lr must be a number > 0"),
+    (
+        "study of bad data",
+        ["search=lr", "dataset=csv", "dataset.path=data/nan.csv", "dataset.label=label"],
+        2,
+        "NaN or infinite",
+    ),
 ]
 
 
@@ -631,47 +647,3 @@ def test_the_command_refuses_bad_input_and_records_nothing(
     assert time.monotonic() - start < 60  # refused, not trained (or hung)
     check_refused(r, code, message)
     assert snapshot(workspace) == before
-
-
-# Bad input that is refused with a clear message, but only after something was recorded
-# or with a traceback: the fixes are outside this suite's modules (see each reason). Each
-# runs in a copy of the workspace, so that what it records does not reach the others.
-KNOWN = [
-    pytest.param(
-        ["lr=${oc.env:HYPERLAB_TEST_UNSET_VARIABLE}"],
-        2,
-        "HYPERLAB_TEST_UNSET_VARIABLE",
-        id="unset env var",
-    ),
-    pytest.param(
-        ["dataset=csv", "dataset.path=data/nan.csv", "dataset.label=label", "repeats=2"],
-        2,
-        "NaN or infinite",
-        id="bad data with repeats",
-    ),
-    pytest.param(
-        ["-m", "lr=-1,-2"],
-        2,
-        "lr=-1.0 is not allowed",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="callbacks.MlflowParentRun starts a multirun's parent run before its jobs "
-            "validate their configs",
-        ),
-        id="multirun of bad values",
-    ),
-]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("args", "code", "message"), KNOWN)
-def test_known_gaps_outside_these_modules(
-    workspace: Path, tmp_path: Path, args: list[str], code: int, message: str
-) -> None:
-    cwd = tmp_path / "copy"
-    shutil.copytree(workspace, cwd)
-    before = snapshot(cwd)
-    r = hyperlab(cwd, *args, "progress=false")
-    check_refused(r, code, message)
-    time.sleep(2)  # a writer process left behind finishes its work
-    assert snapshot(cwd) == before

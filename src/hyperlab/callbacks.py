@@ -26,8 +26,10 @@ class MlflowParentRun(Callback):
             "hydra_plugins.hyperlab_sweeper"
         ):
             return
+        from hyperlab.errors import masked_text
         from hyperlab.tracking import default_tags, start_run
 
+        _validate_jobs(config)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         overrides = " ".join(config.hydra.overrides.task)
@@ -35,7 +37,7 @@ class MlflowParentRun(Callback):
             config.tracking.uri,
             config.tracking.experiment,
             config.tracking.artifacts,
-            run_name=f"multirun {overrides}"[:250],
+            run_name=masked_text(f"multirun {overrides}")[:250],  # mask, then cut
             tags={**default_tags(f"hyperlab -m {overrides}"), "hyperlab.sweep_dir": str(sweep_dir)},
         )
         (sweep_dir / PARENT_RUN_FILE).write_text(self.parent.run_id)
@@ -47,3 +49,26 @@ class MlflowParentRun(Callback):
             self.parent.finish("FINISHED")
             self.parent = None
             drain()
+
+
+def _validate_jobs(config: DictConfig) -> None:
+    """Compose and validate every job of a multirun, as BasicSweeper will split it, before
+    its parent run is created: a bad value in a sweep (`-m lr=-1,1e-3`) exits 2 with
+    nothing recorded, rather than leaving a parent run over failed jobs."""
+    from hydra import compose
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hyperlab.cli import exit_with
+    from hyperlab.errors import HyperlabError
+    from hyperlab.validate import validate
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        for job in batch:
+            try:
+                validate(compose(str(config.hydra.job.config_name), overrides=list(job)))
+            except HyperlabError as e:
+                exit_with(e)
