@@ -1,0 +1,410 @@
+"""Real servers for the slow tests: PostgreSQL, an MLflow tracking server, optuna-dashboard.
+
+Each is started by the test session itself on a free loopback port, in a temporary
+directory, and stopped at the end. A server that cannot be started here skips its tests
+with the reason, except under CI (CI=true), where a missing server is a failure: .ci/run
+installs PostgreSQL, so a skip there would hide a broken setup.
+
+Test modules load these fixtures with `pytest_plugins = ["services"]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+BIN = Path(sys.executable).parent  # hyperlab, mlflow and optuna-dashboard of this venv
+PG_USER = "postgres"  # the OS user that owns the data directory when the tests run as root
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose server cannot start here; under CI, fail it instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"under CI every server must start: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(ready: Any, what: str, timeout: float = 90.0, proc: Any = None) -> None:
+    """Poll `ready()` until it is true; fail naming `what` (and the process's exit)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.3)
+
+
+def http_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Terminate a server started with start_new_session=True, with its children."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    """The directory of initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/N/bin."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts)
+    return versions[-1].parent if versions else None
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server: trust authentication on 127.0.0.1 only."""
+
+    bindir: Path
+    datadir: Path
+    port: int
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.datadir.parent / "postgres.log"
+
+    def url(self, db: str = "postgres", driver: str = "postgresql+psycopg") -> str:
+        return f"{driver}://{PG_USER}@127.0.0.1:{self.port}/{db}"
+
+    def _as_owner(self, *cmd: str) -> list[str]:
+        # initdb refuses to run as root; the data directory belongs to the postgres user.
+        return ["runuser", "-u", PG_USER, "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+    def initdb(self) -> None:
+        subprocess.run(
+            self._as_owner(
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                PG_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",  # a throwaway cluster: skip fsync, save seconds
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir.parent} "
+            "-c fsync=off -c max_connections=200 -c shared_buffers=32MB"
+        )
+        subprocess.run(
+            self._as_owner(
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`immediate` is a crash: no shutdown checkpoint)."""
+        subprocess.run(
+            self._as_owner(
+                str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"
+            ),
+            capture_output=True,
+            text=True,
+        )
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        import psycopg
+
+        with psycopg.connect(self.url(driver="postgresql"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def _owned_tempdir() -> Path:
+    """A directory the postgres user may write (pytest's tmp_path is root's, mode 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="hyperlab-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(path, PG_USER, PG_USER)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the session, on a free loopback port."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        unavailable("PostgreSQL is not installed (apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install -e '.[postgres]')")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        unavailable("running as root without runuser: initdb cannot run as another user")
+    root = _owned_tempdir()
+    server = Postgres(bindir, root / "data", free_port())
+    try:
+        server.initdb()
+        server.start()
+    except (subprocess.CalledProcessError, KeyError) as e:
+        log = server.log.read_text() if server.log.exists() else ""
+        detail = getattr(e, "stderr", "") or ""
+        shutil.rmtree(root, ignore_errors=True)
+        unavailable(f"PostgreSQL did not start: {e}\n{detail}\n{log}")
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- MLflow tracking server ----------------------------------------------------------------
+
+
+@dataclass
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1; `restart()` after `kill()` brings it back on its port."""
+
+    backend: str
+    artifacts: Path
+    port: int
+    log: Path
+    proc: subprocess.Popen[Any] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            self.backend,
+            "--artifacts-destination",
+            str(self.artifacts),
+            "--workers",
+            "2",
+        ]
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(lambda: answers(f"{self.uri}/health"), "the MLflow server", 180, self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, workdir: Path) -> Iterator[MlflowServer]:
+    """An MLflow tracking server storing runs in `backend` and artifacts under `workdir`."""
+    if not (BIN / "mlflow").exists():
+        unavailable("the mlflow command is not installed in this environment")
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = MlflowServer(backend, workdir / "artifacts", free_port(), workdir / "mlflow.log")
+    try:
+        server.start()
+    except (RuntimeError, TimeoutError) as e:
+        server.kill()
+        unavailable(f"{e}:\n{server.log.read_text()[-3000:]}")
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """An MLflow tracking server for the session, its runs in SQLite (so that stopping the
+    PostgreSQL server in a fault test leaves it up)."""
+    workdir = tmp_path_factory.mktemp("mlflow-server")
+    with mlflow_server(f"sqlite:///{workdir / 'mlflow.db'}", workdir) as server:
+        yield server
+
+
+# --- optuna-dashboard ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dashboard(storage: str) -> Iterator[str]:
+    """optuna-dashboard on `storage`, on 127.0.0.1; yields its base URL."""
+    exe = BIN / "optuna-dashboard"
+    if not exe.exists():
+        unavailable("optuna-dashboard is not installed (pip install -e '.[dev]')")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(exe), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{base}/api/studies"), "optuna-dashboard", 90, proc)
+        yield base
+    finally:
+        stop(proc)
+
+
+# --- hyperlab as the user runs it ----------------------------------------------------------
+
+
+def hyperlab_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **extra}
+
+
+def start_hyperlab(
+    cwd: Path, *args: str, prefix: tuple[str, ...] = (), **env: str
+) -> subprocess.Popen[str]:
+    """`hyperlab ARGS` in the background, in a session of its own (killpg ends it all);
+    `prefix` runs it through another command (see elsewhere())."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [*prefix, str(BIN / "hyperlab"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=hyperlab_env(**env),
+        start_new_session=True,
+    )
+
+
+def elsewhere(hostname: str) -> tuple[str, ...]:
+    """A command prefix that runs a program under another host name (a UTS namespace of
+    its own), so that hyperlab takes it for a worker on another machine: its trials can
+    then be failed by their heartbeat only, not by their process id."""
+    try:
+        probe = subprocess.run(
+            ["unshare", "--uts", "sh", "-c", f"hostname {hostname}"],
+            capture_output=True,
+            text=True,
+        )
+        problem = probe.stderr.strip() if probe.returncode else ""
+    except OSError as e:
+        problem = str(e)
+    if problem:
+        unavailable(f"cannot run a process under another host name: {problem}")
+    return ("unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$0" "$@"')
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def run_all(cwds: list[Path], *args: str, **env: str) -> list[tuple[int, str, str]]:
+    """The same `hyperlab ARGS` started at once in each of `cwds`, as on several machines;
+    returns each one's (exit code, stdout, stderr)."""
+    procs = [start_hyperlab(cwd, *args, **env) for cwd in cwds]
+    return [finish(p) for p in procs]
+
+
+def read_study(storage: str, name: str) -> Any:
+    """The study as Optuna reads it back from `storage` (a URL or a journal file)."""
+    import optuna
+
+    from hyperlab.search import study as st
+
+    return optuna.load_study(study_name=name, storage=st.storage(storage))
+
+
+def only_study(storage: str) -> Any:
+    """The one study in `storage`."""
+    import optuna
+
+    from hyperlab.search import study as st
+
+    (summary,) = optuna.get_all_study_summaries(st.storage(storage))
+    return read_study(storage, summary.study_name)
+
+
+def runs_of(uri: str, experiment: str) -> list[Any]:
+    """Every run of `experiment`, read back from the tracking store `uri` (REST or SQL)."""
+    from mlflow import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment} at {uri}"
+    return list(c.search_runs([exp.experiment_id], max_results=5000))
+
+
+# MLflow's status for each way a trial ends.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def check_runs_match_trials(runs: list[Any], trials: list[Any]) -> None:
+    """One parent run; under it, one run per trial, in the state the trial ended in, and
+    none RUNNING."""
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    children = [r for r in runs if r not in parents]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    by_trial = {int(r.data.tags["hyperlab.trial"]): r for r in children}
+    assert len(by_trial) == len(children), "a trial has two runs"
+    assert sorted(by_trial) == sorted(t.number for t in trials)
+    for t in trials:
+        run = by_trial[t.number]
+        assert run.info.status == RUN_STATUS[t.state.name], (t.number, t.state, run.info.status)
+        if t.state.name == "FAIL":
+            assert run.data.tags.get("hyperlab.failure_reason"), t.number
+            assert t.user_attrs.get("fail_reason"), t.number
+    assert "RUNNING" not in {r.info.status for r in runs}
