@@ -39,6 +39,20 @@ def test_python_m_prints_the_composed_config(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()  # nothing trained, nothing recorded
 
 
+@pytest.mark.parametrize("module", [False, True])
+def test_help_lists_every_group_with_its_default(tmp_path: Path, module: bool) -> None:
+    r = hyperlab(tmp_path, "--help", module=module)
+    assert r.returncode == 0, r.stderr
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for group in (d for d in conf.iterdir() if d.is_dir() and d.name != "hydra"):
+        line = next(x for x in r.stdout.splitlines() if x.strip().startswith(f"{group.name}:"))
+        assert {o.rstrip("*") for o in line.split(":", 1)[1].strip().split(", ")} == {
+            f.stem for f in group.glob("*.yaml")
+        }
+    assert "optimizer: adam*," in r.stdout and "sampler: " in r.stdout
+    assert "--cfg job" in r.stdout and not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hyperlab.cli import main
+from hyperlab.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()
