@@ -38,7 +38,17 @@ pytest_plugins = ["services"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Trials long enough to be caught in the middle (a few seconds each).
-LONG = ["search=lr", "sampler=log_uniform", "epochs=150", "dataset=moons", "dataset.n_samples=300"]
+# A pruner that never prunes: trials report every epoch (without a pruner they report
+# nothing), which mid_trial() waits for.
+NEVER_PRUNE = ["pruner=median", "pruner.n_startup_trials=100000"]
+LONG = [
+    "search=lr",
+    "sampler=log_uniform",
+    "epochs=150",
+    "dataset=moons",
+    "dataset.n_samples=300",
+    *NEVER_PRUNE,
+]
 
 
 def wait_for(check: Callable[[], bool], what: str, proc: Any, timeout: float = 300) -> None:

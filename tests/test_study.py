@@ -136,3 +136,21 @@ def test_the_journal_lock_never_dangles(tmp_path: Path, monkeypatch: pytest.Monk
         assert link.exists()  # os.path.exists follows the link: it points at a file
     finally:
         lock.release()
+
+
+@pytest.mark.parametrize(
+    ("pruner", "reported"),
+    [(optuna.pruners.NopPruner(), {}), (optuna.pruners.MedianPruner(), {0: 0.5, 1: 0.6})],
+)
+def test_trials_report_each_epoch_only_to_a_pruner(
+    pruner: optuna.pruners.BasePruner, reported: dict[int, float]
+) -> None:
+    from hyperlab.search.trial import PruningReporter
+
+    s = optuna.create_study(pruner=pruner, direction="maximize")
+    trial = s.ask()
+    reporter = PruningReporter(trial, "dev_acc", epochs=2)
+    for epoch, acc in enumerate((0.5, 0.6)):
+        reporter.on_epoch_end(epoch, {"dev_acc": acc})
+    s.tell(trial, 0.6)
+    assert s.trials[0].intermediate_values == reported

@@ -173,6 +173,9 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
         "epochs=200",
         "dataset=moons",
         "dataset.n_samples=300",
+        # Never prunes, but has trials report every epoch, which tells when one trains.
+        "pruner=median",
+        "pruner.n_startup_trials=100000",
     ]
     proc = subprocess.Popen(
         [HYPERLAB, *args],
