@@ -69,31 +69,6 @@ def _stopped(e: HyperlabError) -> WorkerStopped:
 # --- retries --------------------------------------------------------------------------------
 
 
-def transient(e: BaseException) -> bool:
-    """Whether `e` is a lost or busy connection to the storage, worth retrying, rather than
-    a bad request: SQLAlchemy's OperationalError or InterfaceError (a server down, SQLite's
-    "database is locked"), also when Optuna wraps one in StorageInternalError."""
-    import sqlalchemy.exc
-
-    kinds = (
-        sqlalchemy.exc.OperationalError,
-        sqlalchemy.exc.InterfaceError,
-        sqlalchemy.exc.TimeoutError,
-        sqlalchemy.exc.DisconnectionError,
-        ConnectionError,
-    )
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, HyperlabError):  # already judged: e.g. an unreachable host
-            return False
-        if isinstance(seen, kinds):
-            return True
-        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def first_line(e: BaseException) -> str:
     """The gist of an error, from the driver's message where SQLAlchemy or Optuna wrapped it."""
     from hyperlab.errors import masked_text
@@ -118,13 +93,14 @@ class Retry:
 
     def __call__(self, what: str, fn: Callable[[], T]) -> T:
         from hyperlab.display import error_console
+        from hyperlab.search import study
 
         delay, start = 0.5, time.monotonic()
         while True:
             try:
                 return fn()
             except Exception as e:
-                if not transient(e):
+                if not study.transient(e):
                     raise
                 waited = time.monotonic() - start
                 if waited + delay > self.seconds:
@@ -406,7 +382,7 @@ def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
     except TrackingError as e:  # the run could not be recorded: stop before the next one
         return _Outcome(TrialState.FAIL, reason=f"TrackingError: {e.problem}", stop=_stopped(e))
     except Exception as e:  # a bad sample (HyperlabError) or a crash fails this trial only
-        if transient(e):  # the storage went away under the pruner's report
+        if study.transient(e):  # the storage went away under the pruner's report
             return _Outcome(TrialState.FAIL, reason=f"{study.STORAGE_LOST}: {first_line(e)}")
         reason = f"{type(e).__name__}: {e}"
         if job is None or "build" not in job.timings:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hyperlab.errors import ConfigError, masked_text
+from hyperlab.errors import ConfigError, HyperlabError, masked_text
 
 if TYPE_CHECKING:
     import optuna
@@ -102,7 +102,7 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
                 **kwargs,  # type: ignore[arg-type]
             )
     except Exception as e:
-        if url in _opened and _transient(e):
+        if url in _opened and transient(e):
             raise  # lost after it was opened: the caller may retry
         error = ConfigError(
             f"sweep.storage={masked(url)} cannot be opened: {type(e).__name__}: {_first_line(e)}",
@@ -141,13 +141,27 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def _transient(e: BaseException) -> bool:
-    """A lost connection (a server down or restarting), not a wrong URL or schema."""
+def transient(e: BaseException) -> bool:
+    """Whether `e` is a lost or busy connection to the storage (a server down or
+    restarting, SQLite's "database is locked"), worth retrying, rather than a wrong URL,
+    schema or request; also when SQLAlchemy or Optuna wrapped the driver's error."""
+    import sqlalchemy.exc
+
+    kinds = (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,
+        sqlalchemy.exc.DisconnectionError,
+        ConnectionError,
+        TimeoutError,
+    )
     seen: BaseException | None = e
     while seen is not None:
-        if type(seen).__name__ in ("OperationalError", "InterfaceError") or isinstance(
-            seen, ConnectionError | TimeoutError
-        ):
+        if isinstance(seen, HyperlabError):  # already judged: e.g. an unreachable host
+            return False
+        if isinstance(seen, kinds) or type(seen).__name__ in ("OperationalError", "InterfaceError"):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
