@@ -64,6 +64,9 @@ def per_minute(trials: list[optuna.trial.FrozenTrial]) -> float:
         first_end[pid] = min(end, first_end.get(pid, end))
     start = max(first_end.values())
     later = [(b, e) for b, e, _ in spans if b >= start]
+    if not later:
+        # Too few trials for a steady state: every one started while a worker warmed up.
+        return float("nan")
     end = max(e for _, e in later)
     return len(later) / ((end - start).total_seconds() / 60)
 

@@ -71,15 +71,19 @@ def answers(url: str) -> bool:
 
 
 def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """Terminate a server started with start_new_session=True, with its children."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """Terminate a server started with start_new_session=True, with its children.
+
+    The whole group is signalled even when its leader has exited: `mlflow server` is a
+    launcher whose uvicorn child can outlive it and go on serving."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    # Children still shutting down gracefully would keep answering requests on open
+    # connections: a stopped server must be gone at once.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
@@ -249,8 +253,14 @@ class MlflowServer:
         wait_until(lambda: answers(f"{self.uri}/health"), "the MLflow server", 180, self.proc)
 
     def kill(self) -> None:
+        """Stop the server; returns once its port no longer answers."""
         if self.proc is not None:
             stop(self.proc)
+            deadline = time.monotonic() + 30
+            while answers(f"{self.uri}/health"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the MLflow server on {self.uri} still answers")
+                time.sleep(0.2)
 
 
 @contextlib.contextmanager

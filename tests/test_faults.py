@@ -241,8 +241,8 @@ def test_the_tracking_server_goes_away_then_the_same_command_resumes(tmp_path: P
         )
         before = [t.number for t in finished(only_study(journal))]
         server.kill()
-        code, _, err = finish(proc, timeout=300)
-        assert code == 2, err[-3000:]
+        code, out, err = finish(proc, timeout=300)
+        assert code == 2, (before, out[-2000:], err[-3000:], server.log.read_text()[-3000:])
         assert "MLflow could not record" in err and "retrying in" in err
         no_traceback(err)
         assert set(before) <= {t.number for t in finished(only_study(journal))}
