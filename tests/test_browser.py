@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 
-HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
 STUDY = ["search=lr", "sweep.n_trials=3", "epochs=2", "dataset=moons", "dataset.n_samples=300"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -71,17 +68,10 @@ def test_the_mlflow_ui_shows_a_study_run_with_its_trials(tmp_path: Path) -> None
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from services import mlflow_server
+    from services import finish, mlflow_server, start_hyperlab
 
-    r = subprocess.run(
-        [HYPERLAB, *STUDY],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    code, out, err = finish(start_hyperlab(tmp_path, *STUDY))
+    assert code == 0, out[-3000:] + err[-3000:]
     store = f"sqlite:///{tmp_path}/outputs/mlflow.db"
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("hyperlab")

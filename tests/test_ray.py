@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,13 +22,14 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from services import finish, start_hyperlab
+
 if TYPE_CHECKING:
     from services import Postgres
 
 pytest_plugins = ["services"]
 pytestmark = pytest.mark.slow
 
-HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
 N_TRIALS = 6
 # A fresh local instance (not one `ray start` left running), sized for this study, with no
 # dashboard: it would start a web server and agents that the test does not need.
@@ -73,18 +72,11 @@ def test_a_study_whose_workers_ray_starts(
         "dataset.n_samples=300",
     ]
     start = time.monotonic()
-    r = subprocess.run(
-        [HYPERLAB, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
-        timeout=900,
-    )
+    code, out, err = finish(start_hyperlab(tmp_path, *args))
     seconds = time.monotonic() - start
     print(f"\nthe Ray study took {seconds:.1f} s")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    log = r.stdout + r.stderr
+    assert code == 0, out[-3000:] + err[-5000:]
+    log = out + err
     assert "Ray Launcher is launching 2 jobs" in log, log[-3000:]
     assert "Joblib.Parallel" not in log
 
