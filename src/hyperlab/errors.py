@@ -24,6 +24,16 @@ def masked_text(text: str) -> str:
     return _KEY_PASSWORD.sub(rf"\g<1>{MASK}", text)
 
 
+def first_line(e: BaseException) -> str:
+    """The gist of an error for a one-line message: `Type: first line` of the error it
+    was raised from (the driver's, where SQLAlchemy, Optuna or MLflow wrapped it), with
+    passwords masked."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = masked_text(str(e)).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}"[:300] if lines else type(e).__name__
+
+
 class HyperlabError(Exception):
     """A problem the user can fix; `fix` says how. Passwords in either are masked."""
 

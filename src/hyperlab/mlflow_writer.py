@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hyperlab.errors import first_line
+
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
 RETRY_SECONDS = float(os.environ.get("HYPERLAB_MLFLOW_RETRY_SECONDS", "60"))
@@ -79,7 +81,7 @@ class Retrying:
                         raise
                     print(
                         f"hyperlab: MLflow {name} at {masked_text(self._uri)} failed "
-                        f"({_first_line(e)}); retrying in {delay:.1f} s",
+                        f"({first_line(e)}); retrying in {delay:.1f} s",
                         file=sys.stderr,
                     )
                     time.sleep(delay)
@@ -89,14 +91,6 @@ class Retrying:
                     return result
 
         return call
-
-
-def _first_line(e: BaseException) -> str:
-    """An error's first line, its passwords masked."""
-    from hyperlab.errors import masked_text
-
-    text = masked_text(str(e)).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
 
 
 class Writer:
@@ -143,14 +137,14 @@ class Writer:
         except Exception as e:
             # One line per run: its first error (a run never created fails every request).
             first = ref not in self.errors
-            self.errors.setdefault(ref, f"{type(e).__name__}: {_first_line(e)}")
+            self.errors.setdefault(ref, first_line(e))
             if op == "start" and ref not in self.open:  # the run was never created
                 reply(ref=ref, kind="start", error=self.errors[ref])
             elif op == "end":
                 reply(ref=ref, kind="end", error=self.errors.pop(ref))
             if first:
                 print(
-                    f"hyperlab: MLflow could not record {op} of run {ref}: {_first_line(e)}",
+                    f"hyperlab: MLflow could not record {op} of run {ref}: {first_line(e)}",
                     file=sys.stderr,
                 )
 
@@ -243,7 +237,7 @@ class Writer:
                 c.log_batch(run_id, tags=[RunTag("hyperlab.failure_reason", reason)])
                 c.set_terminated(run_id, "FAILED")
             except Exception as e:  # left RUNNING: the next sweep closes it (close_stale)
-                print(f"hyperlab: could not close run {run_id}: {_first_line(e)}", file=sys.stderr)
+                print(f"hyperlab: could not close run {run_id}: {first_line(e)}", file=sys.stderr)
         self.open.clear()
 
 
@@ -285,7 +279,7 @@ def main() -> None:
             client(uri).search_experiments(max_results=1)
         except Exception as e:  # reported again, with its run, when a request uses it
             print(
-                f"hyperlab: MLflow store {uri} is not usable yet: {_first_line(e)}", file=sys.stderr
+                f"hyperlab: MLflow store {uri} is not usable yet: {first_line(e)}", file=sys.stderr
             )
     writer = Writer()
     try:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from hyperlab.errors import HyperlabError
+from hyperlab.errors import HyperlabError, first_line
 
 if TYPE_CHECKING:
     import optuna
@@ -67,16 +67,6 @@ def _stopped(e: HyperlabError) -> WorkerStopped:
 
 
 # --- retries --------------------------------------------------------------------------------
-
-
-def first_line(e: BaseException) -> str:
-    """The gist of an error, from the driver's message where SQLAlchemy or Optuna wrapped it."""
-    from hyperlab.errors import masked_text
-
-    while e.__cause__ is not None:
-        e = e.__cause__
-    lines = masked_text(str(e)).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 @dataclass

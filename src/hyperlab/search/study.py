@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hyperlab.errors import ConfigError, HyperlabError, masked_text
+from hyperlab.errors import ConfigError, HyperlabError, first_line, masked_text
 
 if TYPE_CHECKING:
     import optuna
@@ -105,7 +105,7 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
         if url in _opened and transient(e):
             raise  # lost after it was opened: the caller may retry
         error = ConfigError(
-            f"sweep.storage={masked(url)} cannot be opened: {type(e).__name__}: {_first_line(e)}",
+            f"sweep.storage={masked(url)} cannot be opened: {first_line(e)}",
             STORAGE_FIX,
         )
     if error:
@@ -134,11 +134,6 @@ def check_storage(url: str) -> None:
         if not url.startswith("sqlite:"):
             first_contact(url, "sweep.storage")
     _checked.add(url)
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def transient(e: BaseException) -> bool:
@@ -316,7 +311,7 @@ def first_contact(url: str, key: str, timeout: float = CONNECT_TIMEOUT) -> None:
             pass
     except Exception as e:
         error = ConfigError(
-            f"{key}={masked(url)} cannot be opened: {type(e).__name__}: {_first_line(e)}",
+            f"{key}={masked(url)} cannot be opened: {first_line(e)}",
             "check the user, the password and the database name in the URL",
         )
     finally:
