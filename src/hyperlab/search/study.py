@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_JOURNAL = "outputs/optuna/journal.log"
 FINISHED = ("COMPLETE", "PRUNED")
+# Trials that hold a place in the budget: finished, or about to be.
+TAKEN = (*FINISHED, "RUNNING", "WAITING")
 HOST_ATTR, PID_ATTR = "hyperlab:host", "hyperlab:pid"
 DEAD_WORKER = "its worker process died (killed?)"
 STALE_WORKER = "its worker stopped sending heartbeats (killed, or its machine lost?)"
@@ -376,24 +378,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker process on this machine no longer exists (killed),
-    so they neither count against the budget nor stay RUNNING forever. On an RDB, Optuna's
-    heartbeat does the same for workers on other machines."""
+def _fail_lost(study: optuna.Study) -> None:
+    """Fail RUNNING trials whose worker is gone, so that they neither count against the
+    budget nor stay RUNNING forever: those of a process on this machine that no longer
+    exists (killed), and those without a process id (see claim()). Only under the budget
+    lock: outside it, a trial between ask() and its attributes would look half-claimed."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if PID_ATTR not in t.user_attrs:
+            _fail(study, t._trial_id, f"{STORAGE_LOST} while it claimed the trial")
+        elif t.user_attrs.get(HOST_ATTR) == host and not _alive(int(t.user_attrs[PID_ATTR])):
+            _fail(study, t._trial_id, DEAD_WORKER)
+
+
+def _fail(study: optuna.Study, trial_id: int, reason: str) -> None:
+    """Fail a trial with its reason, unless it finished meanwhile."""
     import optuna
     from optuna.trial import TrialState
 
-    optuna.storages.fail_stale_trials(study)
-    host = socket.gethostname()
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = int(t.user_attrs.get(PID_ATTR, 0))
-        if t.user_attrs.get(HOST_ATTR) == host and pid and not _alive(pid):
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                study._storage.set_trial_user_attr(t._trial_id, "fail_reason", DEAD_WORKER)
-                study.tell(t.number, state=TrialState.FAIL)
-                failed.append(t.number)
-    return failed
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        study._storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -422,15 +429,13 @@ def claim(
 
     with budget_lock(url):
         _fail_stale(study)
-        _fail_half_claimed(study)
-        fail_dead_trials(study)
-        if retry_failed > 0:
-            _enqueue_retries(study, retry_failed)
+        _fail_lost(study)
+        trials = study.get_trials(deepcopy=False)
+        enqueued = _enqueue_retries(study, trials, retry_failed) if retry_failed > 0 else 0
         grid = study.sampler
         if isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study):
             return None
-        c = counts(study)
-        if sum(c.get(s, 0) for s in (*FINISHED, "RUNNING", "WAITING")) >= n_trials:
+        if sum(t.state.name in TAKEN for t in trials) + enqueued >= n_trials:
             return None
         trial = study.ask()
         trial.set_user_attr(HOST_ATTR, socket.gethostname())
@@ -446,35 +451,19 @@ def heartbeat_storage(study: optuna.Study) -> BaseHeartbeat | None:
     return s if isinstance(s, BaseHeartbeat) and s.get_heartbeat_interval() else None
 
 
-def _fail_half_claimed(study: optuna.Study) -> None:
-    """Fail RUNNING trials that have no worker's process id: see claim()."""
-    import optuna
-    from optuna.trial import TrialState
-
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if PID_ATTR not in t.user_attrs:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                reason = f"{STORAGE_LOST} while it claimed the trial"
-                study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-                study.tell(t.number, state=TrialState.FAIL)
-
-
 def _fail_stale(study: optuna.Study) -> None:
     """Fail RUNNING trials whose heartbeat is older than the grace period, with a reason
     (optuna.storages.fail_stale_trials fails them without one)."""
-    import optuna
-    from optuna.trial import TrialState
-
     heartbeat = heartbeat_storage(study)
     if heartbeat is None:
         return
     for trial_id in heartbeat._get_stale_trial_ids(study._study_id):
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            study._storage.set_trial_user_attr(trial_id, "fail_reason", STALE_WORKER)
-            study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        _fail(study, trial_id, STALE_WORKER)
 
 
-def _enqueue_retries(study: optuna.Study, max_retry: int) -> None:
+def _enqueue_retries(
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial], max_retry: int
+) -> int:
     """A WAITING copy of each trial that failed because its worker died, up to `max_retry`
     times per original trial; the next claim (study.ask) takes it. Recorded in Optuna's
     own system attributes (`failed_trial`, `retry_history`), as
@@ -483,10 +472,10 @@ def _enqueue_retries(study: optuna.Study, max_retry: int) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
     retried = {
         t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")
     }
+    enqueued = 0
     for t in trials:
         reason = str(t.user_attrs.get("fail_reason", ""))
         if (
@@ -508,3 +497,5 @@ def _enqueue_retries(study: optuna.Study, max_retry: int) -> None:
                 system_attrs={"failed_trial": history[0], "retry_history": history},
             )
         )
+        enqueued += 1
+    return enqueued
