@@ -86,6 +86,9 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def spread(xs: list[float]) -> str:
+    """The interquartile range, or the one value of a single round."""
+    if len(xs) < 2:
+        return f"[{xs[0]:.3f}]"
     q = statistics.quantiles(xs, n=4)
     return f"[{q[0]:.3f}, {q[2]:.3f}]"
 

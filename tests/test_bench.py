@@ -1,4 +1,4 @@
-"""bench/run.py end to end on its smallest budget: the report and its JSON hold every section."""
+"""bench/run.py --quick end to end: the report and its JSON hold every section."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ NUMBER = re.compile(r"\d+\.\d+")
 
 def test_bench_run_writes_every_section(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--out", str(tmp_path)],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=1200,
@@ -37,7 +37,7 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
 
     md = (tmp_path / "RESULTS.md").read_text()
-    assert "python bench/run.py --tiny" in md
+    assert "python bench/run.py --quick" in md
     assert f"Machine: {os.cpu_count()} cores" in md
     for heading in SECTIONS:
         assert heading in md, heading
@@ -68,3 +68,31 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
     walls = data["startup"]["walls"]
     assert all(w > 0 for ws in walls.values() for w in ws)
     assert data["startup"]["imports"]["hyperlab epochs=1"]["total"] > 0
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("loop_speed.py", ["--rounds", "1", "--command-rounds", "1"], ["on/off", "ratio"]),
+        (
+            "sweep_speed.py",
+            ["--trials", "4", "--epochs", "2"],
+            ["ratio 2/1 workers", "ask-to-tell"],
+        ),
+    ],
+)
+def test_the_focused_bench_scripts_run_on_a_toy_budget(
+    tmp_path: Path, script: str, args: list[str], expected: list[str]
+) -> None:
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    for text in expected:
+        assert text in r.stdout, r.stdout[-3000:]
+    assert NUMBER.search(r.stdout)
