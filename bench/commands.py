@@ -156,6 +156,26 @@ def floor_study(trials: int, epochs: int) -> tuple[Timed, list[float]]:
 # --- parallel workers -----------------------------------------------------------------------
 
 
+def per_minute(trials: list[optuna.trial.FrozenTrial]) -> float:
+    """Steady-state rate: trials started after each worker's first one ended (that one
+    waits for its process to warm up), over the time from then to the last end."""
+    spans = [
+        (t.datetime_start, t.datetime_complete, t.user_attrs[st.PID_ATTR])
+        for t in trials
+        if t.datetime_start is not None and t.datetime_complete is not None
+    ]
+    first_end: dict[int, datetime.datetime] = {}
+    for _, end, pid in spans:
+        first_end[pid] = min(end, first_end.get(pid, end))
+    start = max(first_end.values())
+    later = [(b, e) for b, e, _ in spans if b >= start]
+    if not later:
+        # Too few trials for a steady state: every one started while a worker warmed up.
+        return float("nan")
+    end = max(e for _, e in later)
+    return len(later) / ((end - start).total_seconds() / 60)
+
+
 @dataclass
 class Workers:
     """How a study's workers spent its span (first trial start to last trial end)."""
@@ -167,7 +187,7 @@ class Workers:
     head: float  # summed: the first trial's start to the worker's first start
     tail: float  # summed: the worker's last end to the study's last end
     median_gap: float
-    trials_per_min: float  # steady state, as bench/sweep_speed.py counts it
+    trials_per_min: float  # steady state, as per_minute() counts it
     epochs_per_min: float  # same window
 
     @property
@@ -178,8 +198,6 @@ class Workers:
 
 
 def workers_of(run: StudyRun) -> Workers:
-    from sweep_speed import per_minute
-
     by_pid: dict[int, list[tuple[datetime.datetime, datetime.datetime]]] = defaultdict(list)
     epochs: dict[tuple[int, datetime.datetime], int] = {}
     for t in run.finished():

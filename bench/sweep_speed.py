@@ -15,60 +15,19 @@ reads the timings back from the study's journal:
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import optuna
 
-from hyperlab.search import study as st
+from commands import StudyRun, per_minute, study
 
 
-def run_study(
-    workers: int, trials: int, epochs: int
-) -> tuple[list[optuna.trial.FrozenTrial], float]:
-    cwd = Path(tempfile.mkdtemp(prefix=f"hyperlab-sweep-{workers}w-"))
-    cmd = [
-        str(Path(sys.executable).parent / "hyperlab"),
-        "search=lr",
-        "sampler=log_uniform",
-        "pruner=none",
-        f"sweep.n_trials={trials}",
-        f"sweep.workers={workers}",
-        f"epochs={epochs}",
-    ]
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-    wall = time.perf_counter() - start
-    storage = st.storage(str(cwd / st.DEFAULT_JOURNAL))
-    (summary,) = optuna.get_all_study_summaries(storage)
-    s = optuna.load_study(study_name=summary.study_name, storage=storage)
-    return s.trials, wall
-
-
-def per_minute(trials: list[optuna.trial.FrozenTrial]) -> float:
-    """Steady-state rate: trials started after each worker's first one ended (that one
-    waits for its process to warm up), over the time from then to the last end."""
-    spans = [
-        (t.datetime_start, t.datetime_complete, t.user_attrs[st.PID_ATTR])
-        for t in trials
-        if t.datetime_start is not None and t.datetime_complete is not None
-    ]
-    first_end: dict[int, datetime.datetime] = {}
-    for _, end, pid in spans:
-        first_end[pid] = min(end, first_end.get(pid, end))
-    start = max(first_end.values())
-    later = [(b, e) for b, e, _ in spans if b >= start]
-    if not later:
-        # Too few trials for a steady state: every one started while a worker warmed up.
-        return float("nan")
-    end = max(e for _, e in later)
-    return len(later) / ((end - start).total_seconds() / 60)
+def run_study(workers: int, trials: int, epochs: int) -> StudyRun:
+    args = ["search=lr", "sampler=log_uniform", "pruner=none", f"sweep.n_trials={trials}"]
+    return study([*args, f"sweep.workers={workers}", f"epochs={epochs}"], f"sweep-{workers}w")
 
 
 HAND_LOOP = """
@@ -116,33 +75,26 @@ def main() -> None:
         f"of {args.epochs} epochs, MLflow on\n"
     )
     results = {w: run_study(w, args.trials, args.epochs) for w in (1, 2)}
-    rates = {w: per_minute(trials) for w, (trials, _) in results.items()}
-    for w, (trials, wall) in results.items():
+    rates = {w: per_minute(r.trials) for w, r in results.items()}
+    for w, r in results.items():
         print(
-            f"  {w} worker(s): {rates[w]:6.1f} trials/min  ({len(trials)} trials, command "
-            f"{wall:.1f} s with start-up)"
+            f"  {w} worker(s): {rates[w]:6.1f} trials/min  ({len(r.trials)} trials, command "
+            f"{r.wall:.1f} s with start-up)"
         )
     print(f"  ratio 2/1 workers: {rates[2] / rates[1]:.2f}  (goal >= 1.8)")
     print(f"  this machine's ceiling, two hand-written loops over one: {machine_ceiling():.2f}\n")
 
-    trials, _ = results[1]
-    overheads, fits, walls = [], [], []
-    for t in trials:
-        assert t.datetime_start and t.datetime_complete
-        wall = (t.datetime_complete - t.datetime_start).total_seconds()
-        fit = t.user_attrs["seconds"]["fit"]
-        walls.append(wall)
-        fits.append(fit)
-        overheads.append(wall / fit)
-    parts = {
-        k: statistics.median(t.user_attrs["seconds"][k] for t in trials)
-        for k in ("build", "fit", "finish")
-    }
+    one = results[1]
+    overheads = [
+        (t.datetime_complete - t.datetime_start).total_seconds() / t.user_attrs["seconds"]["fit"]
+        for t in one.finished()
+        if t.datetime_complete and t.datetime_start
+    ]
     print(
-        f"per trial, 1 worker (median of {len(trials)}): "
-        f"ask-to-tell {statistics.median(walls):.3f} s, "
-        f"fit {statistics.median(fits):.3f} s; build {parts['build']:.3f} s, "
-        f"final evaluation and MLflow hand-off {parts['finish']:.3f} s"
+        f"per trial, 1 worker (median of {len(one.trials)}): "
+        f"ask-to-tell {one.ask_to_tell():.3f} s, "
+        f"fit {one.median_attr('fit'):.3f} s; build {one.median_attr('build'):.3f} s, "
+        f"final evaluation and MLflow hand-off {one.median_attr('finish'):.3f} s"
     )
     print(f"  ask-to-tell / fit: {statistics.median(overheads):.3f}  (goal < 1.10)")
 

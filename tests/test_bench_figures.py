@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from hyperlab.search import study as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from sweep_speed import per_minute
+from commands import per_minute
 
 T0 = datetime.datetime(2026, 1, 1)
 
