@@ -10,6 +10,10 @@ from omegaconf import DictConfig
 
 from hyperlab.cli import CONFIG_DIR
 
+# tests/services.py holds helpers that assert; test modules import it before pytest loads
+# it as a plugin (pytest_plugins), so its asserts are rewritten from here, before any.
+pytest.register_assert_rewrite("services")
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # Keep the suite on one thread per process, as the runner does.

@@ -317,6 +317,11 @@ def dashboard(storage: str) -> Iterator[str]:
 # --- hyperlab as the user runs it ----------------------------------------------------------
 
 
+# A pruner that never prunes: trials report every epoch (without a pruner they report
+# nothing), so that a test can tell when a trial is training.
+NEVER_PRUNE = ["pruner=median", "pruner.n_startup_trials=100000"]
+
+
 def hyperlab_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **extra}
 

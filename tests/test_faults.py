@@ -18,9 +18,8 @@ from optuna.trial import TrialState
 
 from hyperlab.search import study as st
 from hyperlab.search.study import STALE_WORKER, STORAGE_LOST
-
-pytest.register_assert_rewrite("services")  # see test_services.py
-from services import (  # noqa: E402
+from services import (
+    NEVER_PRUNE,
     MlflowServer,
     Postgres,
     check_runs_match_trials,
@@ -38,9 +37,6 @@ pytest_plugins = ["services"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Trials long enough to be caught in the middle (a few seconds each).
-# A pruner that never prunes: trials report every epoch (without a pruner they report
-# nothing), which mid_trial() waits for.
-NEVER_PRUNE = ["pruner=median", "pruner.n_startup_trials=100000"]
 LONG = [
     "search=lr",
     "sampler=log_uniform",

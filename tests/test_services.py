@@ -13,11 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hyperlab.search import study as st
-
-# Its fixtures load as a plugin (pytest_plugins below), after this module imported its
-# helpers: rewrite its asserts all the same.
-pytest.register_assert_rewrite("services")
-from services import (  # noqa: E402
+from services import (
     MlflowServer,
     Postgres,
     check_runs_match_trials,

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from hyperlab.search import study as st
+from services import NEVER_PRUNE
 
 pytestmark = pytest.mark.slow
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
@@ -173,9 +174,7 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
         "epochs=200",
         "dataset=moons",
         "dataset.n_samples=300",
-        # Never prunes, but has trials report every epoch, which tells when one trains.
-        "pruner=median",
-        "pruner.n_startup_trials=100000",
+        *NEVER_PRUNE,  # trials report every epoch, which tells when one trains
     ]
     proc = subprocess.Popen(
         [HYPERLAB, *args],

@@ -113,9 +113,9 @@ def help_text() -> str:
 
     root = Path(CONFIG_DIR)
     defaults: dict[str, str] = {}
-    for entry in yaml.safe_load((root / "config.yaml").read_text())["defaults"]:
-        if isinstance(entry, dict):
-            defaults.update({str(k): str(v) for k, v in entry.items()})
+    for item in yaml.safe_load((root / "config.yaml").read_text())["defaults"]:
+        if isinstance(item, dict):
+            defaults.update({str(k): str(v) for k, v in item.items()})
     lines = []
     for group in sorted(d for d in root.iterdir() if d.is_dir() and d.name != "hydra"):
         options = sorted(f.stem for f in group.glob("*.yaml"))
