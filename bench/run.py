@@ -707,6 +707,13 @@ def md_overhead(d: dict[str, Any]) -> list[str]:
     return lines
 
 
+def per_min(v: dict[str, Any]) -> tuple[float, float]:
+    """A scaling row's trials and epochs per minute: NaN where its study had no steady
+    window (too few trials), which results.json holds as null."""
+    trials, epochs = floats([v["trials_per_min"], v["epochs_per_min"]])
+    return trials, epochs
+
+
 def md_scaling(d: dict[str, Any]) -> list[str]:
     one, two = d["1"], d["2"]
     lines = [
@@ -720,16 +727,17 @@ def md_scaling(d: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for w, v in (("1", one), ("2", two)):
+        trials, epochs = per_min(v)
         lines.append(
-            f"| {w} | {v['trials_per_min']:.1f} | {v['epochs_per_min']:.0f} | "
+            f"| {w} | {trials:.1f} | {epochs:.0f} | "
             f"{v['span']:.1f} s | {100 * v['idle_fraction']:.1f}% | {v['gaps']:.2f} s "
             f"({1000 * v['median_gap']:.0f} ms) | {v['tail']:.2f} s | {v['wall']:.1f} s | "
             f"{v['states']} |"
         )
     lines += [
         "",
-        f"2 workers over 1: {two['trials_per_min'] / one['trials_per_min']:.2f} in trials/min, "
-        f"{two['epochs_per_min'] / one['epochs_per_min']:.2f} in epochs/min"
+        f"2 workers over 1: {per_min(two)[0] / per_min(one)[0]:.2f} in trials/min, "
+        f"{per_min(two)[1] / per_min(one)[1]:.2f} in epochs/min"
         + (
             f"; this machine's ceiling (two hand-written training processes over one, "
             f"bench/sweep_speed.py): {d['ceiling']:.2f}."
@@ -820,7 +828,7 @@ def findings(r: dict[str, Any]) -> list[str]:
         f"Goal (≤ 1.10): {'met' if o['ratio_wall'] <= 1.10 else 'missed'}."
     )
     s = r["scaling"]
-    two_over_one = s["2"]["epochs_per_min"] / s["1"]["epochs_per_min"]
+    two_over_one = per_min(s["2"])[1] / per_min(s["1"])[1]
     out.append(
         f"**Parallel workers**: 2 workers train {two_over_one:.2f} × the epochs per minute of 1"
         + (f" (machine ceiling {s['ceiling']:.2f})" if "ceiling" in s else "")
@@ -1067,10 +1075,12 @@ def main() -> None:
         json_path.write_text(json.dumps(jsonable(results), indent=1) + "\n")  # so far
     results["machine"]["load_average_end"] = os.getloadavg()
     results["complete"] = True
-    json_path.write_text(json.dumps(jsonable(results), indent=1) + "\n")
-    (args.out / "RESULTS.md").write_text(markdown(results))
+    # The report is rendered from what the JSON holds, as --from-json renders it.
+    saved = jsonable(results)
+    json_path.write_text(json.dumps(saved, indent=1) + "\n")
+    (args.out / "RESULTS.md").write_text(markdown(saved))
     log(f"wrote {args.out / 'RESULTS.md'} and {json_path}")
-    print("\n".join(f"- {f}" for f in findings(results)))
+    print("\n".join(f"- {f}" for f in findings(saved)))
 
 
 if __name__ == "__main__":

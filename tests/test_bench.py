@@ -69,6 +69,19 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
     assert all(w > 0 for ws in walls.values() for w in ws)
     assert data["startup"]["imports"]["hyperlab epochs=1"]["total"] > 0
 
+    # The JSON alone renders the same report (NaN figures are null there).
+    again = tmp_path / "again"
+    again.mkdir()
+    saved = str(tmp_path / "results.json")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--from-json", saved, "--out", str(again)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (again / "RESULTS.md").read_text() == md
+
 
 @pytest.mark.parametrize(
     ("script", "args", "expected"),
