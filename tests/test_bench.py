@@ -92,6 +92,7 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
             ["--trials", "4", "--epochs", "2"],
             ["ratio 2/1 workers", "ask-to-tell"],
         ),
+        ("population_speed.py", ["--quick"], ["| moons | 32 | 1 |", "dev loss rel diff"]),
     ],
 )
 def test_the_focused_bench_scripts_run_on_a_toy_budget(
