@@ -210,6 +210,7 @@ class Population:
             key: _column([s[key] for _, s in settings], self.device, F64) for key in settings[0][1]
         }
         self.l2 = torch.tensor([m.l2 for m in members], device=self.device)
+        self.has_l2 = any(m.l2 for m in members)  # known without a device sync
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         self.steps = 0
         self.shuffles = [torch.Generator().manual_seed(m.seed) for m in members]
@@ -280,6 +281,7 @@ class Population:
         self.state = [{k: v[index] for k, v in s.items()} for s in self.state]
         self.opt = {k: v[index] for k, v in self.opt.items()}
         self.l2 = self.l2[index]
+        self.has_l2 = any(self.members[i].l2 for i in rows)
         self.members = [self.members[i] for i in rows]
         self.shuffles = [self.shuffles[i] for i in rows]
         self.noise = [self.noise[i] for i in rows]
@@ -331,7 +333,7 @@ def fit_population(
             xb, yb = xs[:, i : i + batch_size], ys[:, i : i + batch_size]
             out = pop.forward(xb, train=True)
             loss = F.cross_entropy(out.transpose(1, 2), yb, reduction="none").mean(1)
-            if pop.l2.any():  # lambda / (2m) * sum of ||W||^2, per member
+            if pop.has_l2:  # lambda / (2m) * sum of ||W||^2, per member
                 loss = loss + pop.l2 / (2.0 * m) * sum(w.square().sum((1, 2)) for w in weights)
             loss.sum().backward()  # member k's gradient is its own loss's
             pop.step(lr)

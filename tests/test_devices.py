@@ -1,0 +1,40 @@
+"""The `device` setting: auto, the CPU, and devices the machine does not have."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hyperlab import devices
+from hyperlab.errors import ConfigError
+
+
+def test_auto_is_the_first_gpu_or_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "available", lambda: ["cpu"])
+    assert devices.resolve("auto") == torch.device("cpu")
+    monkeypatch.setattr(devices, "available", lambda: ["cpu", "cuda:0", "cuda:1"])
+    assert devices.resolve("auto") == torch.device("cuda:0")
+    assert devices.resolve("cuda") == torch.device("cuda:0")
+    assert devices.resolve("cuda:1") == torch.device("cuda:1")
+
+
+def test_the_cpu_is_always_there() -> None:
+    assert "cpu" in devices.available()
+    assert devices.resolve("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("setting", ["cuda:7", "mps"])
+def test_a_device_the_machine_lacks_is_refused_with_what_it_has(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setattr(devices, "available", lambda: ["cpu", "cuda:0"])
+    with pytest.raises(ConfigError) as e:
+        devices.resolve(setting)
+    assert f"device={setting}" in e.value.problem
+    assert "it has cpu, cuda:0" in e.value.problem
+
+
+@pytest.mark.parametrize("setting", ["gpu", "cuda0", "CPU", ""])
+def test_a_misspelled_device_is_refused(setting: str) -> None:
+    with pytest.raises(ConfigError, match="auto, cpu, cuda, cuda:N or mps"):
+        devices.resolve(setting)
