@@ -70,7 +70,7 @@ _LIBRARIES = frozenset(
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 FIX = (
     "use a hyperlab config option (hyperlab --help lists them), or, for a class or function "
-    "of your own, name its package on the command line: allow_targets=[mypkg.]"
+    "of your own, name its package on the command line: allow_targets=['mypkg.']"
 )
 
 # User prefixes that a validated config allowed in this process: the defensive check at
@@ -81,8 +81,8 @@ _approved: set[str] = set()
 
 def allowed_text(allow: Sequence[str] = ()) -> str:
     """The allowed prefixes, as an error message states them."""
-    extra = f"; allow_targets: {', '.join(allow)}" if allow else "; allow_targets: none"
-    return ", ".join(BUILTIN) + extra
+    extra = ", ".join(allow) if allow else "empty"
+    return f"{', '.join(BUILTIN)}, or under allow_targets ({extra})"
 
 
 def check_allow_targets(entries: Any) -> tuple[str, ...]:
@@ -94,7 +94,7 @@ def check_allow_targets(entries: Any) -> tuple[str, ...]:
     if not isinstance(entries, list | tuple):
         raise ConfigError(
             f"{KEY}={entries!r} must be a list of package prefixes",
-            f"write {KEY}=[mypkg.] (a prefix ends with '.')",
+            f"write {KEY}=['mypkg.'] (a prefix ends with '.')",
         )
     for entry in entries:
         _check_entry(entry)
@@ -106,21 +106,21 @@ def _check_entry(entry: Any) -> None:
     if not isinstance(entry, str) or not entry or not _DOTTED.match(str(name)):
         raise ConfigError(
             f"{KEY} entry {entry!r} is not a package prefix or a dotted name",
-            f"write {KEY}=[mypkg.] (a package prefix ends with '.'), or "
-            f"{KEY}=[mypkg.module.MyClass] for one name",
+            f"write {KEY}=['mypkg.'] (a package prefix ends with '.'), or "
+            f"{KEY}=['mypkg.module.MyClass'] for one name",
         )
     root = name.split(".", 1)[0]
-    if not entry.endswith(".") and "." not in entry:
-        raise ConfigError(
-            f"{KEY} entry {entry!r} names a whole package without the closing '.'",
-            f"write {KEY}=[{entry}.] to allow the package {entry}",
-        )
     if root in sys.stdlib_module_names or root in _LIBRARIES:
         raise ConfigError(
             f"{KEY} entry {entry!r} would let configs call into {root}, which can read "
             "files, load pickles or run code: a checkpoint or a shared config could use it",
-            "allow only your own package (allow_targets=[mypkg.]); wrap a library class "
+            "allow only your own package (allow_targets=['mypkg.']); wrap a library class "
             "you need in a function of yours",
+        )
+    if not entry.endswith(".") and "." not in entry:
+        raise ConfigError(
+            f"{KEY} entry {entry!r} names a whole package without the closing '.'",
+            f"write {KEY}=['{entry}.'] to allow the package {entry}",
         )
 
 
@@ -171,7 +171,7 @@ def check_target(key: str, target: Any, allow: Sequence[str] = ()) -> None:
     if any(part.startswith("_") for part in target.split(".")):
         raise ConfigError(
             f"{shown} is not allowed: a target names a public class or function "
-            f"(no part starting with '_'); allowed: {allowed_text(allow)}",
+            f"(no part starting with '_') under {allowed_text(allow)}",
             FIX,
         )
     builtin = next((p for p in BUILTIN if target.startswith(p)), None)
@@ -180,12 +180,16 @@ def check_target(key: str, target: Any, allow: Sequence[str] = ()) -> None:
             return
         raise ConfigError(
             f"{shown} is not allowed: {builtin[:-1]} defines no public "
-            f"{target.removeprefix(builtin)!r} to build; allowed: {allowed_text(allow)}",
+            f"{target.removeprefix(builtin)!r} to build (allowed: one public class or function "
+            f"under {allowed_text(allow)})",
             FIX,
         )
     entry = _matching(target, allow)
     if entry is None:
-        raise ConfigError(f"{shown} is not allowed: allowed are {allowed_text(allow)}", FIX)
+        raise ConfigError(
+            f"{shown} is not allowed: a config builds only what is under {allowed_text(allow)}",
+            FIX,
+        )
     _check_resolved(shown, target, entry)
 
 
