@@ -59,19 +59,35 @@ def _key(override: str) -> str:
 
 def compose_stored(overrides: list[str]) -> DictConfig:
     """compose() of overrides read back from a file (a checkpoint, a study's replay line):
-    a grammar or composition error becomes a ConfigError, for the caller to name the file."""
+    an override that does not parse, or a config that does not compose, becomes a
+    ConfigError naming it, for the caller to name the file."""
     from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except HydraException as e:
+            raise ConfigError(
+                f"the override {o!r} does not parse: {_gist(e)}",
+                "give the key on the command line (later overrides win), in Hydra's "
+                "override grammar: https://hydra.cc/docs/advanced/override_grammar/basic/",
+            ) from None
     try:
         return compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        gist = " ".join(str(e).split())[:300] or type(e).__name__
         raise ConfigError(
-            f"they do not compose: {gist}",
+            f"they do not compose: {_gist(e)}",
             "override the key on the command line (later overrides win), or drop it with ~key",
         ) from None
+
+
+def _gist(e: Exception) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip() and "hydra.cc/docs" not in ln]
+    return " ".join(" ".join(lines).split())[:300] or type(e).__name__
 
 
 def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str], Checkpoint]:
