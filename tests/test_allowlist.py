@@ -464,3 +464,21 @@ def test_retest_refuses_a_study_whose_replay_line_fails(
     assert not marker.exists()
     assert message in e.value.problem and e.value.fix
     assert journal.read_bytes() == data
+
+
+def test_a_sweep_worker_builds_a_users_sampler_that_allow_targets_names(
+    cfg: Compose, user_package: Path
+) -> None:
+    from hyperlab.sweep import make_sampler, setup_of
+
+    (user_package / "mypkg" / "samplers.py").write_text(
+        "import optuna\n\n\ndef mine(seed: int = 0):\n"
+        "    return optuna.samplers.RandomSampler(seed=seed)\n"
+    )
+    allowlist._approved.clear()  # a worker process: nothing validated in it yet
+    mine = ["search=lr", "sampler=random", "sampler._target_=mypkg.samplers.mine"]
+    config = cfg(*mine)
+    with pytest.raises(ConfigError, match=re.escape("_target_=mypkg.samplers.mine is not")):
+        make_sampler(config, setup_of(config, []), 0)
+    config = cfg("allow_targets=[mypkg.]", *mine)
+    assert isinstance(make_sampler(config, setup_of(config, []), 0), optuna.samplers.RandomSampler)

@@ -225,10 +225,11 @@ def _check_resolved(shown: str, target: str, entry: str) -> None:
         )
 
 
-def check_node(node: Any) -> None:
-    """The defensive check before instantiate(): every `_target_` in `node` is a builtin
-    or inside a prefix a validated config allowed, and resolves inside its package."""
-    approved = tuple(sorted(_approved))
+def check_node(node: Any, allow: Sequence[str] = ()) -> None:
+    """The defensive check before instantiate(): every `_target_` in `node` is a builtin,
+    or inside a prefix that a validated config allowed in this process or that `allow`
+    (the live config's allow_targets) names, and resolves inside its package."""
+    approved = tuple(sorted(_approved.union(check_allow_targets(list(allow)))))
     for key, target in targets(node):
         check_target(key, target, approved)
         if isinstance(target, str) and _matching(target, approved) is None:
@@ -236,15 +237,16 @@ def check_node(node: Any) -> None:
             _check_resolved(f"{key}={target}", target, builtin)
 
 
-def instantiate(node: Any, **kwargs: Any) -> Any:
+def instantiate(node: Any, *, allow: Sequence[str] = (), **kwargs: Any) -> Any:
     """Hydra's instantiate() on a node whose every `_target_` passed the allowlist: the
-    one way hyperlab builds from a config."""
+    one way hyperlab builds from a config. `allow`: the allow_targets of a config built
+    from the live command line (a sweep's worker has validated nothing yet)."""
     from hydra.utils import instantiate as hydra_instantiate
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     if isinstance(node, DictConfig | ListConfig):
         node = OmegaConf.to_container(node, resolve=True)  # what is checked is what is built
-    check_node(node)
+    check_node(node, allow)
     return hydra_instantiate(node, **kwargs)
 
 

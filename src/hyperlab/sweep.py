@@ -167,7 +167,7 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
         kwargs["search_space"] = space.grid_space(setup.params)
     if _target(cfg.sampler).endswith("CoarseToFineSampler"):
         kwargs["n_trials"] = setup.n_trials  # its stages are fractions of the study
-    return instantiate(node)(**kwargs)  # type: ignore[no-any-return]
+    return instantiate(node, allow=cfg.get("allow_targets") or ())(**kwargs)  # type: ignore[no-any-return]
 
 
 def load_study(
@@ -195,7 +195,7 @@ def load_study(
                 study_name=setup.name,
                 storage=study.storage(setup.url, int(cfg.sweep.heartbeat_seconds)),
                 sampler=make_sampler(cfg, setup, worker),
-                pruner=instantiate(cfg.pruner),
+                pruner=instantiate(cfg.pruner, allow=cfg.get("allow_targets") or ()),
                 direction="maximize" if cfg.objective.direction == "maximize" else "minimize",
                 load_if_exists=True,
             )
