@@ -142,3 +142,84 @@ def test_an_untracked_run_draws_its_learning_curve_too(cfg: Compose, tmp_path: P
     run(cfg("dataset=moons", "epochs=3"), Job(output_dir=tmp_path))
     png = tmp_path / "learning_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- checkpoints refused with the file named (issue 11, section 4) ------------------------------
+
+
+def edited(source: Path, target: Path, **changes: object) -> Path:
+    """A copy of checkpoint `source` with some fields changed (None: removed)."""
+    state = torch.load(source, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            state.pop(key)
+        else:
+            state[key] = value
+    torch.save(state, target)
+    return target
+
+
+BROKEN = {
+    # case: (fields changed, a part of the message)
+    "no epoch": ({"epoch": None}, "it has no 'epoch'"),
+    "negative epoch": ({"epoch": -5}, "epoch=-5 is not the number of epochs done"),
+    "epoch a string": ({"epoch": "3"}, "epoch='3' is not"),
+    "no overrides": ({"overrides": None}, "it has no 'overrides'"),
+    "overrides not strings": ({"overrides": [1, 2]}, "overrides=list is not"),
+    "no model": ({"model": None}, "it has no 'model'"),
+    "rng not bytes": ({"torch_rng": torch.ones(3)}, "torch_rng=Tensor is not"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_damaged_checkpoint_is_refused_naming_the_field(
+    checkpoint: Path, tmp_path: Path, case: str
+) -> None:
+    changes, message = BROKEN[case]
+    path = edited(checkpoint, tmp_path / "damaged.pt", **changes)
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}") as e:
+        load(path)
+    assert message in e.value.problem
+    assert "another checkpoint" in e.value.fix
+
+
+@pytest.mark.parametrize("content", [b"hello\nthis is text\n", b"", b"\x80\x02]q\x00."])
+def test_a_file_that_is_no_pickle_is_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="cannot be read as a checkpoint") as e:
+        load(path)
+    assert str(path) in e.value.problem and e.value.fix
+
+
+def test_stored_overrides_that_do_not_parse_are_refused_naming_the_checkpoint(
+    cfg: Compose, checkpoint: Path, tmp_path: Path
+) -> None:
+    from hyperlab.cli import _resumed
+
+    path = edited(checkpoint, tmp_path / "bad.pt", overrides=["dataset=moons", "lr=[1,2"])
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}: its stored overrides") as e:
+        _resumed(cfg(f"resume={path}"), [f"resume={path}"])
+    assert "the override 'lr=[1,2' does not parse" in e.value.problem
+    assert e.value.fix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["no epoch", "negative epoch", "text", "grammar"])
+def test_the_command_refuses_a_broken_checkpoint(
+    checkpoint: Path, tmp_path: Path, case: str
+) -> None:
+    path = tmp_path / "broken.pt"
+    if case == "text":
+        path.write_text("a text file, not a checkpoint\n")
+    elif case == "grammar":
+        edited(checkpoint, path, overrides=["dataset=moons", "lr=[1,2"])
+    else:
+        edited(checkpoint, path, **BROKEN[case][0])
+    db = tmp_path / "outputs" / "mlflow.db"
+    r = hyperlab(tmp_path, f"resume={path}", "epochs=4", "progress=false")
+    message = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert str(path) in message and "fix:" in message
+    assert not db.exists()  # refused before the tracking store was opened

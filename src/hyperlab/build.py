@@ -1,4 +1,5 @@
-"""Builds the parts of a run from a resolved config: the only caller of instantiate()."""
+"""Builds the parts of a run from a resolved config, through the allowlist's instantiate()
+(hyperlab.allowlist: every `_target_` is checked again here, even if validation ran)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from torch.optim import Optimizer
 
+from hyperlab.allowlist import instantiate
 from hyperlab.data import Splits, check, split_standardize
 from hyperlab.errors import DataError, HyperlabError
 from hyperlab.models import MLP
@@ -27,7 +28,8 @@ class Parts:
 
 
 def _instantiate(node: Mapping[str, Any], **kwargs: Any) -> Any:
-    """instantiate(), but a HyperlabError raised by the target reaches the user unwrapped."""
+    """The allowlist's instantiate(), and a HyperlabError raised by the target reaches the
+    user unwrapped."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:

@@ -10,7 +10,6 @@ torch.load(weights_only=True): plain tensors and containers, never pickled code.
 
 from __future__ import annotations
 
-import pickle
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -101,15 +100,16 @@ def save(
 
 
 def load(path: Path) -> Checkpoint:
-    """Read a checkpoint without executing code; a missing, corrupted or foreign file raises
-    CheckpointError naming it."""
+    """Read a checkpoint without executing code; a missing, corrupted, foreign or
+    incomplete file raises CheckpointError naming it. Its stored overrides are data: the
+    caller composes and validates them as it does a command line (cli._resumed)."""
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}", "give a run dir, a checkpoint file or an MLflow run id"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # a text file, a truncated zip, a pickle of objects: not ours
         raise CheckpointError(
             f"{path} cannot be read as a checkpoint ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no detail'})",
@@ -121,6 +121,7 @@ def load(path: Path) -> Checkpoint:
             f"{path} is not a hyperlab checkpoint (no '{FORMAT}' format mark)",
             "resume from a file that hyperlab saved with checkpoint.every=N",
         )
+    _check_fields(path, state)
     return Checkpoint(
         path=path,
         epoch=int(state["epoch"]),
@@ -129,9 +130,58 @@ def load(path: Path) -> Checkpoint:
         optimizer_type=str(state["optimizer_type"]),
         torch_rng=state["torch_rng"],
         generator_rng=state["generator_rng"],
-        overrides=[str(o) for o in state["overrides"]],
+        overrides=list(state["overrides"]),
         run_id=str(state["run_id"]),
     )
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_rng(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.dim() == 1
+
+
+# What each field must hold: a file that says it is a checkpoint but was edited, or
+# written by hand, fails here with the field named, not at the first use of it.
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epoch": (_is_count, "the number of epochs done, an integer >= 0"),
+    "model": (
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items())
+        ),
+        "the model's state: names and tensors",
+    ),
+    "optimizer": (lambda v: isinstance(v, Mapping), "the optimizer's state"),
+    "optimizer_type": (lambda v: isinstance(v, str) and v != "", "the optimizer's class name"),
+    "torch_rng": (_is_rng, "torch's random state (bytes)"),
+    "generator_rng": (_is_rng, "the shuffling generator's random state (bytes)"),
+    "overrides": (
+        lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v),
+        "the run's overrides, a list of key=value strings",
+    ),
+    "run_id": (lambda v: isinstance(v, str), "the MLflow run id (a string)"),
+}
+
+
+def _check_fields(path: Path, state: Mapping[str, Any]) -> None:
+    fix = (
+        "resume from another checkpoint of the run (saved as "
+        f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest"
+    )
+    for key, (ok, holds) in _FIELDS.items():
+        if key not in state:
+            raise CheckpointError(
+                f"checkpoint {path} is incomplete: it has no {key!r} ({holds})", fix
+            )
+        if not ok(state[key]):
+            value = state[key]
+            shown = repr(value) if isinstance(value, int | str | float) else type(value).__name__
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: {key}={shown[:80]} is not {holds}", fix
+            )
 
 
 def _latest(directory: Path) -> Path | None:

@@ -57,34 +57,71 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def compose_stored(overrides: list[str]) -> DictConfig:
+    """compose() of overrides read back from a file (a checkpoint, a study's replay line):
+    an override that does not parse, or a config that does not compose, becomes a
+    ConfigError naming it, for the caller to name the file."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except HydraException as e:
+            raise ConfigError(
+                f"the override {o!r} does not parse: {_gist(e)}",
+                "give the key on the command line (later overrides win), in Hydra's "
+                "override grammar: https://hydra.cc/docs/advanced/override_grammar/basic/",
+            ) from None
+    try:
+        return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(
+            f"they do not compose: {_gist(e)}",
+            "override the key on the command line (later overrides win), or drop it with ~key",
+        ) from None
+
+
+def _gist(e: Exception) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip() and "hydra.cc/docs" not in ln]
+    return " ".join(" ".join(lines).split())[:300] or type(e).__name__
+
+
 def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str], Checkpoint]:
     """resume=REF: the checkpoint, and the config its run was trained with (its overrides)
-    with this command's overrides on top."""
-    from hydra import compose
-
-    from hyperlab.checkpoint import load, locate
+    with this command's overrides on top. The stored overrides are data: without
+    allow_targets, through the allowlist and the same validation as a command line; a
+    checkpoint whose overrides fail is refused, naming it."""
+    from hyperlab.allowlist import stored
+    from hyperlab.checkpoint import CheckpointError, load, locate
+    from hyperlab.validate import validate
 
     ckpt = load(locate(str(cfg.resume), str(cfg.tracking.uri)))
     merged: dict[str, str] = {}
-    for o in [*ckpt.overrides, *overrides]:  # later ones win, as on the command line
+    for o in [*stored(ckpt.overrides), *overrides]:  # later ones win, as on the command line
         if _key(o) != "resume":
             merged.pop(_key(o), None)
             merged[_key(o)] = o
-    return (
-        compose("config", overrides=[*merged.values(), f"resume={cfg.resume}"]),
-        [*merged.values()],
-        ckpt,
-    )
+    try:
+        config = compose_stored([*merged.values(), f"resume={cfg.resume}"])
+        validate(config)
+    except HyperlabError as e:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: its stored overrides are refused: {e.problem}",
+            f"{e.fix or 'fix the key it names'}; or resume from a checkpoint you trust",
+        ) from None
+    return config, [*merged.values()], ckpt
 
 
 def _retest(cfg: DictConfig, overrides: list[str]) -> NoReturn:
-    from hydra import compose
-
     from hyperlab.retest import retest
     from hyperlab.tracking import drain
 
     try:
-        retest(cfg, overrides, lambda o: (compose("config", overrides=o), _choices(o)))
+        retest(cfg, overrides, lambda o: (compose_stored(o), _choices(o)))
         drain()
     except HyperlabError as e:
         exit_with(e)
@@ -159,8 +196,7 @@ def main(cfg: DictConfig) -> float:
                     "resume= continues one run; it cannot be part of a multirun",
                     "resume one run per command",
                 )
-            cfg, overrides, checkpoint = _resumed(cfg, overrides)
-            validate(cfg)
+            cfg, overrides, checkpoint = _resumed(cfg, overrides)  # validated there
         if cfg.task == "gradcheck":
             from hyperlab.runner import check_gradients
 

@@ -12,18 +12,23 @@ import math
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig
 
 from hyperlab import display
-from hyperlab.errors import ConfigError
+from hyperlab.allowlist import stored
+from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
+from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.tracking import default_tags, start_run
+from hyperlab.validate import validate
 
 # (overrides) -> (config, group choices): the entry point composes with Hydra.
 Composer = Callable[[list[str]], tuple[DictConfig, dict[str, str]]]
 KEYS = ("task", "study", "top_k", "seeds")  # the retest's own settings, not the trials'
+CHANGED = "its records were changed, or not written by hyperlab"
 
 
 @dataclass
@@ -67,7 +72,6 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     from optuna.trial import TrialState
 
     from hyperlab.search import study as st
-    from hyperlab.search.report import REPLAY_ATTR
     from hyperlab.sweep import PARENT_ATTR
 
     name, url = str(cfg.study), str(cfg.sweep.storage)
@@ -95,6 +99,10 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
 
     seeds = int(cfg.seeds)
     keep = [o for o in own if o.split("=", 1)[0].lstrip("+~") not in KEYS]
+    # The replay lines are data read from the storage: every one is composed and
+    # validated (allowlist included) before the retest records anything.
+    where = f"study {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}"
+    plans = [_plan(t, keep, seeds, compose, where) for t in best]
     tracking = cfg.tracking
     parent = None
     if tracking.enabled:
@@ -116,23 +124,20 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         f"{seeds} seed(s) each"
     )
     rows = []
-    for then, t in enumerate(best, 1):
-        replay = str(t.user_attrs[REPLAY_ATTR])
-        overrides = [*keep, *shlex.split(replay)[1:], f"repeats={seeds}", "progress=false"]
-        config, choices = compose(overrides)
-        console.print(f"trial {t.number} (rank {then}): {replay}")
+    for then, plan in enumerate(plans, 1):
+        console.print(f"trial {plan.number} (rank {then}): {plan.replay}")
         result = train(
-            config,
+            plan.config,
             Job(
-                choices=choices,
-                overrides=shlex.split(replay)[1:],
-                command=replay,
-                run_name=f"retest trial {t.number}",
+                choices=plan.choices,
+                overrides=plan.overrides,
+                command=plan.replay,
+                run_name=f"retest trial {plan.number}",
                 parent_run_id=parent.run_id if parent else None,
-                tags={"hyperlab.study": name, "hyperlab.retest_of_trial": str(t.number)},
+                tags={"hyperlab.study": name, "hyperlab.retest_of_trial": str(plan.number)},
             ),
         )
-        rows.append(Row(t.number, replay, float(t.value), result, then))  # type: ignore[arg-type]
+        rows.append(Row(plan.number, plan.replay, plan.value, result, then))
     rank(rows, maximize)
     _show(rows, str(cfg.objective.metric), seeds)
     if parent:
@@ -153,6 +158,40 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
             },
         )
     return rows
+
+
+@dataclass
+class _Plan:
+    """A trial to retest: its replay line read back, composed and validated."""
+
+    number: int
+    value: float
+    replay: str
+    overrides: list[str]
+    config: DictConfig
+    choices: dict[str, str]
+
+
+def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where: str) -> _Plan:
+    """Compose and validate a stored trial's replay line as a command line would be; a line
+    that fails (grammar, allowlist, validation) refuses the study, naming it."""
+    replay = str(trial.user_attrs[REPLAY_ATTR])
+    try:
+        try:
+            words = shlex.split(replay)
+        except ValueError as e:
+            raise ConfigError(f"it does not split into words ({e})", CHANGED) from None
+        if not words or words[0] != "hyperlab":
+            raise ConfigError("it is not a `hyperlab ...` command line", CHANGED)
+        overrides = stored(words[1:])  # allow_targets only from this command's own line
+        config, choices = compose([*keep, *overrides, f"repeats={seeds}", "progress=false"])
+        validate(config)
+    except HyperlabError as e:
+        raise ConfigError(
+            f"{where}: trial {trial.number}'s stored replay line is refused: {e.problem}",
+            f"{e.fix or 'fix the key it names'}; or retest a study you trust",
+        ) from None
+    return _Plan(trial.number, float(trial.value), replay, overrides, config, choices)
 
 
 def _show(rows: Sequence[Row], metric: str, seeds: int) -> None:

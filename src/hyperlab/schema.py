@@ -75,6 +75,9 @@ class Root:
     experiment: Any = None
 
     task: str = "train"
+    # Packages (prefixes ending in ".") or exact names whose classes a config may build,
+    # beyond hyperlab's own: hyperlab.allowlist. Only the live command line sets it.
+    allow_targets: list[str] = field(default_factory=list)
     gradcheck: GradCheck = field(default_factory=GradCheck)
     lr: float = 1e-3
     epochs: int = 20

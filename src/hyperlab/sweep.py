@@ -154,8 +154,7 @@ def _target(node: Any) -> str:
 def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded per worker (workers with one seed would sample the
     same points); grid gets the space's grid points."""
-    from hydra.utils import instantiate
-
+    from hyperlab.allowlist import instantiate  # checked, as build.py builds
     from hyperlab.search import space
 
     node = {
@@ -168,7 +167,7 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
         kwargs["search_space"] = space.grid_space(setup.params)
     if _target(cfg.sampler).endswith("CoarseToFineSampler"):
         kwargs["n_trials"] = setup.n_trials  # its stages are fractions of the study
-    return instantiate(node)(**kwargs)  # type: ignore[no-any-return]
+    return instantiate(node, allow=cfg.get("allow_targets") or ())(**kwargs)  # type: ignore[no-any-return]
 
 
 def load_study(
@@ -179,8 +178,8 @@ def load_study(
     Under the budget lock: on an empty database, two processes creating Optuna's tables
     at once collide (a duplicate key on PostgreSQL's enum types), so they take turns."""
     import optuna
-    from hydra.utils import instantiate
 
+    from hyperlab.allowlist import instantiate  # checked, as build.py builds
     from hyperlab.search import study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -196,7 +195,7 @@ def load_study(
                 study_name=setup.name,
                 storage=study.storage(setup.url, int(cfg.sweep.heartbeat_seconds)),
                 sampler=make_sampler(cfg, setup, worker),
-                pruner=instantiate(cfg.pruner),
+                pruner=instantiate(cfg.pruner, allow=cfg.get("allow_targets") or ()),
                 direction="maximize" if cfg.objective.direction == "maximize" else "minimize",
                 load_if_exists=True,
             )

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from hyperlab.allowlist import check_config
 from hyperlab.errors import ConfigError, DataError, masked_text
 
 # The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
@@ -179,6 +180,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every key that has a rule; return the resolved config or raise ConfigError
     (DataError for a data file that is not there)."""
     plain = resolved(cfg)
+    check_config(plain)  # the code a config may name: before any value is looked at
     leaves = flatten({k: v for k, v in plain.items() if k != "hydra"})
     # Shallow keys first: `lr=-1` is reported as lr, not as the optimizer.lr it feeds.
     for key, value in sorted(leaves, key=lambda kv: kv[0].count(".")):
