@@ -9,11 +9,12 @@ import json
 import os
 import pickle
 import resource
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -25,6 +26,7 @@ from optuna.trial import TrialState
 from hyperlab.errors import ConfigError
 from hyperlab.search import journal
 from hyperlab.search import study as st
+from services import finish, start_hyperlab
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
 STUDY = ["search=lr", "dataset=moons", "dataset.n_samples=200", "epochs=1"]
@@ -346,3 +348,83 @@ def test_a_file_size_limit_stops_the_worker_cleanly_and_the_rerun_resumes(
     r = hyperlab(tmp_path, *args)
     assert r.returncode == 0, r.stderr
     check_resumed(path, before, 8)
+
+
+# --- outputs/ read-only, or deleted mid-study -----------------------------------------------
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
+    """Makes a directory read-only with a read-only bind mount of itself (root ignores
+    permission bits, so chmod cannot); unmounted at the end."""
+    mounted: list[Path] = []
+
+    def make(directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for cmd in (["--bind"], ["-o", "remount,bind,ro"]):
+            r = subprocess.run(
+                ["mount", *cmd, str(directory), str(directory)], capture_output=True, text=True
+            )
+            if r.returncode:
+                pytest.skip(f"cannot make a read-only bind mount here: {r.stderr.strip()}")
+            if cmd == ["--bind"]:
+                mounted.append(directory)
+
+    yield make
+    for d in reversed(mounted):
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dataset=moons", "epochs=1"],
+        [*STUDY, "sweep.n_trials=2"],
+        ["-m", "dataset=moons", "epochs=1,2"],
+    ],
+    ids=["run", "study", "multirun"],
+)
+def test_a_read_only_outputs_is_refused_before_anything_runs(
+    tmp_path: Path, read_only: Callable[[Path], None], args: list[str]
+) -> None:
+    read_only(tmp_path / "outputs")
+    r = hyperlab(tmp_path, *args)
+    clean_stop(r, "cannot be created: outputs is on a read-only file system", "fix:")
+    assert r.returncode == 2 and "training" not in r.stdout
+
+
+@pytest.mark.slow
+def test_a_study_in_a_read_only_journal_stops_cleanly_and_changes_nothing(
+    tmp_path: Path, read_only: Callable[[Path], None]
+) -> None:
+    """The study's outputs are elsewhere (writable), its journal on a read-only disk."""
+    store = tmp_path / "store"
+    args = [*STUDY, f"sweep.storage={store}/journal.log", "tracking.enabled=false"]
+    assert hyperlab(tmp_path, *args, "sweep.n_trials=2").returncode == 0
+    before = (store / "journal.log").read_bytes()
+    read_only(store)
+    r = hyperlab(tmp_path, *args, "sweep.n_trials=4")
+    clean_stop(r, str(store), "Read-only file system")
+    assert (store / "journal.log").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_outputs_deleted_mid_study_stops_the_worker_with_what_happened(tmp_path: Path) -> None:
+    """`rm -rf outputs` while a study trains: the worker stops at its next write, saying
+    that the journal was deleted (not starting a new one in its place), without a
+    traceback; nothing is re-created under outputs/."""
+    args = [*STUDY, "epochs=100", "dataset.n_samples=300", "sweep.n_trials=8"]
+    proc = start_hyperlab(tmp_path, *args)
+    path = tmp_path / st.DEFAULT_JOURNAL
+    deadline = time.monotonic() + 300
+    while b'"state":1' not in (path.read_bytes() if path.exists() else b""):
+        assert proc.poll() is None and time.monotonic() < deadline, "no trial completed"
+        time.sleep(0.3)
+    while (tmp_path / "outputs").exists():  # the study may be writing in it meanwhile
+        shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
+    code, _, err = finish(proc)
+    assert code != 0
+    assert "Traceback" not in err, err[-4000:]
+    assert f"the study journal {path} was deleted" in err, err[-4000:]
+    assert not path.exists() and not (tmp_path / "outputs" / "optuna").exists()

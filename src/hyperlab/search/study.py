@@ -117,11 +117,10 @@ def _journal_storage(path: Path, url: str) -> optuna.storages.BaseStorage:
     # a lock left by a killed worker would never be seen as stale (it spins forever).
     path = path.resolve()
     if writable(path):
-        try:
+        # Without room for the backup (a full disk), it is left as it is: reading needs no
+        # repair, and an append repairs first or stops the worker with this same error.
+        with contextlib.suppress(journal.JournalError):
             journal.repair_and_notify(path)
-        except journal.JournalError:
-            pass  # no room for the backup (a full disk): reading needs no repair, and an
-            # append repairs first, or stops the worker with this same error
     try:
         return JournalStorage(journal.backend(path))
     except ValueError as e:  # not a journal past its first line, or a line broken inside
@@ -383,7 +382,11 @@ def budget_lock(url: str) -> Iterator[None]:
         yield
         return
     lock = path.with_name(path.name + ".budget.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    if not lock.parent.is_dir() and journal_path(url) is not None:
+        # check_storage() made it: it was deleted since, with the journal in it
+        from hyperlab.search.journal import deleted
+
+        raise deleted(path.resolve())
     with lock.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
