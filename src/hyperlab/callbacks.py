@@ -1,4 +1,5 @@
-"""Hydra callbacks: a multirun's jobs are grouped under one MLflow parent run."""
+"""Hydra callbacks: the output directory is checked before Hydra writes to it, and a
+multirun's jobs are grouped under one MLflow parent run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,39 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
+
+
+class OutputDir(Callback):
+    """Refuses, with the path and the fix, a run or sweep directory that cannot be created
+    (a read-only outputs/), before Hydra's own mkdir fails with a traceback. Nothing is
+    created here: only the nearest existing parent is checked."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(Path(str(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(Path(str(config.hydra.sweep.dir)))
+
+
+def _check_writable(directory: Path) -> None:
+    import os
+
+    from hyperlab.cli import exit_with
+    from hyperlab.errors import ConfigError
+
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    why = "not a directory" if not existing.is_dir() else "not writable"
+    if existing.is_dir() and os.statvfs(existing).f_flag & os.ST_RDONLY:
+        why = "on a read-only file system"
+    exit_with(
+        ConfigError(
+            f"the output directory {directory} cannot be created: {existing} is {why}",
+            "make it writable, run from a directory you can write to, or set "
+            "hydra.run.dir= (hydra.sweep.dir= for a study or -m) to a writable directory",
+        )
+    )
 
 
 class MlflowParentRun(Callback):

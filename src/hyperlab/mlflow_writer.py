@@ -40,6 +40,8 @@ def transient(e: BaseException) -> bool:
     request was wrong: a connection refused or timed out, SQLite's "database is locked"."""
     seen: BaseException | None = e
     while seen is not None:
+        if "readonly database" in str(seen):  # SQLite's file deleted or made read-only
+            return False
         if getattr(seen, "error_code", None) in TRANSIENT_CODES:
             return True
         if isinstance(seen, ConnectionError | TimeoutError) or any(

@@ -75,6 +75,8 @@ class Retry:
 
     Waits 0.5, 1, 2 ... seconds (at most 30 between tries) for up to `seconds` in all,
     then raises WorkerStopped: a worker stops cleanly rather than spin or print a traceback.
+    A journal or lock file that cannot be written (a full disk, a read-only or deleted
+    directory) is not retried: it stops the worker at once, naming the file and the fix.
     Counts its retries, for the worker's summary."""
 
     url: str
@@ -84,13 +86,20 @@ class Retry:
     def __call__(self, what: str, fn: Callable[[], T]) -> T:
         from hyperlab.display import error_console
         from hyperlab.search import study
+        from hyperlab.search.journal import JournalError
 
         delay, start = 0.5, time.monotonic()
         while True:
             try:
                 return fn()
+            except HyperlabError as e:
+                if isinstance(e, JournalError):
+                    raise WorkerStopped(e.problem, e.fix) from None
+                raise
             except Exception as e:
                 if not study.transient(e):
+                    if isinstance(e, OSError):  # the budget lock's file, beside the journal
+                        raise _unwritable(what, e) from None
                     raise
                 waited = time.monotonic() - start
                 if waited + delay > self.seconds:
@@ -113,6 +122,16 @@ class Retry:
             "the trials it recorded are kept; once it is back, run the same command "
             "again to resume the study (sweep.retry_seconds sets how long workers wait)",
         )
+
+
+def _unwritable(what: str, e: OSError) -> WorkerStopped:
+    from hyperlab.search.journal import RESUME
+
+    where = f" {e.filename}" if e.filename else ""
+    return WorkerStopped(
+        f"{what} failed: the file{where} could not be written ({e.strerror or e})",
+        f"free space on its disk, or make its directory writable; {RESUME}",
+    )
 
 
 # --- what the sweeper and its workers share -----------------------------------------------
@@ -645,15 +664,21 @@ def _report(
     from hyperlab.search import report
 
     seconds = 0.0 if isinstance(failure, WorkerStopped) else float(cfg.sweep.retry_seconds)
+    summary = sweep_dir / "summary.md"
     try:
         s = load_study(cfg, setup, 0, Retry(setup.url, seconds))
         rep = report.build(s, sweep_dir)
+        report.show(rep, console)
+        summary.write_text(report.markdown(rep))
     except WorkerStopped as e:
         error_console.print(f"[yellow]no report:[/] {e.problem}")
         return None
-    report.show(rep, console)
-    summary = sweep_dir / "summary.md"
-    summary.write_text(report.markdown(rep))
+    except OSError as e:  # outputs/ full, read-only or deleted: the study itself is kept
+        error_console.print(
+            f"[yellow]no report:[/] {e.filename or sweep_dir} could not be written "
+            f"({e.strerror or e})"
+        )
+        return None
     return _Finished(rep, s, summary)
 
 

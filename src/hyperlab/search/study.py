@@ -73,21 +73,11 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
     waits CONNECT_TIMEOUT seconds at most). A server lost after it was reached raises
     the driver's own error, which the sweep's workers retry."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     check_storage(url)
     path = journal_path(url)
     if path is not None:
-        # Absolute: Optuna's lock is a symlink to this path, and a relative one dangles, so
-        # a lock left by a killed worker would never be seen as stale (it spins forever).
-        try:
-            return JournalStorage(JournalFileBackend(str(path.resolve())))
-        except (OSError, ValueError) as e:  # unreadable, or not a journal past its first line
-            raise ConfigError(
-                f"sweep.storage={url or DEFAULT_JOURNAL} cannot be read as an Optuna journal "
-                f"({type(e).__name__}: {e})",
-                STORAGE_FIX,
-            ) from None
+        return _journal_storage(path, url)
     kwargs = {}
     if url.split(":", 1)[0].split("+")[0] in DEFAULT_PORTS:
         # libpq's and the MySQL drivers' setting: a server that does not answer fails the
@@ -114,6 +104,39 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
         raise _plain(error)
     _opened.add(url)
     return rdb
+
+
+def _journal_storage(path: Path, url: str) -> optuna.storages.BaseStorage:
+    """A journal file's storage, its damaged last line repaired first (see journal.py);
+    a journal that cannot be written is opened for reading only, untouched."""
+    from optuna.storages.journal import JournalStorage
+
+    from hyperlab.search import journal
+
+    # Absolute: Optuna's lock is a symlink to this path, and a relative one dangles, so
+    # a lock left by a killed worker would never be seen as stale (it spins forever).
+    path = path.resolve()
+    if writable(path):
+        # Without room for the backup (a full disk), it is left as it is: reading needs no
+        # repair, and an append repairs first or stops the worker with this same error.
+        with contextlib.suppress(journal.JournalError):
+            journal.repair_and_notify(path)
+    try:
+        return JournalStorage(journal.backend(path))
+    except ValueError as e:  # not a journal past its first line, or a line broken inside
+        bad = journal.first_bad_line(path)
+        if bad is not None:
+            raise journal.bad_line(path, bad) from None
+        raise ConfigError(
+            f"sweep.storage={url or DEFAULT_JOURNAL} cannot be read as an Optuna journal "
+            f"({type(e).__name__}: {e})",
+            STORAGE_FIX,
+        ) from None
+
+
+def writable(path: Path) -> bool:
+    """Whether `path` (and its directory, where its lock file goes) can be written."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
 def _plain(error: ConfigError) -> ConfigError:
@@ -359,7 +382,11 @@ def budget_lock(url: str) -> Iterator[None]:
         yield
         return
     lock = path.with_name(path.name + ".budget.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    if not lock.parent.is_dir() and journal_path(url) is not None:
+        # check_storage() made it: it was deleted since, with the journal in it
+        from hyperlab.search.journal import deleted
+
+        raise deleted(path.resolve())
     with lock.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
