@@ -34,6 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hyperlab.errors import HyperlabError, first_line
+from hyperlab.validate import direction_of
 
 if TYPE_CHECKING:
     import optuna
@@ -197,7 +198,7 @@ def load_study(
                 storage=study.storage(setup.url, int(cfg.sweep.heartbeat_seconds)),
                 sampler=make_sampler(cfg, setup, worker),
                 pruner=instantiate(cfg.pruner),
-                direction="maximize" if cfg.objective.direction == "maximize" else "minimize",
+                direction=direction_of(cfg.objective),
                 load_if_exists=True,
             )
 
@@ -728,7 +729,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
         "n_trials": str(setup.n_trials),
         "workers": str(cfg.sweep.workers),
         "seed": str(cfg.sweep.seed),
-        "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
+        "objective": f"{cfg.objective.metric} ({direction_of(cfg.objective)})",
         "storage": masked(setup.url) or "outputs/optuna/journal.log",
     }
     for p in setup.params:

@@ -124,7 +124,12 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("init.scheme", one_of(*INIT_SCHEMES), f"one of {INIT_SCHEMES}", "he"),
     ("init.scale", POSITIVE, "a number > 0", "10.0"),
     ("objective.metric", one_of(*METRICS), f"one of {METRICS}", "dev_acc"),
-    ("objective.direction", one_of("maximize", "minimize"), "maximize or minimize", "maximize"),
+    (
+        "objective.direction",
+        one_of("auto", "maximize", "minimize"),
+        "auto, maximize or minimize",
+        "auto",
+    ),
     ("bayes_error", PROBABILITY, "a number in [0, 1)", "0.0"),
     ("diagnosis_threshold", interval(0, 1), "a number in [0, 1]", "0.05"),
     ("sweep.n_trials", COUNT, "an integer >= 1", "20"),
@@ -185,6 +190,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         error = _rule_error(key, value)
         if error:
             raise error
+    plain["objective"]["direction"] = direction_of(plain["objective"])
     split = plain["dataset"].get("split", {})
     if split:
         total = sum(float(split[k]) for k in ("train", "dev", "test"))
@@ -209,6 +215,24 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if plain.get("search") is not None:
         check_search(plain, group_options)
     return plain
+
+
+def direction_of(objective: Mapping[str, Any]) -> str:
+    """The direction an objective is optimized in: `auto` follows the metric (a loss is
+    minimized, an accuracy maximized); a direction set against its metric is refused, as
+    it would search for the worst model. Every reader of objective.direction goes through
+    here (validate() returns the config with it resolved)."""
+    metric, direction = str(objective["metric"]), str(objective["direction"])
+    natural = "minimize" if metric.endswith("_loss") else "maximize"
+    if direction in ("auto", natural):
+        return natural
+    raise ConfigError(
+        f"objective.direction={direction} with objective.metric={metric}: this would "
+        f"{direction} {'a loss' if natural == 'minimize' else 'an accuracy'}, i.e. search "
+        "for the worst model",
+        f"drop objective.direction (it follows the metric: {natural} {metric}), or set "
+        f"objective.direction={natural}",
+    )
 
 
 # --- files and stores ----------------------------------------------------------------------

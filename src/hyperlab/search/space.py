@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +107,7 @@ def parse(spec: Mapping[str, Any], where: str = "search.params") -> list[Param]:
         )
     params: list[Param] = []
     for key, entry in spec.items():
-        params.append(_parse_one(str(key), entry, f"{where}.{key}", [p.key for p in params]))
+        params.append(_parse_one(str(key), entry, f"{where}.{key}", params))
     if not params:
         raise ConfigError(f"{where} is empty", "name at least one parameter to search")
     return params
@@ -120,7 +120,7 @@ def _scalar(v: Any) -> bool:
     )
 
 
-def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
+def _parse_one(key: str, entry: Any, where: str, earlier: list[Param]) -> Param:
     def bad(problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}: {problem}", fix)
 
@@ -138,8 +138,9 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
             f"when={conditions!r} must map earlier parameters to their values",
             "e.g. when: {optimizer: [momentum, rmsprop]}",
         )
+    parents = {p.key: p for p in earlier}
     for dep, allowed in dict(conditions or {}).items():
-        if dep not in earlier:
+        if dep not in parents:
             raise bad(
                 f"'when' refers to {dep!r}, which is not a parameter listed before it",
                 "list the parameter it depends on first",
@@ -154,7 +155,9 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
                 f"when: {dep}={allowed!r} must be a value or a list of values",
                 "e.g. when: {optimizer: adam}",
             )
-        when[str(dep)] = values
+        _check_reachable(parents[dep], values, bad)
+        # A sampled null choice is handed on as "null" (see Param.sample): compare alike.
+        when[str(dep)] = tuple("null" if v is None else v for v in values)
     grid = entry.get("grid", 5)
     if isinstance(grid, bool) or not (isinstance(grid, int) and grid >= 1):
         raise bad(f"grid={grid!r} must be an integer >= 1", "e.g. grid: 5")
@@ -218,6 +221,30 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
                 "give a range of an averaging coefficient such as [0.9, 0.999]",
             )
     return Param(key, kind, float(low), float(high), scale, when=when, grid=grid)
+
+
+def _check_reachable(
+    parent: Param, values: tuple[Any, ...], bad: Callable[[str, str], ConfigError]
+) -> None:
+    """Every value a condition tests must be one its parent can take: a value it cannot
+    would silently turn the parameter off for the whole study (a typo such as `adamm`)."""
+    for v in values:
+        if parent.kind == "categorical":
+            if v in parent.choices:
+                continue
+            raise bad(
+                f"when: {parent.key}={v!r} can never hold: {v!r} is not among "
+                f"{parent.key}'s choices {list(parent.choices)}",
+                f"test a value {parent.key} can take, e.g. when: {{{parent.key}: "
+                f"{_format(parent.choices[0])}}}",
+            )
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        whole = parent.kind != "int" or (number and float(v).is_integer())
+        if not (number and whole and parent.low <= v <= parent.high):
+            raise bad(
+                f"when: {parent.key}={v!r} can never hold: {parent.key} takes {parent.describe()}",
+                f"test a value inside {parent.key}'s range, or drop the condition",
+            )
 
 
 def active(param: Param, chosen: Mapping[str, Value]) -> bool:
