@@ -6,14 +6,33 @@ real `hyperlab` command and check that a refused command recorded nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import optuna
 import pytest
+from omegaconf import OmegaConf
 
-from conftest import Compose
+from conftest import CONF, Compose
+from hyperlab.build import build_data
 from hyperlab.errors import ConfigError
+from hyperlab.retest import retest
 from hyperlab.search import space
+from hyperlab.search import study as st
+from hyperlab.sweep import (
+    DATA_ATTR,
+    FIRST_DATA_ATTR,
+    OBJECTIVE_ATTR,
+    SPACE_ATTR,
+    _check_not_fixed,
+    data_changes,
+    load_study,
+    setup_of,
+)
 from hyperlab.validate import direction_of, validate
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # --- when: a condition that can never hold ----------------------------------------------------
 
@@ -60,12 +79,8 @@ def test_a_when_on_a_value_the_parent_can_take_is_kept() -> None:
 
 
 def test_every_shipped_space_parses() -> None:
-    from conftest import CONF
-
     for path in sorted((CONF / "search").glob("*.yaml")):
-        from omegaconf import OmegaConf
-
-        space.parse(OmegaConf.to_container(OmegaConf.load(path).search.params))  # type: ignore[union-attr,arg-type]
+        space.parse(OmegaConf.to_container(OmegaConf.load(path).search.params))  # type: ignore[arg-type]
 
 
 # --- objective.direction follows the metric ---------------------------------------------------
@@ -103,3 +118,190 @@ def test_a_direction_against_its_metric_is_refused(
     assert f"objective.direction={direction}" in e.value.problem
     assert f"objective.metric={metric}" in e.value.problem
     assert f"objective.direction={natural}" in e.value.fix
+
+
+# --- a study joined with another space or objective ---------------------------------------
+
+
+def journal_study(cfg: Compose, path: Path, *overrides: str) -> optuna.Study:
+    """The study `hyperlab <overrides> sweep.study=mine` opens, as its sweeper does."""
+    config = cfg(*overrides, f"sweep.storage={path}", "sweep.study=mine")
+    return load_study(config, setup_of(config, []), 0, join=True)
+
+
+def test_a_study_records_its_space_and_objective(cfg: Compose, tmp_path: Path) -> None:
+    s = journal_study(cfg, tmp_path / "journal.log", "search=lr")
+    assert s.user_attrs[SPACE_ATTR] == {
+        "search": "lr",
+        "params": {"lr": {"kind": "float", "low": 1e-4, "high": 1.0, "scale": "log"}},
+    }
+    assert s.user_attrs[OBJECTIVE_ATTR] == {"metric": "dev_acc", "direction": "maximize"}
+    assert s.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (("search=lr_beta",), "optimizer.beta added (float in [0.9, 0.999], one_minus_log"),
+        (
+            ("search=lr", "~search.params.lr", "+search.params.batch_size={choices:[32,64]}"),
+            "lr removed (was float in [0.0001, 1], log scale)",
+        ),
+        (
+            ("search=lr", "search.params.lr.low=0.001"),
+            "lr changed from float in [0.0001, 1], log scale to float in [0.001, 1], log scale",
+        ),
+        (("search=lr", "search.params.lr.scale=linear"), "to float in [0.0001, 1], linear scale"),
+        (
+            ("search=lr", "objective.metric=dev_loss"),
+            "objective changed from dev_acc (maximize) to dev_loss (minimize)",
+        ),
+        (
+            ("search=lr", "objective.metric=train_acc"),
+            "objective changed from dev_acc (maximize) to train_acc (maximize)",
+        ),
+    ],
+)
+def test_joining_a_study_with_another_space_or_objective_is_refused(
+    cfg: Compose, tmp_path: Path, overrides: tuple[str, ...], named: str
+) -> None:
+    journal = tmp_path / "journal.log"
+    s = journal_study(cfg, journal, "search=lr")
+    s.enqueue_trial({"lr": 0.01})
+    before = journal.read_bytes()
+    with pytest.raises(ConfigError) as e:
+        journal_study(cfg, journal, *overrides)
+    assert named in e.value.problem and "study 'mine'" in e.value.problem
+    assert "sweep.study=" in e.value.fix and "search=lr" in e.value.fix
+    assert journal.read_bytes() == before  # nothing written to the study
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("sweep.n_trials=50",),
+        ("sweep.workers=2",),
+        ("sampler=random",),
+        ("sampler=grid", "+search.params.lr.grid=3"),  # a grid's resolution: no new space
+        ("pruner=median",),
+        ("objective.direction=maximize",),  # the same as auto for dev_acc
+    ],
+)
+def test_resuming_with_more_trials_or_another_sampler_joins(
+    cfg: Compose, tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    journal = tmp_path / "journal.log"
+    journal_study(cfg, journal, "search=lr")
+    s = journal_study(cfg, journal, "search=lr", *overrides)
+    assert s.study_name == "mine"
+
+
+def test_a_study_made_before_the_space_was_recorded_joins_and_gets_it(
+    cfg: Compose, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.log"
+    old = optuna.create_study(study_name="mine", storage=st.storage(str(journal)))  # minimize
+    old.set_user_attr("mlflow_parent_run_id", "f" * 32)
+    # Its direction is all it records: a command that would maximize is refused.
+    before = journal.read_bytes()
+    with pytest.raises(ConfigError, match="the study minimizes, this command would maximize"):
+        journal_study(cfg, journal, "search=lr")
+    assert journal.read_bytes() == before
+    s = journal_study(cfg, journal, "search=lr", "objective.metric=dev_loss")
+    assert s.user_attrs[SPACE_ATTR]["search"] == "lr"
+    assert s.user_attrs[OBJECTIVE_ATTR] == {"metric": "dev_loss", "direction": "minimize"}
+    with pytest.raises(ConfigError, match=r"optimizer\.beta added"):  # from now on, checked
+        journal_study(cfg, journal, "search=lr_beta", "objective.metric=dev_loss")
+
+
+def test_space_changes_name_each_key() -> None:
+    before = space.canonical(space.parse({"a": {"low": 1, "high": 9}, "b": {"choices": [1, 2]}}))
+    now = space.canonical(space.parse({"b": {"choices": [1, 3]}, "c": {"low": 0.5, "high": 1.0}}))
+    assert space.changes(before, before) == []
+    assert space.changes(before, now) == [
+        "a removed (was int in [1, 9], linear scale)",
+        "c added (float in [0.5, 1], linear scale)",
+        "b changed from one of [1, 2] to one of [1, 3]",
+    ]
+
+
+# --- a key both searched and fixed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("search", "override"),
+    [
+        ("search=lr", "lr=0.5"),
+        ("search=lr", "+lr=0.5"),
+        ("search=lr_beta", "optimizer.beta=0.95"),
+        ("search=optimizers", "optimizer=adam"),
+    ],
+)
+def test_a_key_searched_and_fixed_on_the_command_line_is_refused(
+    cfg: Compose, search: str, override: str
+) -> None:
+    key = override.split("=")[0].lstrip("+")
+    setup = setup_of(cfg(search, override.lstrip("+")), [search, override])
+    with pytest.raises(ConfigError) as e:
+        _check_not_fixed(setup, [search, "epochs=2", override])
+    assert f"{key} is searched" in e.value.problem and f"({override})" in e.value.problem
+    assert f"remove {override}" in e.value.fix and f"~search.params.{key}" in e.value.fix
+
+
+def test_overrides_of_the_space_or_of_other_keys_are_no_conflict(cfg: Compose) -> None:
+    args = ["search=lr", "search.params.lr.low=0.01", "epochs=2", "optimizer.beta1=0.8"]
+    _check_not_fixed(setup_of(cfg(*args), args), args)
+    args = ["search=lr_beta", "optimizer=momentum", "sweep.n_trials=3"]
+    _check_not_fixed(setup_of(cfg(*args), args), args)
+
+
+# --- the data each run trained on ---------------------------------------------------------------
+
+
+def test_every_data_set_has_a_content_hash(cfg: Compose, tmp_path: Path) -> None:
+    def sha(*overrides: str) -> str:
+        return build_data(validate(cfg(*overrides))["dataset"]).sha256
+
+    digits = sha()
+    assert len(digits) == 64 and digits == sha()  # stable
+    assert sha("dataset=moons") != sha("dataset=moons", "dataset.seed=1")
+    # The examples, not their split: another split trains on the same data.
+    assert sha("dataset=moons") == sha("dataset=moons", "dataset.split.seed=3")
+    path = tmp_path / "d.npz"
+    x = np.random.default_rng(0).normal(size=(40, 2))
+    np.savez(path, X=x, y=np.arange(40) % 2)
+    first = sha("dataset=npz", f"dataset.path={path}")
+    x[3, 1] += 1e-9  # one value changed by a hair
+    np.savez(path, X=x, y=np.arange(40) % 2)
+    assert sha("dataset=npz", f"dataset.path={path}") != first
+
+
+def test_data_changes_names_the_trials_on_other_data() -> None:
+    s = optuna.create_study()
+    for sha in ("a" * 64, "a" * 64, "b" * 64):
+        s.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={DATA_ATTR: sha}))
+    assert data_changes(s) == ""  # no first hash recorded: nothing to compare with
+    s.set_user_attr(FIRST_DATA_ATTR, "a" * 64)
+    line = data_changes(s)
+    assert "trial(s) 2 trained on other data (data.sha256 bbbbbbbbbbbb)" in line
+    assert "\n" not in line
+
+
+# --- retest of a study hyperlab did not run --------------------------------------------------
+
+
+def plain_optuna_study(path: Path) -> str:
+    """A study made with Optuna alone: three complete trials, no replay lines."""
+    s = optuna.create_study(study_name="plain", storage=st.storage(str(path)), direction="maximize")
+    s.optimize(lambda t: t.suggest_float("lr", 1e-4, 1.0, log=True), n_trials=3)
+    return str(path)
+
+
+def test_retest_of_a_plain_optuna_study_says_why(cfg: Compose, tmp_path: Path) -> None:
+    url = plain_optuna_study(tmp_path / "journal.log")
+    config = cfg(f"sweep.storage={url}", "study=plain", "task=retest")
+    with pytest.raises(ConfigError) as e:
+        retest(config, [], lambda o: (config, {}))
+    assert "has 3 complete trial(s), but none was recorded by hyperlab" in e.value.problem
+    assert "no complete trials" not in e.value.problem
+    assert "hyperlab lr=" in e.value.fix and "repeats=" in e.value.fix

@@ -113,6 +113,51 @@ def parse(spec: Mapping[str, Any], where: str = "search.params") -> list[Param]:
     return params
 
 
+def canonical(params: Sequence[Param]) -> dict[str, dict[str, Any]]:
+    """The space as a study records it, in JSON values: each key's kind, its range and
+    scale or its choices, and its conditions. The grid size is left out: it is the grid
+    sampler's resolution, not the space (as the sampler, n_trials and workers may change
+    when a study is resumed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in params:
+        spec: dict[str, Any] = {"kind": p.kind}
+        if p.kind == "categorical":
+            spec["choices"] = list(p.choices)
+        else:
+            spec.update(low=p.low, high=p.high, scale=p.scale)
+        if p.when:
+            spec["when"] = {dep: list(values) for dep, values in p.when.items()}
+        out[p.key] = spec
+    return out
+
+
+def changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """How space `now` differs from space `before` (both canonical): one phrase per key
+    added, removed or changed, from -> to."""
+    out = [f"{k} removed (was {_shown(before[k])})" for k in before if k not in now]
+    out += [f"{k} added ({_shown(now[k])})" for k in now if k not in before]
+    out += [
+        f"{k} changed from {_shown(before[k])} to {_shown(now[k])}"
+        for k in before
+        if k in now and before[k] != now[k]
+    ]
+    return out
+
+
+def _shown(spec: Mapping[str, Any]) -> str:
+    if spec.get("kind") == "categorical":
+        text = f"one of {spec.get('choices')}"
+    else:
+        low, high = (
+            f"{v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else repr(v)
+            for v in (spec.get("low"), spec.get("high"))
+        )
+        text = f"{spec.get('kind')} in [{low}, {high}], {spec.get('scale')} scale"
+    for dep, values in (spec.get("when") or {}).items():
+        text += f", when {dep} in {values}"
+    return text
+
+
 def _scalar(v: Any) -> bool:
     """A value Optuna can store as a choice, and an override can carry."""
     return (
