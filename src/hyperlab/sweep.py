@@ -231,7 +231,10 @@ def _made_with(cfg: DictConfig, setup: Setup) -> dict[str, dict[str, Any]]:
     from hyperlab.search import space
 
     made_with = {
-        SPACE_ATTR: {"search": str(cfg.search.name), "params": space.canonical(setup.params)},
+        SPACE_ATTR: {
+            "search": str(cfg.search.name),
+            "params": space.canonical(setup.params, setup.naive),
+        },
         OBJECTIVE_ATTR: {
             "metric": str(cfg.objective.metric),
             "direction": direction_of(cfg.objective),
@@ -277,6 +280,11 @@ def _check_joinable(
         how.append(f"search={then_space['search']}")
     if isinstance(then_obj, dict) and then_obj.get("metric"):
         how.append(f"objective.metric={then_obj['metric']}")
+    if setup.naive and any("linear scale" in d for d in differences):
+        differences.append(
+            "sampler=random samples every range on its linear scale (sampler=log_uniform "
+            "is random search on each range's own scale)"
+        )
     raise ConfigError(
         f"study {setup.name!r} in {masked(setup.url) or 'outputs/optuna/journal.log'} was "
         f"made with another search space or objective: {'; '.join(differences)}. "

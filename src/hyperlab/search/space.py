@@ -113,9 +113,10 @@ def parse(spec: Mapping[str, Any], where: str = "search.params") -> list[Param]:
     return params
 
 
-def canonical(params: Sequence[Param]) -> dict[str, dict[str, Any]]:
+def canonical(params: Sequence[Param], naive: bool = False) -> dict[str, dict[str, Any]]:
     """The space as a study records it, in JSON values: each key's kind, its range and
-    scale or its choices, and its conditions. The grid size is left out: it is the grid
+    the scale it is sampled on (linear for every range when `naive`, as Optuna records
+    it) or its choices, and its conditions. The grid size is left out: it is the grid
     sampler's resolution, not the space (as the sampler, n_trials and workers may change
     when a study is resumed)."""
     out: dict[str, dict[str, Any]] = {}
@@ -124,7 +125,7 @@ def canonical(params: Sequence[Param]) -> dict[str, dict[str, Any]]:
         if p.kind == "categorical":
             spec["choices"] = list(p.choices)
         else:
-            spec.update(low=p.low, high=p.high, scale=p.scale)
+            spec.update(low=p.low, high=p.high, scale="linear" if naive else p.scale)
         if p.when:
             spec["when"] = {dep: list(values) for dep, values in p.when.items()}
         out[p.key] = spec
