@@ -361,7 +361,7 @@ def test_the_command_refuses_a_when_that_can_never_hold(tmp_path: Path) -> None:
     r = hyperlab(
         tmp_path,
         "search=optimizers",
-        "search.params.optimizer.beta1.when.optimizer=adamm",
+        "+search.params.batch_size={low:16,high:128,when:{optimizer:adamm}}",
         "sweep.dry_run=true",
     )
     check_refused(r, 2, "when: optimizer='adamm' can never hold")
