@@ -31,7 +31,7 @@ from hyperlab.sweep import (
     load_study,
     setup_of,
 )
-from hyperlab.validate import direction_of, validate
+from hyperlab.validate import check_search, direction_of, validate
 from test_bad_input import check_refused, hyperlab, snapshot
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -41,25 +41,72 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 OPTIMIZER = {"choices": ["momentum", "rmsprop", "adam"]}
 
 
+@pytest.mark.parametrize("condition", [7, 2.5, "two", [1, 5]])
+def test_a_when_outside_its_parents_range_is_refused(condition: Any) -> None:
+    spec: dict[str, Any] = {
+        "model.layers": {"low": 1, "high": 4},
+        "lr": {"low": 0.1, "high": 0.2, "when": {"model.layers": condition}},
+    }
+    with pytest.raises(ConfigError) as e:
+        space.parse(spec)
+    assert "search.params.lr: when: model.layers=" in e.value.problem
+    assert "can never hold: model.layers takes int in [1, 4]" in e.value.problem
+
+
+def plain_with(params: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config holding a search space, as check_search sees it."""
+    return {
+        "search": {"name": "s", "params": params},
+        "optimizer": {"beta2": 0.999},
+        "model": {"activation": "relu"},
+        "dataset": {"path": "a.csv"},
+        "lr": 0.1,
+    }
+
+
 @pytest.mark.parametrize(
     ("parent", "condition", "shown"),
     [
-        (OPTIMIZER, "adamm", "'adamm' is not among optimizer's choices"),
-        (OPTIMIZER, ["adam", "nadam"], "'nadam' is not among optimizer's choices"),
-        ({"low": 1, "high": 4}, 7, "takes int in [1, 4]"),
-        ({"low": 1, "high": 4}, 2.5, "takes int in [1, 4]"),
-        ({"low": 1, "high": 4}, "two", "takes int in [1, 4]"),
+        ("optimizer", "adamm", "'adamm' is not among optimizer's choices ['momentum', "),
+        ("optimizer", ["adam", "nadam"], "nor an option of the group optimizer (adam, "),
+        ("model.activation", "tahn", "'tahn' is not among model.activation's choices"),
+        ("dataset.path", "c.csv", "'c.csv' is not among dataset.path's choices"),
     ],
 )
 def test_a_when_on_a_value_the_parent_cannot_take_is_refused(
-    parent: dict[str, Any], condition: Any, shown: str
+    parent: str, condition: Any, shown: str
 ) -> None:
-    spec = {"optimizer": parent, "optimizer.beta2": {"low": 0.99, "high": 0.9999}}
-    spec["optimizer.beta2"]["when"] = {"optimizer": condition}
+    choices = {
+        "optimizer": OPTIMIZER,
+        "model.activation": {"choices": ["relu", "tanh"]},
+        "dataset.path": {"choices": ["a.csv", "b.csv"]},
+    }[parent]
+    params = {parent: choices, "lr": {"low": 0.1, "high": 0.2, "when": {parent: condition}}}
+    options = {"optimizer": ["adam", "adamw", "gd", "momentum", "rmsprop"]}
     with pytest.raises(ConfigError) as e:
-        space.parse(spec)
-    assert "search.params.optimizer.beta2" in e.value.problem and shown in e.value.problem
-    assert "can never hold" in e.value.problem and e.value.fix
+        check_search(plain_with(params), options.get)
+    assert f"search.params.lr: when: {parent}=" in e.value.problem
+    assert "can never hold" in e.value.problem and shown in e.value.problem
+    assert "check its spelling" in e.value.fix
+
+
+def test_a_when_on_a_value_outside_narrowed_choices_is_kept(cfg: Compose) -> None:
+    """Narrowing a parent's choices on the command line keeps the conditions on its other
+    options: those parameters are off, as asked. Only a value the key cannot take at all
+    is a mistake."""
+    validate(cfg("search=optimizers", "search.params.optimizer.choices=[adam]"))
+    params = {
+        "model.activation": {"choices": ["relu"]},
+        "lr": {"low": 0.1, "high": 0.2, "when": {"model.activation": "tanh"}},
+    }
+    check_search(plain_with(params), lambda g: None)
+    with pytest.raises(ConfigError, match="nor an option of the group optimizer"):
+        validate(
+            cfg(
+                "search=optimizers",
+                "+search.params.batch_size={low:16,high:128,when:{optimizer:adamm}}",
+            )
+        )
 
 
 def test_a_when_on_a_value_the_parent_can_take_is_kept() -> None:
@@ -365,7 +412,9 @@ def test_the_command_refuses_a_when_that_can_never_hold(tmp_path: Path) -> None:
         "sweep.dry_run=true",
     )
     check_refused(r, 2, "when: optimizer='adamm' can never hold")
-    assert "['momentum', 'rmsprop', 'adam']" in r.stderr
+    assert "choices ['momentum', 'rmsprop', 'adam'], nor an option of the group optimizer" in (
+        " ".join(r.stderr.split())
+    )
 
 
 @pytest.mark.slow

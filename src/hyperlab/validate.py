@@ -15,12 +15,15 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.errors import ConfigError, DataError, masked_text
+
+if TYPE_CHECKING:
+    from hyperlab.search.space import Param
 
 # The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
 # step). Spelled out here so that checking a config does not import torch.
@@ -401,6 +404,7 @@ def check_search(
         if p.kind == "categorical"
         and (group_options(p.key) or isinstance(_lookup(plain, p.key), Mapping))
     ]
+    _check_conditions(params, groups, group_options)
     for p in params:
         where = f"search.params.{p.key}"
         in_group = any(p.key.startswith(g + ".") for g in groups)
@@ -433,3 +437,30 @@ def check_search(
                     f"{error.problem.split(': ', 1)[1]}",
                     "narrow the range (or the choices) to allowed values",
                 )
+
+
+def _check_conditions(
+    params: list[Param], groups: list[str], group_options: Callable[[str], list[str] | None]
+) -> None:
+    """A `when:` value that is not among its parent's choices never holds, which silently
+    turns the parameter off: refused, unless it is a value the parent's key can take (a
+    group's option, a value its rule allows), so that a space narrowed on the command line
+    (`search.params.optimizer.choices=[adam]`) keeps its other options' conditions."""
+    from hyperlab.search import space
+
+    for p, parent, value in space.unreachable(params):
+        if parent.key in groups:
+            options = group_options(parent.key)
+            if options is None or str(value) in options:
+                continue  # an option of the group (or Hydra cannot tell)
+            also = f", nor an option of the group {parent.key} ({', '.join(options)})"
+        else:
+            ruled = any(fnmatch.fnmatchcase(parent.key, rule[0]) for rule in RULES)
+            if ruled and _rule_error(parent.key, value) is None:
+                continue
+            also = ""
+        raise ConfigError(
+            f"search.params.{p.key}: when: {parent.key}={value!r} can never hold: "
+            f"{value!r} is not among {parent.key}'s choices {list(parent.choices)}{also}",
+            f"test a value {parent.key} can take (check its spelling), or drop the condition",
+        )

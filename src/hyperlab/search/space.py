@@ -272,18 +272,11 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[Param]) -> Param:
 def _check_reachable(
     parent: Param, values: tuple[Any, ...], bad: Callable[[str, str], ConfigError]
 ) -> None:
-    """Every value a condition tests must be one its parent can take: a value it cannot
-    would silently turn the parameter off for the whole study (a typo such as `adamm`)."""
+    """A condition on a range must test a value inside it: another would silently turn
+    the parameter off for the whole study. (Conditions on choices: see unreachable().)"""
+    if parent.kind == "categorical":
+        return
     for v in values:
-        if parent.kind == "categorical":
-            if v in parent.choices:
-                continue
-            raise bad(
-                f"when: {parent.key}={v!r} can never hold: {v!r} is not among "
-                f"{parent.key}'s choices {list(parent.choices)}",
-                f"test a value {parent.key} can take, e.g. when: {{{parent.key}: "
-                f"{_format(parent.choices[0])}}}",
-            )
         number = isinstance(v, int | float) and not isinstance(v, bool)
         whole = parent.kind != "int" or (number and float(v).is_integer())
         if not (number and whole and parent.low <= v <= parent.high):
@@ -291,6 +284,23 @@ def _check_reachable(
                 f"when: {parent.key}={v!r} can never hold: {parent.key} takes {parent.describe()}",
                 f"test a value inside {parent.key}'s range, or drop the condition",
             )
+
+
+def unreachable(params: Sequence[Param]) -> list[tuple[Param, Param, Value]]:
+    """(parameter, parent, value) for each value a condition tests that is not among its
+    parent's choices: the condition never holds on it. A typo (`adamm`) to refuse, or the
+    parent's choices narrowed on purpose (`search.params.optimizer.choices=[adam]`), which
+    only the config can tell apart (hyperlab.validate.check_search)."""
+    by_key = {p.key: p for p in params}
+    out = []
+    for p in params:
+        for dep, values in p.when.items():
+            parent = by_key[dep]
+            if parent.kind != "categorical":
+                continue
+            choices = ["null" if c is None else c for c in parent.choices]
+            out += [(p, parent, v) for v in values if v not in choices]
+    return out
 
 
 def active(param: Param, chosen: Mapping[str, Value]) -> bool:
