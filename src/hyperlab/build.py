@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from hydra.errors import InstantiationException
 from torch.optim import Optimizer
 
 from hyperlab.allowlist import instantiate
-from hyperlab.data import Splits, check, split_standardize
+from hyperlab.data import Splits, check, content_hash, split_standardize
 from hyperlab.errors import DataError, HyperlabError
 from hyperlab.models import MLP
 
@@ -67,7 +68,8 @@ def _build_data(key: str) -> Splits:
             "check the dataset.* settings",
         ) from None
     x, y, classes = check(x, y)
-    return split_standardize(x, y, classes, dataset["split"])
+    splits = split_standardize(x, y, classes, dataset["split"])
+    return dataclasses.replace(splits, sha256=content_hash(x, y, classes))
 
 
 def build_model(config: Mapping[str, Any], n_features: int, n_classes: int) -> MLP:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv as _csv
+import hashlib
 import math
 import zipfile
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ class Splits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: tuple[str, ...]
+    sha256: str = ""  # of the loaded examples (content_hash): what a run trained on
 
     @property
     def n_features(self) -> int:
@@ -297,6 +299,19 @@ def check(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[s
             "check the label column (dataset.label, dataset.y_key); hyperlab trains classifiers",
         )
     return x, codes.astype(np.int64), tuple(str(c) for c in classes)
+
+
+def content_hash(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> str:
+    """SHA-256 of a data set as loaded and checked (before it is split): a file edited
+    between two runs, or a generator changed, gives another hash. Milliseconds for
+    digits."""
+    h = hashlib.sha256()
+    for a in (x, y):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update("\n".join(classes).encode())
+    return h.hexdigest()
 
 
 def split_indices(

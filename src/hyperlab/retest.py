@@ -12,7 +12,7 @@ import math
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
@@ -24,6 +24,9 @@ from hyperlab.runner import Job
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.tracking import default_tags, start_run
 from hyperlab.validate import validate
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 # (overrides) -> (config, group choices): the entry point composes with Hydra.
 Composer = Callable[[list[str]], tuple[DictConfig, dict[str, str]]]
@@ -87,11 +90,12 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=storage)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    complete = [
-        t for t in study.get_trials(states=(TrialState.COMPLETE,)) if REPLAY_ATTR in t.user_attrs
-    ]
+    finished = study.get_trials(states=(TrialState.COMPLETE,))
+    complete = [t for t in finished if REPLAY_ATTR in t.user_attrs]
     complete.sort(key=lambda t: -float(t.value or 0) if maximize else float(t.value or 0))
     best = complete[: int(cfg.top_k)]
+    if not best and finished:
+        raise _not_replayable(name, finished, maximize)
     if not best:
         raise ConfigError(
             f"study {name!r} has no complete trials to retest", "finish the study first"
@@ -192,6 +196,22 @@ def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where:
             f"{e.fix or 'fix the key it names'}; or retest a study you trust",
         ) from None
     return _Plan(trial.number, float(trial.value), replay, overrides, config, choices)
+
+
+def _not_replayable(name: str, finished: Sequence[FrozenTrial], maximize: bool) -> ConfigError:
+    """A study with complete trials of which none has hyperlab's replay line (made with
+    Optuna directly, or by another tool): its trials' configs cannot be rebuilt."""
+
+    best = (max if maximize else min)(finished, key=lambda t: float(t.value or 0))
+    values = " ".join(f"{k}={v}" for k, v in best.params.items())
+    return ConfigError(
+        f"study {name!r} has {len(finished)} complete trial(s), but none was recorded by "
+        f"hyperlab with a replay line (the {REPLAY_ATTR!r} trial attribute a hyperlab study "
+        "writes): without it a trial's config cannot be rebuilt, so none can be retrained",
+        "retest a study that hyperlab ran (hyperlab search=NAME ...); to retrain this "
+        "study's best trial, give its parameters as overrides with seed repeats, e.g. "
+        f"hyperlab {values} repeats=3 (if its parameter names are hyperlab's keys)",
+    )
 
 
 def _show(rows: Sequence[Row], metric: str, seeds: int) -> None:

@@ -44,6 +44,8 @@ class Job:
     output_dir: Path | None = None  # learning curve and checkpoints (default: a temp dir)
     resume: Checkpoint | None = None  # continue from this checkpoint
     timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
+    # Filled in: data.sha256, the hash of the data trained on (one dict for seed repeats)
+    found: dict[str, str] = field(default_factory=dict)
 
 
 def _prepare(cfg: DictConfig | Mapping[str, Any]) -> tuple[dict[str, Any], Parts]:
@@ -117,6 +119,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     config, parts = _prepare(cfg)
     job.timings["build"] = time.perf_counter() - start
     data = parts.data
+    job.found["data.sha256"] = data.sha256
     generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
     start_epoch, resume_tags = 0, {}
     if job.resume:
@@ -153,7 +156,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             artifact_root=tracking["artifacts"],
             run_name=masked_text(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
-            params=params_of(config, job.choices),
+            params={**params_of(config, job.choices), "data.sha256": data.sha256},
             tags={**default_tags(job.command), **resume_tags, **job.tags},
             # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
             # masked in every param, tag and artifact; the Tracker masks them as well.

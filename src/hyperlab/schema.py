@@ -15,7 +15,7 @@ from omegaconf import MISSING
 @dataclass
 class Objective:
     metric: str = "dev_acc"
-    direction: str = "maximize"
+    direction: str = "auto"  # auto: minimize a loss, maximize an accuracy (validate.py)
     over_seeds: str = "mean"
     z: float = 1.0
 

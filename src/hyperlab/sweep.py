@@ -34,6 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hyperlab.errors import HyperlabError, first_line
+from hyperlab.validate import direction_of
 
 if TYPE_CHECKING:
     import optuna
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
 PARENT_ATTR = "mlflow_parent_run_id"
 SEEDS_ATTR = "per_seed"  # with repeats > 1: {seed: value}
 WORKERS_ATTR = "hyperlab:workers_started"  # worker ids handed out so far: seeds differ
+# What the study was made with: joining it with another space or objective is refused.
+SPACE_ATTR = "hyperlab:space"  # {"search": name, "params": space.canonical(...)}
+OBJECTIVE_ATTR = "hyperlab:objective"  # {"metric": ..., "direction": ...}
+DATA_ATTR = "data.sha256"  # a trial's: the hash of the data it trained on
+FIRST_DATA_ATTR = "hyperlab:data.sha256"  # the study's: its first trial's data hash
 DIVERGED = "training diverged (the cost became NaN or infinite)"
 T = TypeVar("T")
 
@@ -190,12 +196,16 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
 
 
 def load_study(
-    cfg: DictConfig, setup: Setup, worker: int, retry: Retry | None = None
+    cfg: DictConfig, setup: Setup, worker: int, retry: Retry | None = None, join: bool = False
 ) -> optuna.Study:
     """Create or load the study, retrying an unreachable storage with `retry`.
 
     Under the budget lock: on an empty database, two processes creating Optuna's tables
-    at once collide (a duplicate key on PostgreSQL's enum types), so they take turns."""
+    at once collide (a duplicate key on PostgreSQL's enum types), so they take turns.
+    With `join` (the sweeper), an existing study made with another search space or
+    objective is refused before anything is written to it, and the study records the
+    space and objective it is run with (a study made before they were recorded gets
+    them now)."""
     import optuna
 
     from hyperlab.allowlist import instantiate  # checked, as build.py builds
@@ -210,16 +220,97 @@ def load_study(
 
     def create() -> optuna.Study:
         with study.budget_lock(setup.url):
-            return optuna.create_study(
+            storage = study.storage(setup.url, int(cfg.sweep.heartbeat_seconds))
+            made_with = _made_with(cfg, setup)
+            if join:
+                _check_joinable(storage, setup, made_with)
+            s = optuna.create_study(
                 study_name=setup.name,
-                storage=study.storage(setup.url, int(cfg.sweep.heartbeat_seconds)),
+                storage=storage,
                 sampler=make_sampler(cfg, setup, worker),
                 pruner=instantiate(cfg.pruner, allow=cfg.get("allow_targets") or ()),
-                direction="maximize" if cfg.objective.direction == "maximize" else "minimize",
+                direction=made_with[OBJECTIVE_ATTR]["direction"],
                 load_if_exists=True,
             )
+            if join:
+                recorded = s.user_attrs
+                for attr, value in made_with.items():
+                    if attr not in recorded:
+                        s.set_user_attr(attr, value)
+            return s
 
     return retry("opening the study", create)
+
+
+def _made_with(cfg: DictConfig, setup: Setup) -> dict[str, dict[str, Any]]:
+    """The study attributes that say what a study is: its space and its objective."""
+    import json
+
+    from hyperlab.search import space
+
+    made_with = {
+        SPACE_ATTR: {
+            "search": str(cfg.search.name),
+            "params": space.canonical(setup.params, setup.naive),
+        },
+        OBJECTIVE_ATTR: {
+            "metric": str(cfg.objective.metric),
+            "direction": direction_of(cfg.objective),
+        },
+    }
+    # As the storage gives it back (tuples become lists), so that the two compare equal.
+    return json.loads(json.dumps(made_with))  # type: ignore[no-any-return]
+
+
+def _check_joinable(
+    storage: optuna.storages.BaseStorage, setup: Setup, made_with: dict[str, dict[str, Any]]
+) -> None:
+    """Refuse to join an existing study made with another space or objective: their trials
+    would be mixed in one ranking. Reads only: a refused command writes nothing."""
+    from hyperlab.errors import ConfigError
+    from hyperlab.search import space
+    from hyperlab.search.study import masked
+
+    try:
+        study_id = storage.get_study_id_from_name(setup.name)
+    except KeyError:
+        return  # a new study
+    attrs = storage.get_study_user_attrs(study_id)
+    direction = storage.get_study_directions(study_id)[0].name.lower()
+    then_space, now_space = attrs.get(SPACE_ATTR), made_with[SPACE_ATTR]
+    then_obj, now_obj = attrs.get(OBJECTIVE_ATTR), made_with[OBJECTIVE_ATTR]
+    differences = []
+    if isinstance(then_space, dict) and isinstance(then_space.get("params"), dict):
+        differences += space.changes(then_space["params"], now_space["params"])
+    if isinstance(then_obj, dict) and then_obj != now_obj:
+        differences.append(
+            f"objective changed from {then_obj.get('metric')} ({then_obj.get('direction')}) "
+            f"to {now_obj['metric']} ({now_obj['direction']})"
+        )
+    elif direction != now_obj["direction"]:  # a study made before the objective was kept
+        differences.append(
+            f"the study {direction}s, this command would {now_obj['direction']} {now_obj['metric']}"
+        )
+    if not differences:
+        return
+    how = []
+    if isinstance(then_space, dict) and then_space.get("search"):
+        how.append(f"search={then_space['search']}")
+    if isinstance(then_obj, dict) and then_obj.get("metric"):
+        how.append(f"objective.metric={then_obj['metric']}")
+    if setup.naive and any("linear scale" in d for d in differences):
+        differences.append(
+            "sampler=random samples every range on its linear scale (sampler=log_uniform "
+            "is random search on each range's own scale)"
+        )
+    raise ConfigError(
+        f"study {setup.name!r} in {masked(setup.url) or 'outputs/optuna/journal.log'} was "
+        f"made with another search space or objective: {'; '.join(differences)}. "
+        "Joining it would mix the two searches' trials in one ranking",
+        "start a new study under another name (sweep.study=NEW_NAME), or resume this one "
+        "with the search it was made with"
+        + (f" ({', '.join(how)}, and its search.params overrides)" if how else ""),
+    )
 
 
 # --- the worker ----------------------------------------------------------------------------
@@ -270,6 +361,7 @@ class _Worker:
     fixed: dict[str, str]
     output_dir: Path
     parent: str | None  # the study's MLflow parent run, set by the sweeper before launch
+    first_data: str | None = None  # the study's first data hash, once this worker knows it
 
 
 @dataclass
@@ -374,6 +466,7 @@ def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
             tags=_trial_tags(w, trial, line),
         )
         result = train(tcfg, job)
+        _check_data(w, trial, job.found.get(DATA_ATTR, ""))
         trial.set_user_attr("seconds", {k: round(v, 6) for k, v in job.timings.items()})
         if len(result.values) > 1:
             trial.set_user_attr(
@@ -386,6 +479,7 @@ def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
             return _Outcome(TrialState.FAIL, reason=DIVERGED)
         return _Outcome(TrialState.COMPLETE, result.objective)
     except optuna.TrialPruned:
+        _check_data(w, trial, job.found.get(DATA_ATTR, "") if job else "")
         return _Outcome(TrialState.PRUNED)
     except TrackingError as e:  # the run could not be recorded: stop before the next one
         return _Outcome(TrialState.FAIL, reason=f"TrackingError: {e.problem}", stop=_stopped(e))
@@ -399,6 +493,54 @@ def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
             stop = _record_failed_run(w, trial, trial_overrides, line, reason)
             return _Outcome(TrialState.FAIL, reason=reason, stop=stop)
         return _Outcome(TrialState.FAIL, reason=reason)
+
+
+def _check_data(w: _Worker, trial: optuna.Trial, sha: str) -> None:
+    """Record the hash of the data the trial trained on; the study's first one is kept as
+    a study attribute. A trial on other data (the file changed during the study) gets a
+    warning: its value is not comparable with the others'."""
+    from hyperlab.display import error_console
+    from hyperlab.search.study import budget_lock
+
+    if not sha:
+        return
+    w.retry("recording the data's hash", lambda: trial.set_user_attr(DATA_ATTR, sha))
+
+    def first() -> str:
+        with budget_lock(w.setup.url):
+            recorded = w.study.user_attrs.get(FIRST_DATA_ATTR)
+            if recorded is None:
+                w.study.set_user_attr(FIRST_DATA_ATTR, sha)
+            return str(recorded or sha)
+
+    if w.first_data is None:
+        w.first_data = w.retry("reading the study's data hash", first)
+    if sha != w.first_data:
+        error_console.print(
+            f"[yellow]warning:[/] trial {trial.number} trained on other data than the "
+            f"study's first trial (data.sha256 {sha[:12]}, first {w.first_data[:12]}): the "
+            "data changed during the study, so its trials are not comparable",
+            highlight=False,
+        )
+
+
+def data_changes(s: optuna.Study) -> str:
+    """One line naming the trials that trained on other data than the study's first
+    trial, or "" when every trial trained on the same data."""
+    first = s.user_attrs.get(FIRST_DATA_ATTR)
+    other = [
+        t
+        for t in s.get_trials(deepcopy=False)
+        if first and t.user_attrs.get(DATA_ATTR, first) != first
+    ]
+    if not other:
+        return ""
+    hashes = sorted({str(t.user_attrs[DATA_ATTR])[:12] for t in other})
+    return (
+        f"warning: trial(s) {', '.join(str(t.number) for t in other)} trained on other data "
+        f"(data.sha256 {', '.join(hashes)}) than the study's first trial ({str(first)[:12]}): the "
+        "data changed during the study, so their values are not comparable with the others'"
+    )
 
 
 def _trial_tags(w: _Worker, trial: optuna.Trial, line: str) -> dict[str, str]:
@@ -553,6 +695,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 
     validate(cfg)  # the base config: a bad value stops the sweep before it starts
     setup = setup_of(cfg, arguments)
+    _check_not_fixed(setup, arguments)
     if setup.naive:
         wrong = [p.key for p in setup.params if p.kind != "categorical" and p.scale != "linear"]
         if wrong:
@@ -571,10 +714,10 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         from hyperlab.build import build_data
 
         build_data(OmegaConf.to_container(cfg.dataset, resolve=True))  # type: ignore[arg-type]
+    retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
+    s = load_study(cfg, setup, 0, retry, join=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
-    s = load_study(cfg, setup, 0, retry)
     console.print(
         f"[bold]study[/] {setup.name} in {masked(setup.url) or 'outputs/optuna/journal.log'}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
@@ -606,6 +749,32 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
             sys.exit(1 if isinstance(failure, SweepFailed) else 130)
         raise failure
     return rep
+
+
+def _check_not_fixed(setup: Setup, arguments: Sequence[str]) -> None:
+    """A key both searched and set on the command line (`search=lr lr=0.5`): every trial
+    would override the fixed value, silently. Only the user's own overrides are looked at
+    (the sweeper's worker jobs add theirs later), and overrides of the space itself
+    (`search.params.lr.low=...`) are no conflict."""
+    from hyperlab.errors import ConfigError
+
+    searched = {p.key: p for p in setup.params}
+    for override in arguments:
+        key = override.split("=", 1)[0].lstrip("+~")
+        p = searched.get(key)
+        if p is None:
+            continue
+        narrow = (
+            f"search.params.{key}.choices=[...]"
+            if p.kind == "categorical"
+            else f"search.params.{key}.low=... search.params.{key}.high=..."
+        )
+        raise ConfigError(
+            f"{key} is searched ({p.describe()}) and also fixed on the command line "
+            f"({override}): every trial would replace {override} with its own value",
+            f"to search {key}, remove {override}; to keep it fixed, search without it "
+            f"(~search.params.{key}, or another search=...), or narrow its range: {narrow}",
+        )
 
 
 def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[str]) -> Any:
@@ -669,7 +838,10 @@ def _report(
         s = load_study(cfg, setup, 0, Retry(setup.url, seconds))
         rep = report.build(s, sweep_dir)
         report.show(rep, console)
-        summary.write_text(report.markdown(rep))
+        changed = data_changes(s)
+        if changed:
+            error_console.print(f"[yellow]{changed}[/]", highlight=False)
+        summary.write_text(report.markdown(rep) + (f"\n{changed}\n" if changed else ""))
     except WorkerStopped as e:
         error_console.print(f"[yellow]no report:[/] {e.problem}")
         return None
@@ -752,7 +924,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
         "n_trials": str(setup.n_trials),
         "workers": str(cfg.sweep.workers),
         "seed": str(cfg.sweep.seed),
-        "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
+        "objective": f"{cfg.objective.metric} ({direction_of(cfg.objective)})",
         "storage": masked(setup.url) or "outputs/optuna/journal.log",
     }
     for p in setup.params:

@@ -15,13 +15,16 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
 from hyperlab.errors import ConfigError, DataError, masked_text
+
+if TYPE_CHECKING:
+    from hyperlab.search.space import Param
 
 # The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
 # step). Spelled out here so that checking a config does not import torch.
@@ -125,7 +128,12 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("init.scheme", one_of(*INIT_SCHEMES), f"one of {INIT_SCHEMES}", "he"),
     ("init.scale", POSITIVE, "a number > 0", "10.0"),
     ("objective.metric", one_of(*METRICS), f"one of {METRICS}", "dev_acc"),
-    ("objective.direction", one_of("maximize", "minimize"), "maximize or minimize", "maximize"),
+    (
+        "objective.direction",
+        one_of("auto", "maximize", "minimize"),
+        "auto, maximize or minimize",
+        "auto",
+    ),
     ("bayes_error", PROBABILITY, "a number in [0, 1)", "0.0"),
     ("diagnosis_threshold", interval(0, 1), "a number in [0, 1]", "0.05"),
     ("sweep.n_trials", COUNT, "an integer >= 1", "20"),
@@ -187,6 +195,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         error = _rule_error(key, value)
         if error:
             raise error
+    plain["objective"]["direction"] = direction_of(plain["objective"])
     split = plain["dataset"].get("split", {})
     if split:
         total = sum(float(split[k]) for k in ("train", "dev", "test"))
@@ -211,6 +220,24 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if plain.get("search") is not None:
         check_search(plain, group_options)
     return plain
+
+
+def direction_of(objective: Mapping[str, Any]) -> str:
+    """The direction an objective is optimized in: `auto` follows the metric (a loss is
+    minimized, an accuracy maximized); a direction set against its metric is refused, as
+    it would search for the worst model. Every reader of objective.direction goes through
+    here (validate() returns the config with it resolved)."""
+    metric, direction = str(objective["metric"]), str(objective["direction"])
+    natural = "minimize" if metric.endswith("_loss") else "maximize"
+    if direction in ("auto", natural):
+        return natural
+    raise ConfigError(
+        f"objective.direction={direction} with objective.metric={metric}: this would "
+        f"{direction} {'a loss' if natural == 'minimize' else 'an accuracy'}, i.e. search "
+        "for the worst model",
+        f"drop objective.direction (it follows the metric: {natural} {metric}), or set "
+        f"objective.direction={natural}",
+    )
 
 
 # --- files and stores ----------------------------------------------------------------------
@@ -379,6 +406,7 @@ def check_search(
         if p.kind == "categorical"
         and (group_options(p.key) or isinstance(_lookup(plain, p.key), Mapping))
     ]
+    _check_conditions(params, groups, group_options)
     for p in params:
         where = f"search.params.{p.key}"
         in_group = any(p.key.startswith(g + ".") for g in groups)
@@ -411,3 +439,30 @@ def check_search(
                     f"{error.problem.split(': ', 1)[1]}",
                     "narrow the range (or the choices) to allowed values",
                 )
+
+
+def _check_conditions(
+    params: list[Param], groups: list[str], group_options: Callable[[str], list[str] | None]
+) -> None:
+    """A `when:` value that is not among its parent's choices never holds, which silently
+    turns the parameter off: refused, unless it is a value the parent's key can take (a
+    group's option, a value its rule allows), so that a space narrowed on the command line
+    (`search.params.optimizer.choices=[adam]`) keeps its other options' conditions."""
+    from hyperlab.search import space
+
+    for p, parent, value in space.unreachable(params):
+        if parent.key in groups:
+            options = group_options(parent.key)
+            if options is None or str(value) in options:
+                continue  # an option of the group (or Hydra cannot tell)
+            also = f", nor an option of the group {parent.key} ({', '.join(options)})"
+        else:
+            ruled = any(fnmatch.fnmatchcase(parent.key, rule[0]) for rule in RULES)
+            if ruled and _rule_error(parent.key, value) is None:
+                continue
+            also = ""
+        raise ConfigError(
+            f"search.params.{p.key}: when: {parent.key}={value!r} can never hold: "
+            f"{value!r} is not among {parent.key}'s choices {list(parent.choices)}{also}",
+            f"test a value {parent.key} can take (check its spelling), or drop the condition",
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,10 +107,56 @@ def parse(spec: Mapping[str, Any], where: str = "search.params") -> list[Param]:
         )
     params: list[Param] = []
     for key, entry in spec.items():
-        params.append(_parse_one(str(key), entry, f"{where}.{key}", [p.key for p in params]))
+        params.append(_parse_one(str(key), entry, f"{where}.{key}", params))
     if not params:
         raise ConfigError(f"{where} is empty", "name at least one parameter to search")
     return params
+
+
+def canonical(params: Sequence[Param], naive: bool = False) -> dict[str, dict[str, Any]]:
+    """The space as a study records it, in JSON values: each key's kind, its range and
+    the scale it is sampled on (linear for every range when `naive`, as Optuna records
+    it) or its choices, and its conditions. The grid size is left out: it is the grid
+    sampler's resolution, not the space (as the sampler, n_trials and workers may change
+    when a study is resumed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in params:
+        spec: dict[str, Any] = {"kind": p.kind}
+        if p.kind == "categorical":
+            spec["choices"] = list(p.choices)
+        else:
+            spec.update(low=p.low, high=p.high, scale="linear" if naive else p.scale)
+        if p.when:
+            spec["when"] = {dep: list(values) for dep, values in p.when.items()}
+        out[p.key] = spec
+    return out
+
+
+def changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """How space `now` differs from space `before` (both canonical): one phrase per key
+    added, removed or changed, from -> to."""
+    out = [f"{k} removed (was {_shown(before[k])})" for k in before if k not in now]
+    out += [f"{k} added ({_shown(now[k])})" for k in now if k not in before]
+    out += [
+        f"{k} changed from {_shown(before[k])} to {_shown(now[k])}"
+        for k in before
+        if k in now and before[k] != now[k]
+    ]
+    return out
+
+
+def _shown(spec: Mapping[str, Any]) -> str:
+    if spec.get("kind") == "categorical":
+        text = f"one of {spec.get('choices')}"
+    else:
+        low, high = (
+            f"{v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else repr(v)
+            for v in (spec.get("low"), spec.get("high"))
+        )
+        text = f"{spec.get('kind')} in [{low}, {high}], {spec.get('scale')} scale"
+    for dep, values in (spec.get("when") or {}).items():
+        text += f", when {dep} in {values}"
+    return text
 
 
 def _scalar(v: Any) -> bool:
@@ -120,7 +166,7 @@ def _scalar(v: Any) -> bool:
     )
 
 
-def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
+def _parse_one(key: str, entry: Any, where: str, earlier: list[Param]) -> Param:
     def bad(problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}: {problem}", fix)
 
@@ -138,8 +184,9 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
             f"when={conditions!r} must map earlier parameters to their values",
             "e.g. when: {optimizer: [momentum, rmsprop]}",
         )
+    parents = {p.key: p for p in earlier}
     for dep, allowed in dict(conditions or {}).items():
-        if dep not in earlier:
+        if dep not in parents:
             raise bad(
                 f"'when' refers to {dep!r}, which is not a parameter listed before it",
                 "list the parameter it depends on first",
@@ -154,7 +201,9 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
                 f"when: {dep}={allowed!r} must be a value or a list of values",
                 "e.g. when: {optimizer: adam}",
             )
-        when[str(dep)] = values
+        _check_reachable(parents[dep], values, bad)
+        # A sampled null choice is handed on as "null" (see Param.sample): compare alike.
+        when[str(dep)] = tuple("null" if v is None else v for v in values)
     grid = entry.get("grid", 5)
     if isinstance(grid, bool) or not (isinstance(grid, int) and grid >= 1):
         raise bad(f"grid={grid!r} must be an integer >= 1", "e.g. grid: 5")
@@ -218,6 +267,40 @@ def _parse_one(key: str, entry: Any, where: str, earlier: list[str]) -> Param:
                 "give a range of an averaging coefficient such as [0.9, 0.999]",
             )
     return Param(key, kind, float(low), float(high), scale, when=when, grid=grid)
+
+
+def _check_reachable(
+    parent: Param, values: tuple[Any, ...], bad: Callable[[str, str], ConfigError]
+) -> None:
+    """A condition on a range must test a value inside it: another would silently turn
+    the parameter off for the whole study. (Conditions on choices: see unreachable().)"""
+    if parent.kind == "categorical":
+        return
+    for v in values:
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        whole = parent.kind != "int" or (number and float(v).is_integer())
+        if not (number and whole and parent.low <= v <= parent.high):
+            raise bad(
+                f"when: {parent.key}={v!r} can never hold: {parent.key} takes {parent.describe()}",
+                f"test a value inside {parent.key}'s range, or drop the condition",
+            )
+
+
+def unreachable(params: Sequence[Param]) -> list[tuple[Param, Param, Value]]:
+    """(parameter, parent, value) for each value a condition tests that is not among its
+    parent's choices: the condition never holds on it. A typo (`adamm`) to refuse, or the
+    parent's choices narrowed on purpose (`search.params.optimizer.choices=[adam]`), which
+    only the config can tell apart (hyperlab.validate.check_search)."""
+    by_key = {p.key: p for p in params}
+    out = []
+    for p in params:
+        for dep, values in p.when.items():
+            parent = by_key[dep]
+            if parent.kind != "categorical":
+                continue
+            choices = ["null" if c is None else c for c in parent.choices]
+            out += [(p, parent, v) for v in values if v not in choices]
+    return out
 
 
 def active(param: Param, chosen: Mapping[str, Value]) -> bool:
