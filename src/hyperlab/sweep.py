@@ -163,7 +163,8 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
         for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items()  # type: ignore[union-attr]
         if k != "scales"
     }
-    kwargs: dict[str, Any] = {"seed": int(cfg.sweep.seed) + worker}
+    # Worker ids grow with every launch of a study: wrapped into the samplers' seed range.
+    kwargs: dict[str, Any] = {"seed": (int(cfg.sweep.seed) + worker) % 2**32}
     if _target(cfg.sampler).endswith("GridSampler"):
         kwargs["search_space"] = space.grid_space(setup.params)
     if _target(cfg.sampler).endswith("CoarseToFineSampler"):
