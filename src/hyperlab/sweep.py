@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 PARENT_ATTR = "mlflow_parent_run_id"
 SEEDS_ATTR = "per_seed"  # with repeats > 1: {seed: value}
 WORKERS_ATTR = "hyperlab:workers_started"  # worker ids handed out so far: seeds differ
+VERSIONS_ATTR = "hyperlab:versions"  # {package: version} when the study was created
 DIVERGED = "training diverged (the cost became NaN or infinite)"
 T = TypeVar("T")
 
@@ -558,6 +559,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
     s = load_study(cfg, setup, 0, retry)
+    retry("recording the versions", lambda: _record_versions(s))
     console.print(
         f"[bold]study[/] {setup.name} in {masked(setup.url) or 'outputs/optuna/journal.log'}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
@@ -614,6 +616,23 @@ def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[
         if existing is None:
             s.set_user_attr(PARENT_ATTR, parent.run_id)
     return parent
+
+
+def _record_versions(s: optuna.Study) -> None:
+    """A new study records the versions of the libraries that decide its results
+    (task=retest compares them); a resumed one whose versions changed since says so."""
+    from hyperlab.display import error_console
+    from hyperlab.tracking import version_changes, versions
+
+    then = s.user_attrs.get(VERSIONS_ATTR)
+    if then is None:
+        if not s.get_trials(deepcopy=False):  # (a study made before they were recorded: unknown)
+            s.set_user_attr(VERSIONS_ATTR, versions())
+    elif changes := version_changes(then, versions()):
+        error_console.print(
+            f"[yellow]warning:[/] versions changed since this study was created: "
+            f"{', '.join(changes)}; its earlier trials ran on the old ones"
+        )
 
 
 def _worker_ids(s: optuna.Study, url: str, workers: int) -> int:
@@ -720,6 +739,7 @@ def _close_parent(
 
 def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
     from hyperlab.search.study import masked
+    from hyperlab.tracking import versions
 
     params = {
         "study": setup.name,
@@ -734,6 +754,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
     }
     for p in setup.params:
         params[f"space.{p.key}"] = p.describe()
+    params.update({f"version.{name}": v for name, v in versions().items()})
     return params
 
 
