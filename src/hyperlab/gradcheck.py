@@ -14,6 +14,8 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +41,23 @@ class Check:
         if self.difference < CLOSER:
             return "look closer: probably right, but check the components listed"
         return "bug: backprop's gradient does not match the cost"
+
+
+def bytes_needed(
+    weights: int, components: int, *, largest: int, activations: int, l2: bool, trained: bool
+) -> int:
+    """The memory gradient_check takes at its peak, beside the data, for a model of
+    `weights` parameters (`largest` in its largest tensor) of which `components` are
+    checked; `activations` values flow through the model per evaluation of the cost, `l2`
+    squares the weights at each one, and a `trained` model holds its gradients and
+    optimizer state as well."""
+    model = weights * (4 + 12 * trained)  # float32; gradients and Adam's two moments
+    copy_ = weights * (4 + 8 + 8)  # deep-copied in float32, then float64, and its gradient
+    evaluation = largest * 8 * l2 + activations * 8 * 3  # L2's squares; forward, backward
+    per_component = components * 8 * 3  # approx, backprop, owner
+    if components < weights:
+        per_component += components * 128  # the sampled indices, as Python ints
+    return model + copy_ + evaluation + per_component
 
 
 def _without_dropout(model: nn.Module) -> nn.Module:
@@ -74,23 +93,27 @@ def gradient_check(
     params = list(model.parameters())
 
     def cost() -> torch.Tensor:
-        return F.cross_entropy(model(x), y) + l2_penalty(weights, l2, m)
+        loss = F.cross_entropy(model(x), y)
+        # Without L2, squaring every weight at each evaluation would only cost time.
+        return loss + l2_penalty(weights, l2, m) if l2 else loss
 
     model.zero_grad()
     cost().backward()
-    grad = torch.cat([p.grad.flatten() for p in params])  # type: ignore[union-attr]
-    total = grad.numel()
-    if 0 < max_components < total:
-        g = torch.Generator().manual_seed(seed)
-        index = torch.randperm(total, generator=g)[:max_components].sort().values
-    else:
-        index = torch.arange(total)
-    approx = torch.zeros(len(index), dtype=torch.float64)
+    # Components are found through each tensor's own gradient: nothing of theta's size is
+    # allocated beyond the float64 copy and its gradient (see bytes_needed).
     starts = [0, *itertools.accumulate(p.numel() for p in params)]
+    total = starts[-1]
+    index: Sequence[int] = range(total)
+    if 0 < max_components < total:
+        index = sorted(random.Random(seed).sample(range(total), max_components))
+    approx = torch.zeros(len(index), dtype=torch.float64)
+    backprop = torch.zeros(len(index), dtype=torch.float64)
+    owner = torch.zeros(len(index), dtype=torch.long)
     with torch.no_grad():
-        for j, i in enumerate(index.tolist()):
+        for j, i in enumerate(index):
             k = bisect.bisect_right(starts, i) - 1
             flat, local = params[k].view(-1), i - starts[k]
+            backprop[j], owner[j] = params[k].grad.view(-1)[local], k  # type: ignore[union-attr]
             value = flat[local].item()
             flat[local] = value + eps
             plus = cost().item()
@@ -98,12 +121,8 @@ def gradient_check(
             minus = cost().item()
             flat[local] = value
             approx[j] = (plus - minus) / (2 * eps)
-    backprop = grad[index]
     difference = ((approx - backprop).norm() / (approx.norm() + backprop.norm())).item()
     # Which tensors disagree most: each one's own relative difference.
-    owner = torch.repeat_interleave(
-        torch.arange(len(params)), torch.tensor([p.numel() for p in params])
-    )[index]
     worst = []
     for k, name in enumerate(names):
         sel = owner == k

@@ -22,7 +22,7 @@ from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
 from hyperlab.search.report import REPLAY_ATTR
-from hyperlab.tracking import default_tags, start_run
+from hyperlab.tracking import default_tags, start_run, version_changes, versions
 from hyperlab.validate import validate
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     from optuna.trial import TrialState
 
     from hyperlab.search import study as st
-    from hyperlab.sweep import PARENT_ATTR
+    from hyperlab.sweep import PARENT_ATTR, VERSIONS_ATTR
 
     name, url = str(cfg.study), str(cfg.sweep.storage)
     if not name:
@@ -127,6 +127,9 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         f"[bold]retest[/] {name}: the best {len(best)} of {len(complete)} complete trials, "
         f"{seeds} seed(s) each"
     )
+    moved = version_changes(study.user_attrs.get(VERSIONS_ATTR) or {}, versions())
+    if moved:  # results may differ for that alone
+        console.print(f"[yellow]versions changed since the study ran:[/] {', '.join(moved)}")
     rows = []
     for then, plan in enumerate(plans, 1):
         console.print(f"trial {plan.number} (rank {then}): {plan.replay}")
@@ -155,7 +158,8 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
             "FINISHED",
             metrics=metrics,
             tags={
-                "hyperlab.ranking_changed": str(changed).lower(),
+                "hyperlab.changed": str(changed).lower(),
+                "hyperlab.versions_changed": ", ".join(moved),
                 "hyperlab.warnings": "; ".join(
                     f"trial {r.number}: {', '.join(r.warnings())}" for r in rows if r.warnings()
                 )[:5000],

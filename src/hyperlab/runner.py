@@ -48,21 +48,26 @@ class Job:
     found: dict[str, str] = field(default_factory=dict)
 
 
-def _prepare(cfg: DictConfig | Mapping[str, Any]) -> tuple[dict[str, Any], Parts]:
-    """Check the config, set threads and the seed, and build the parts of a run."""
+def _prepare(
+    cfg: DictConfig | Mapping[str, Any], *, gradcheck: bool = False
+) -> tuple[dict[str, Any], Parts]:
+    """Check the config, set threads and the seed, and build the parts of a run (with
+    `gradcheck`, of a gradient check)."""
     config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])  # initialization and dropout masks
     data = build_data(config["dataset"])  # kept: build() below gets the same splits
     _check_model_size(config, data.n_features, data.n_classes)
+    if gradcheck:
+        _check_gradcheck_size(config, data.n_features, data.n_classes)
     try:
         return config, build(config)
-    except (MemoryError, RuntimeError) as e:
+    except Exception as e:  # torch's allocator error comes wrapped by Hydra's instantiate
         if not isinstance(e, MemoryError) and "allocate" not in str(e):
             raise
-        raise _too_big(
-            config, f"the model cannot be allocated ({str(e).splitlines()[0]})"
-        ) from None
+        lines = str(e).splitlines() or [type(e).__name__]
+        why = next((line for line in lines if "allocate" in line), lines[0])
+        raise _too_big(config, f"the model cannot be allocated ({why.strip()})") from None
 
 
 def _memory_bytes() -> int | None:
@@ -88,6 +93,50 @@ def _check_model_size(config: Mapping[str, Any], n_features: int, n_classes: int
             f"state that is {weights * 16 / 2**30:.3g} GiB, more than this machine's "
             f"{memory / 2**30:.3g} GiB of memory",
         )
+
+
+def _check_gradcheck_size(config: Mapping[str, Any], n_features: int, n_classes: int) -> None:
+    """A gradient check whose float64 copy of the model, its gradient and the compared
+    components (hyperlab.gradcheck.bytes_needed) exceed the machine's memory fails here,
+    before the model is built: the kernel would otherwise kill the check without a word."""
+    from hyperlab.gradcheck import bytes_needed
+
+    model, settings = config["model"], config["gradcheck"]
+    sizes = [n_features, *hidden_sizes(model["hidden_units"], model["layers"]), n_classes]
+    weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+    def need(sample: int) -> int:
+        return bytes_needed(
+            weights,
+            sample if 0 < sample < weights else weights,
+            largest=max(a * b for a, b in itertools.pairwise(sizes)),
+            activations=settings["batch"] * sum(sizes),
+            l2=config["regularization"]["l2"] > 0,
+            trained=settings["after_epochs"] > 0,
+        )
+
+    memory = _memory_bytes()
+    needed = need(settings["max_components"])
+    if not memory or needed <= memory:
+        return
+    sample = 1000
+    smaller = "a smaller model of the same design, e.g. model.hidden_units=128"
+    fix = (
+        f"check a sample of the components, e.g. gradcheck.max_components={sample} (about "
+        f"{need(sample) / 2**30:.3g} GiB), or {smaller}"
+        if need(sample) <= memory and settings["max_components"] != sample
+        else f"check {smaller}: its backprop is the same code (gradcheck.max_components "
+        "bounds the components compared, not the float64 copy)"
+    )
+    checked = settings["max_components"] if 0 < settings["max_components"] < weights else weights
+    raise ConfigError(
+        f"task=gradcheck with model.hidden_units={model['hidden_units']}, "
+        f"model.layers={model['layers']}: the check needs about {needed / 2**30:.3g} GiB "
+        f"(a float64 copy of the model's {weights:.3g} weights and its gradient, beside the "
+        f"model, and {checked:.3g} components compared), more than this machine's "
+        f"{memory / 2**30:.3g} GiB of memory",
+        fix,
+    )
 
 
 def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
@@ -312,7 +361,7 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
 
     from hyperlab.gradcheck import gradient_check
 
-    config, parts = _prepare(cfg)
+    config, parts = _prepare(cfg, gradcheck=True)
     settings, reg = config["gradcheck"], config["regularization"]
     x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
     m = len(parts.data.y_train)

@@ -49,6 +49,7 @@ SPACE_ATTR = "hyperlab:space"  # {"search": name, "params": space.canonical(...)
 OBJECTIVE_ATTR = "hyperlab:objective"  # {"metric": ..., "direction": ...}
 DATA_ATTR = "data.sha256"  # a trial's: the hash of the data it trained on
 FIRST_DATA_ATTR = "hyperlab:data.sha256"  # the study's: its first trial's data hash
+VERSIONS_ATTR = "hyperlab:versions"  # {package: version} when the study was created
 DIVERGED = "training diverged (the cost became NaN or infinite)"
 T = TypeVar("T")
 
@@ -187,7 +188,8 @@ def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.
         for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items()  # type: ignore[union-attr]
         if k != "scales"
     }
-    kwargs: dict[str, Any] = {"seed": int(cfg.sweep.seed) + worker}
+    # Worker ids grow with every launch of a study: wrapped into the samplers' seed range.
+    kwargs: dict[str, Any] = {"seed": (int(cfg.sweep.seed) + worker) % 2**32}
     if _target(cfg.sampler).endswith("GridSampler"):
         kwargs["search_space"] = space.grid_space(setup.params)
     if _target(cfg.sampler).endswith("CoarseToFineSampler"):
@@ -718,6 +720,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     s = load_study(cfg, setup, 0, retry, join=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    retry("recording the versions", lambda: _record_versions(s))
     console.print(
         f"[bold]study[/] {setup.name} in {masked(setup.url) or 'outputs/optuna/journal.log'}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
@@ -800,6 +803,23 @@ def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[
         if existing is None:
             s.set_user_attr(PARENT_ATTR, parent.run_id)
     return parent
+
+
+def _record_versions(s: optuna.Study) -> None:
+    """A new study records the versions of the libraries that decide its results
+    (task=retest compares them); a resumed one whose versions changed since says so."""
+    from hyperlab.display import error_console
+    from hyperlab.tracking import version_changes, versions
+
+    then = s.user_attrs.get(VERSIONS_ATTR)
+    if then is None:
+        if not s.get_trials(deepcopy=False):  # (a study made before they were recorded: unknown)
+            s.set_user_attr(VERSIONS_ATTR, versions())
+    elif changes := version_changes(then, versions()):
+        error_console.print(
+            f"[yellow]warning:[/] versions changed since this study was created: "
+            f"{', '.join(changes)}; its earlier trials ran on the old ones"
+        )
 
 
 def _worker_ids(s: optuna.Study, url: str, workers: int) -> int:
@@ -915,6 +935,7 @@ def _close_parent(
 
 def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
     from hyperlab.search.study import masked
+    from hyperlab.tracking import versions
 
     params = {
         "study": setup.name,
@@ -929,6 +950,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
     }
     for p in setup.params:
         params[f"space.{p.key}"] = p.describe()
+    params.update({f"version.{name}": v for name, v in versions().items()})
     return params
 
 

@@ -15,6 +15,7 @@ import getpass
 import itertools
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -131,12 +132,43 @@ def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str
     return params
 
 
+# Whose versions a run and a study record: a new release of any may change results
+# (sampler defaults, initializations) or the stores' schemas.
+VERSIONED = ("python", "hyperlab", "torch", "optuna", "mlflow", "hydra-core")
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    """The installed versions of VERSIONED, read from the packages' metadata (without
+    importing them)."""
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for name in VERSIONED[1:]:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def version_changes(then: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """`name then -> now` for each package recorded in `then` whose version differs now."""
+    return [
+        f"{name} {old} -> {now.get(name, 'not installed')}"
+        for name, old in then.items()
+        if now.get(name, "not installed") != old
+    ]
+
+
 def default_tags(command: str) -> dict[str, str]:
-    """The command line (its passwords masked), the user and the git commit."""
+    """The command line (its passwords masked), the user, the git commit and the versions
+    of the libraries that decide results (`version.torch` ...)."""
     tags = {"hyperlab.command": masked_text(command), "mlflow.user": getpass.getuser()}
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    tags.update({f"version.{name}": v for name, v in versions().items()})
     return tags
 
 

@@ -75,8 +75,23 @@ def _hidden_units(v: Any) -> bool:
 POSITIVE = at_least(0, strict=True)
 NON_NEGATIVE = at_least(0)
 PROBABILITY = interval(0, 1, high_open=True)  # [0, 1): averaging coefficients, error rates
-INTEGER = at_least(-(2**63), integer=True)
 COUNT = at_least(1, integer=True)
+
+# The seeds each library accepts: torch.manual_seed takes any 64-bit integer, signed or
+# unsigned; NumPy's RandomState (scikit-learn's random_state, Optuna's samplers) takes
+# [0, 2**32 - 1]. Outside them a run stops with the library's traceback.
+TORCH_SEED_MAX = 2**64 - 1
+NUMPY_SEED_MAX = 2**32 - 1
+
+
+def _integer_in(low: int, high: int) -> Check:
+    return lambda v: _integer(v) and low <= v <= high
+
+
+TORCH_SEED = _integer_in(-(2**63), TORCH_SEED_MAX)
+NUMPY_SEED = _integer_in(0, NUMPY_SEED_MAX)
+TORCH_RANGE = "an integer in [-2**63, 2**64 - 1] (torch's seeds)"
+NUMPY_RANGE = "an integer in [0, 2**32 - 1] (NumPy's and scikit-learn's seeds)"
 
 # (key pattern, check, the allowed values as the error message states them, an example)
 RULES: list[tuple[str, Check, str, str]] = [
@@ -96,7 +111,7 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("optimizer.lr", POSITIVE, "a number > 0", "1e-3"),
     ("epochs", COUNT, "an integer >= 1", "20"),
     ("batch_size", COUNT, "an integer >= 1", "64"),
-    ("seed", INTEGER, "an integer", "0"),
+    ("seed", TORCH_SEED, TORCH_RANGE, "0"),
     ("threads", COUNT, "an integer >= 1", "1"),
     ("optimizer.beta*", PROBABILITY, "a number in [0, 1)", "0.9"),
     ("optimizer.eps", POSITIVE, "a number > 0", "1e-8"),
@@ -114,8 +129,8 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("dataset.split.train", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.7"),
     ("dataset.split.dev", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.15"),
     ("dataset.split.test", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.15"),
-    ("dataset.split.seed", INTEGER, "an integer", "0"),
-    ("dataset.seed", INTEGER, "an integer", "0"),
+    ("dataset.split.seed", NUMPY_SEED, NUMPY_RANGE, "0"),
+    ("dataset.seed", NUMPY_SEED, NUMPY_RANGE, "0"),
     ("dataset.n_samples", at_least(10, integer=True), "an integer >= 10", "1000"),
     ("dataset.noise", NON_NEGATIVE, "a number >= 0", "0.2"),
     ("dataset.factor", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.5"),
@@ -138,6 +153,7 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("diagnosis_threshold", interval(0, 1), "a number in [0, 1]", "0.05"),
     ("sweep.n_trials", COUNT, "an integer >= 1", "20"),
     ("sweep.workers", COUNT, "an integer >= 1", "2"),
+    ("sweep.seed", NUMPY_SEED, NUMPY_RANGE + ": the samplers' seeds", "0"),
     ("sweep.max_failure_rate", interval(0, 1), "a number in [0, 1]", "0.5"),
     ("sweep.heartbeat_seconds", COUNT, "an integer >= 1", "60"),
     ("sweep.retry_failed", at_least(0, integer=True), "an integer >= 0", "1"),
@@ -196,6 +212,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         if error:
             raise error
     plain["objective"]["direction"] = direction_of(plain["objective"])
+    _check_derived_seeds(plain)
     split = plain["dataset"].get("split", {})
     if split:
         total = sum(float(split[k]) for k in ("train", "dev", "test"))
@@ -238,6 +255,38 @@ def direction_of(objective: Mapping[str, Any]) -> str:
         f"drop objective.direction (it follows the metric: {natural} {metric}), or set "
         f"objective.direction={natural}",
     )
+
+
+def _check_derived_seeds(plain: Mapping[str, Any]) -> None:
+    """The seeds a run derives from its settings stay in their library's range too: seed
+    repeats train seeds seed .. seed+repeats-1 (a retest, seed .. seed+seeds-1), and a
+    study's workers seed their samplers with sweep.seed + their worker id."""
+    seed = plain.get("seed")
+    counts = [("repeats", plain.get("repeats"))]
+    if plain.get("task") == "retest":
+        counts.append(("seeds", plain.get("seeds")))
+    for key, n in counts:
+        if isinstance(seed, int) and isinstance(n, int) and seed + n - 1 > TORCH_SEED_MAX:
+            raise ConfigError(
+                f"seed={seed} with {key}={n}: the repeats train seeds {seed}..{seed + n - 1}, "
+                "past torch's largest seed 2**64 - 1",
+                f"use a smaller seed, e.g. seed=0 (seed + {key} - 1 must be at most 2**64 - 1)",
+            )
+    sweep = plain.get("sweep") or {}
+    first, workers = sweep.get("seed"), sweep.get("workers")
+    if (
+        plain.get("search") is not None
+        and isinstance(first, int)
+        and isinstance(workers, int)
+        and first + workers - 1 > NUMPY_SEED_MAX
+    ):
+        raise ConfigError(
+            f"sweep.seed={first} with sweep.workers={workers}: the workers seed their "
+            f"samplers with {first}..{first + workers - 1}, past the samplers' largest "
+            "seed 2**32 - 1",
+            "use a smaller seed, e.g. sweep.seed=0 "
+            "(sweep.seed + sweep.workers - 1 must be at most 2**32 - 1)",
+        )
 
 
 # --- files and stores ----------------------------------------------------------------------

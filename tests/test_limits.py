@@ -1,0 +1,266 @@
+"""Limits checked before anything runs: seeds in their library's range, a gradient check
+that fits in memory, a multirun's tracking store reachable (issue 11, section 4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Compose
+from hyperlab.errors import ConfigError
+from hyperlab.validate import validate
+
+HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
+
+
+def hyperlab(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HYPERLAB, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
+        timeout=timeout,
+    )
+
+
+def recorded_runs(cwd: Path) -> int:
+    """How many MLflow runs the default store under `cwd` holds (none if it has no store)."""
+    import sqlite3
+
+    db = cwd / "outputs" / "mlflow.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        tables = {r[0] for r in con.execute("select name from sqlite_master")}
+        return con.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
+
+
+# --- seeds -----------------------------------------------------------------------------------
+
+BAD_SEEDS = [
+    ("seed=18446744073709551616", "seed=18446744073709551616", "2**64 - 1"),
+    ("seed=-9223372036854775809", "seed=-9223372036854775809", "-2**63"),
+    ("dataset.split.seed=-1", "dataset.split.seed=-1", "[0, 2**32 - 1]"),
+    ("dataset.split.seed=99999999999", "dataset.split.seed=99999999999", "[0, 2**32 - 1]"),
+    ("dataset=moons dataset.seed=4294967296", "dataset.seed=4294967296", "[0, 2**32 - 1]"),
+    ("dataset=moons dataset.seed=-1", "dataset.seed=-1", "[0, 2**32 - 1]"),
+    ("search=lr sweep.seed=-1", "sweep.seed=-1", "[0, 2**32 - 1]"),
+    ("search=lr sweep.seed=4294967296", "sweep.seed=4294967296", "[0, 2**32 - 1]"),
+    # the seeds derived from them
+    ("seed=18446744073709551615 repeats=2", "repeats=2", "seeds 18446744073709551615..1844674"),
+    ("task=retest study=s seed=18446744073709551614 seeds=3", "seeds=3", "2**64 - 1"),
+    ("search=lr sweep.seed=4294967295 sweep.workers=2", "sweep.workers=2", "4294967295..4294"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named", "allowed"), BAD_SEEDS, ids=[b[0] for b in BAD_SEEDS]
+)
+def test_a_seed_out_of_its_range_is_refused(
+    cfg: Compose, overrides: str, named: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        validate(cfg(*overrides.split()))
+    assert named in e.value.problem
+    assert allowed in e.value.problem
+    assert "e.g. " in e.value.fix and "seed=0" in e.value.fix
+
+
+GOOD_SEEDS = [
+    "seed=18446744073709551615",
+    "seed=-9223372036854775808",
+    "seed=18446744073709551613 repeats=3",
+    "dataset.split.seed=4294967295",
+    "dataset=moons dataset.seed=4294967295 dataset.split.seed=0",
+    "search=lr sweep.seed=4294967294 sweep.workers=2",
+    "sweep.seed=4294967295 sweep.workers=2",  # no study: the workers' seeds are not used
+]
+
+
+@pytest.mark.parametrize("overrides", GOOD_SEEDS)
+def test_the_ends_of_each_range_are_allowed(cfg: Compose, overrides: str) -> None:
+    validate(cfg(*overrides.split()))
+
+
+def test_the_ends_of_the_ranges_are_those_the_libraries_accept() -> None:
+    """The rules' bounds, checked against torch, NumPy and scikit-learn themselves."""
+    import numpy as np
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    from hyperlab.validate import NUMPY_SEED_MAX, TORCH_SEED_MAX
+
+    for seed in (-(2**63), TORCH_SEED_MAX):
+        torch.manual_seed(seed)
+        torch.Generator().manual_seed(seed)
+    for seed in (-(2**63) - 1, TORCH_SEED_MAX + 1):
+        with pytest.raises((ValueError, RuntimeError, OverflowError)):
+            torch.manual_seed(seed)
+    for seed in (0, NUMPY_SEED_MAX):
+        np.random.RandomState(seed)
+        train_test_split(list(range(10)), random_state=seed)
+    for seed in (-1, NUMPY_SEED_MAX + 1):
+        with pytest.raises(ValueError):
+            train_test_split(list(range(10)), random_state=seed)
+
+
+def test_a_resumed_study_wraps_its_workers_seeds(cfg: Compose) -> None:
+    """Worker ids grow with every launch of a study: sweep.seed + id stays a valid seed."""
+    from hyperlab.sweep import make_sampler, setup_of
+
+    config = cfg("search=lr", "sweep.seed=4294967295")
+    sampler = make_sampler(config, setup_of(config, []), worker=3)
+    assert sampler is not None
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("seed=18446744073709551616", "seed=18446744073709551616"),
+        ("dataset.split.seed=-1", "dataset.split.seed=-1"),
+        ("dataset.split.seed=99999999999", "dataset.split.seed=99999999999"),
+    ],
+)
+def test_the_command_refuses_a_seed_out_of_range(tmp_path: Path, override: str, named: str) -> None:
+    r = hyperlab(tmp_path, override, "epochs=1", "progress=false")
+    assert r.returncode == 2, r.stderr
+    assert named in r.stderr and "fix:" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "outputs" / "mlflow.db").exists()  # nothing recorded
+
+
+# --- a gradient check that would not fit in memory --------------------------------------------
+
+
+class Built(Exception):
+    """Raised instead of building the model: the check got past the memory estimate."""
+
+
+@pytest.fixture
+def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hyperlab.runner
+
+    def build(config: object) -> None:
+        raise Built
+
+    monkeypatch.setattr(hyperlab.runner, "build", build)
+
+
+# digits (64 features, 10 classes), 5000 x 5000 units: 25.4M weights, 406 MB to train, about
+# 1.2 GB to check every component (609 MB for a sample)
+BIG = ("model.hidden_units=5000", "model.layers=2", "task=gradcheck")
+
+
+def test_a_gradcheck_too_big_for_memory_is_refused_before_the_model_is_built(
+    cfg: Compose, monkeypatch: pytest.MonkeyPatch, no_build: None
+) -> None:
+    import hyperlab.runner
+    from hyperlab.runner import check_gradients
+
+    monkeypatch.setattr(hyperlab.runner, "_memory_bytes", lambda: 2**29)
+    with pytest.raises(ConfigError) as e:
+        check_gradients(cfg(*BIG))
+    problem = e.value.problem
+    assert "task=gradcheck with model.hidden_units=5000" in problem
+    assert "the check needs about 1.1" in problem and "GiB" in problem
+    assert "0.5 GiB of memory" in problem
+    assert "model.hidden_units=128" in e.value.fix
+    # A sample of the components would not fit either: the fix does not offer it.
+    assert "gradcheck.max_components=1000" not in e.value.fix
+
+
+def test_the_fix_offers_a_sample_of_components_where_that_fits(
+    cfg: Compose, monkeypatch: pytest.MonkeyPatch, no_build: None
+) -> None:
+    import hyperlab.runner
+    from hyperlab.runner import check_gradients
+
+    monkeypatch.setattr(hyperlab.runner, "_memory_bytes", lambda: 2**30)
+    with pytest.raises(ConfigError) as e:
+        check_gradients(cfg(*BIG))
+    assert "gradcheck.max_components=1000" in e.value.fix
+    assert "model.hidden_units=128" in e.value.fix
+    with pytest.raises(Built):  # the fix passes the estimate
+        check_gradients(cfg(*BIG, "gradcheck.max_components=1000"))
+    with pytest.raises(Built):  # and training the same model is not held to it
+        hyperlab.runner.run(cfg(*BIG[:2]))
+
+
+def test_the_estimate_counts_what_the_check_allocates() -> None:
+    """bytes_needed against the check itself: the float64 copy and its gradient (16 bytes
+    a weight) beside the model (4), the L2 term's squares, the compared components."""
+    from hyperlab.gradcheck import bytes_needed
+
+    w = 10**6
+    base = bytes_needed(w, w, largest=w, activations=0, l2=False, trained=False)
+    assert base == w * (4 + 20 + 24)
+    assert bytes_needed(w, w, largest=w, activations=0, l2=True, trained=False) == base + 8 * w
+    assert bytes_needed(w, w, largest=w, activations=0, l2=False, trained=True) == base + 12 * w
+    sample = bytes_needed(w, 10, largest=w, activations=0, l2=False, trained=False)
+    assert sample == w * 24 + 10 * (24 + 128)
+
+
+def within_4_gib() -> None:
+    """A child that may not map more than 4 GiB: a model built by mistake fails to
+    allocate instead of exhausting the machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+
+def one_layer_sized_from_memory(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """`hyperlab ARGS` on a model this machine could train but not check: one hidden layer
+    of memory/2000 units (75 weights a unit: 16 bytes each to train, about 48 to check)."""
+    from hyperlab.runner import _memory_bytes
+
+    memory = _memory_bytes()
+    assert memory
+    units = memory // 2000
+    r = subprocess.run(
+        [HYPERLAB, *args, f"model.hidden_units={units}", "model.layers=1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
+        timeout=300,
+        preexec_fn=within_4_gib,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "fix:" in r.stderr and "model.hidden_units=128" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert recorded_runs(tmp_path) == 0
+    return units, r.stderr
+
+
+@pytest.mark.slow
+def test_the_command_refuses_a_gradcheck_too_big_for_this_machine(tmp_path: Path) -> None:
+    """Refused by the estimate, before the model exists (a model built would fail to
+    allocate within the child's 4 GiB, with another message)."""
+    units, stderr = one_layer_sized_from_memory(tmp_path, "task=gradcheck")
+    assert f"task=gradcheck with model.hidden_units={units}" in stderr
+    assert "more than this machine's" in stderr
+    assert "cannot be allocated" not in stderr
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_be_allocated_is_refused(tmp_path: Path) -> None:
+    """Training the same model passes the estimate, and its allocation fails (the child's
+    4 GiB): refused with the allocator's reason, which Hydra's instantiate wraps."""
+    units, stderr = one_layer_sized_from_memory(tmp_path, "epochs=1")
+    assert f"model.hidden_units={units}, model.layers=1: the model cannot be" in stderr
+    assert "allocate" in stderr
+
+
+@pytest.mark.slow
+def test_the_command_refuses_the_reported_gradcheck(tmp_path: Path) -> None:
+    """The reported case, refused by either estimate on any machine: a model of 9e10
+    weights (1.3 TiB to train) is refused before it is built."""
+    r = hyperlab(tmp_path, "task=gradcheck", "model.hidden_units=300000")
+    assert r.returncode == 2, r.stderr
+    assert "model.hidden_units=300000" in r.stderr and "fix:" in r.stderr
+    assert "Traceback" not in r.stderr
