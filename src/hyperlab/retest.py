@@ -9,7 +9,6 @@ more than its seed spread (then the old ranking was luck, or the world moved).
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +67,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
 
     from hyperlab.search import study as st
     from hyperlab.search.report import REPLAY_ATTR
+    from hyperlab.search.trial import replay_args
     from hyperlab.sweep import PARENT_ATTR
 
     name, url = str(cfg.study), str(cfg.sweep.storage)
@@ -118,14 +118,15 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     rows = []
     for then, t in enumerate(best, 1):
         replay = str(t.user_attrs[REPLAY_ATTR])
-        overrides = [*keep, *shlex.split(replay)[1:], f"repeats={seeds}", "progress=false"]
+        args = replay_args(replay)  # without study settings, as older studies recorded them
+        overrides = [*keep, *args, f"repeats={seeds}", "progress=false"]
         config, choices = compose(overrides)
         console.print(f"trial {t.number} (rank {then}): {replay}")
         result = train(
             config,
             Job(
                 choices=choices,
-                overrides=shlex.split(replay)[1:],
+                overrides=args,
                 command=replay,
                 run_name=f"retest trial {t.number}",
                 parent_run_id=parent.run_id if parent else None,
