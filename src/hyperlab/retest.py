@@ -112,8 +112,8 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         )
     console = display.console
     console.print(
-        f"[bold]retest[/] {name}: the best {len(best)} of {len(complete)} complete trials, "
-        f"{seeds} seed(s) each"
+        f"[bold]retest[/] {display.plain(name)}: the best {len(best)} of {len(complete)} "
+        f"complete trials, {seeds} seed(s) each"
     )
     rows = []
     for then, t in enumerate(best, 1):
@@ -121,7 +121,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         args = replay_args(replay)  # without study settings, as older studies recorded them
         overrides = [*keep, *args, f"repeats={seeds}", "progress=false"]
         config, choices = compose(overrides)
-        console.print(f"trial {t.number} (rank {then}): {replay}")
+        console.print(f"trial {t.number} (rank {then}): {display.plain(replay)}")
         result = train(
             config,
             Job(

@@ -82,7 +82,7 @@ class Retry:
     retries: int = 0
 
     def __call__(self, what: str, fn: Callable[[], T]) -> T:
-        from hyperlab.display import error_console
+        from hyperlab.display import error_console, plain
         from hyperlab.search import study
 
         delay, start = 0.5, time.monotonic()
@@ -97,7 +97,8 @@ class Retry:
                     raise self.stopped(what, e, waited) from None
                 self.retries += 1
                 error_console.print(
-                    f"[yellow]storage:[/] {what} failed ({first_line(e)}); retrying in {delay:g} s",
+                    f"[yellow]storage:[/] {what} failed ({plain(first_line(e))}); "
+                    f"retrying in {delay:g} s",
                     markup=True,
                     highlight=False,
                 )
@@ -528,7 +529,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 
 
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
-    from hyperlab.display import console, error_console
+    from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
     from hyperlab.search.study import masked
     from hyperlab.validate import validate
@@ -558,7 +559,8 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
     s = load_study(cfg, setup, 0, retry)
     console.print(
-        f"[bold]study[/] {setup.name} in {masked(setup.url) or 'outputs/optuna/journal.log'}: "
+        f"[bold]study[/] {plain(setup.name)} in "
+        f"{plain(masked(setup.url) or 'outputs/optuna/journal.log')}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
         f"{setup.n_trials} trials, "
         f"{cfg.sweep.workers} worker(s), sampler {cfg.hydra.runtime.choices.sampler}, "
@@ -581,10 +583,10 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     rep = _report(cfg, setup, sweep_dir, failure)
     if parent is not None:
         _close_parent(parent, rep, failure, launched)
-    console.print(f"summary and plots: {sweep_dir}")
+    console.print(f"summary and plots: {plain(sweep_dir)}")
     if failure is not None:
         if isinstance(failure, SweepFailed | KeyboardInterrupt):
-            error_console.print(f"[bold red]sweep stopped:[/] {failure or 'interrupted'}")
+            error_console.print(f"[bold red]sweep stopped:[/] {plain(failure or 'interrupted')}")
             sys.exit(1 if isinstance(failure, SweepFailed) else 130)
         raise failure
     return rep
@@ -642,7 +644,7 @@ def _report(
 ) -> _Finished | None:
     """Show and save the study's report; None when the storage cannot be read (a worker
     stopped for it already waited `sweep.retry_seconds`: one more try only)."""
-    from hyperlab.display import console, error_console
+    from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
 
     seconds = 0.0 if isinstance(failure, WorkerStopped) else float(cfg.sweep.retry_seconds)
@@ -650,7 +652,7 @@ def _report(
         s = load_study(cfg, setup, 0, Retry(setup.url, seconds))
         rep = report.build(s, sweep_dir)
     except WorkerStopped as e:
-        error_console.print(f"[yellow]no report:[/] {e.problem}")
+        error_console.print(f"[yellow]no report:[/] {plain(e.problem)}")
         return None
     report.show(rep, console)
     summary = sweep_dir / "summary.md"
@@ -666,7 +668,7 @@ def _close_parent(
 ) -> None:
     """Log the report to the study's parent run and end it; close child runs that a worker
     left RUNNING while the tracking store was away (see the writer's close_stale)."""
-    from hyperlab.display import console
+    from hyperlab.display import console, plain
     from hyperlab.search import report
     from hyperlab.tracking import TrackingError, drain, writer
 
@@ -685,7 +687,7 @@ def _close_parent(
         tags.update(_region_tags(s))
         for key, region in tags.items():
             if key.startswith("region."):
-                console.print(f"coarse to fine {key}: {region}")
+                console.print(f"coarse to fine {key}: {plain(region)}")
         parent.log_files([finished.summary, *rep.plots])
         if failure is None:
             # Only trials that ended before this sweep began: a trial that ended since may
@@ -739,6 +741,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
 def _show_space(setup: Setup, console: Any) -> None:
     from rich.table import Table
 
+    from hyperlab.display import plain
     from hyperlab.search.space import quantiles
 
     how = "every range linear: sampler=random" if setup.naive else "appropriate scales"
@@ -753,6 +756,7 @@ def _show_space(setup: Setup, console: Any) -> None:
         scale = "linear" if setup.naive and p.kind != "categorical" else p.scale
         rng = "" if p.kind == "categorical" else f"[{p.low:g}, {p.high:g}]"
         when = ", ".join(f"{k} in {list(v)}" for k, v in p.when.items())
-        table.add_row(p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells)
+        row = [p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells]
+        table.add_row(*map(plain, row))
     console.print(table)
-    console.print(f"study {setup.name}: {setup.n_trials} trials (dry run: nothing trained)")
+    console.print(f"study {plain(setup.name)}: {setup.n_trials} trials (dry run: nothing trained)")
