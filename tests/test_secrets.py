@@ -18,11 +18,14 @@ from omegaconf import OmegaConf
 
 from conftest import Compose
 from hyperlab import tracking
-from hyperlab.errors import ConfigError, HyperlabError, masked_text
+from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_records, masked_text
 from hyperlab.runner import Job, run
 from hyperlab.search import study
 from hyperlab.sweep import setup_of
 from hyperlab.validate import validate
+from services import Postgres
+
+pytest_plugins = ["services"]
 
 SECRET = "s3cr3t-Pa55"
 STORAGE = f"postgresql://alice:{SECRET}@db.example.org:5432/optuna"
@@ -45,6 +48,10 @@ HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
         (
             f"['sweep.storage={STORAGE}']",
             "['sweep.storage=postgresql://alice:***@db.example.org:5432/optuna']",
+        ),
+        (  # as Hydra writes an override in its job lines and its saved hydra.yaml
+            f"sweep.storage=postgresql+psycopg\\://alice\\:{SECRET}@h\\:9/db lr=1",
+            "sweep.storage=postgresql+psycopg\\://alice\\:***@h\\:9/db lr=1",
         ),
         ("postgresql://alice@db/optuna", "postgresql://alice@db/optuna"),  # no password
         ("sqlite:///outputs/mlflow.db", "sqlite:///outputs/mlflow.db"),
@@ -273,3 +280,101 @@ def test_a_study_opens_its_storage_from_the_environment(tmp_path: Path) -> None:
         yaml.safe_load(f.read_text()) for f in (tmp_path / "outputs").rglob(".hydra/overrides.yaml")
     ]
     assert saved and all("sweep.storage=${oc.env:HYPERLAB_STORAGE}" in o for o in saved)
+
+
+# --- what Hydra writes and logs: .hydra/*.yaml, multirun.yaml, `[HYDRA] #0 : ...` ---------
+
+
+def run_hyperlab(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [HYPERLAB, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900
+    )
+
+
+def assert_nowhere(secret: str, cwd: Path, r: subprocess.CompletedProcess[str]) -> list[Path]:
+    """The password is in no file under `cwd` (outputs/: runs, multiruns, studies) and not
+    in the terminal's output; returns the files looked at."""
+    assert secret not in r.stdout + r.stderr, r.stdout + r.stderr
+    files = [f for f in cwd.rglob("*") if f.is_file()]
+    assert [f for f in files if secret.encode() in f.read_bytes()] == []
+    return files
+
+
+def test_saved_files_are_masked_in_place(tmp_path: Path) -> None:
+    f = tmp_path / "overrides.yaml"
+    f.write_text(f"- sweep.storage={STORAGE}\n- lr=0.1\n")
+    f.chmod(0o640)
+    mask_file(f)
+    assert (
+        f.read_text()
+        == "- sweep.storage=postgresql://alice:***@db.example.org:5432/optuna\n- lr=0.1\n"
+    )
+    assert f.stat().st_mode & 0o777 == 0o640 and [p.name for p in tmp_path.iterdir()] == [f.name]
+    mask_file(tmp_path / "missing.yaml")  # nothing to do
+
+
+def test_log_records_are_masked_whoever_prints_them(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    plain = logging.getLogRecordFactory()
+    try:
+        mask_log_records()
+        mask_log_records()  # once is enough: the factory is not wrapped twice
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("hydra._internal.core_plugins.basic_launcher").info(
+                "\t#%d : %s", 0, f"sweep.storage={STORAGE}"
+            )
+        assert logging.getLogRecordFactory().__wrapped__ is plain  # type: ignore[attr-defined]
+    finally:
+        logging.setLogRecordFactory(plain)
+    assert SECRET not in caplog.text and "alice:***@" in caplog.text
+
+
+def test_a_run_refused_at_its_tracking_check_leaves_no_password(tmp_path: Path) -> None:
+    """Hydra saved .hydra/{config,hydra,overrides}.yaml before the run was refused."""
+    uri = f"tracking.uri=mysql://bob:{SECRET}@127.0.0.1/mlflow"  # MySQLdb is not installed
+    r = run_hyperlab(tmp_path, "epochs=1", "dataset=moons", uri)
+    assert r.returncode == 2 and "MySQLdb" in r.stderr, r.stderr
+    files = assert_nowhere(SECRET, tmp_path, r)
+    (overrides,) = [f for f in files if f.name == "overrides.yaml"]
+    assert "tracking.uri=mysql://bob:***@127.0.0.1/mlflow" in overrides.read_text()
+    assert {f.name for f in files} >= {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def test_a_multirun_refused_at_its_tracking_check_leaves_no_password(tmp_path: Path) -> None:
+    uri = f"tracking.uri=mysql://bob:{SECRET}@127.0.0.1/mlflow"
+    r = run_hyperlab(tmp_path, "-m", "epochs=1,2", "dataset=moons", uri)
+    assert r.returncode == 2 and "MySQLdb" in r.stderr, r.stderr
+    assert_nowhere(SECRET, tmp_path, r)
+
+
+@pytest.mark.slow
+def test_a_multirun_leaves_no_password_in_its_jobs_or_its_job_lines(tmp_path: Path) -> None:
+    storage = f"sweep.storage=postgresql+psycopg://u:{SECRET}@127.0.0.1:9/db"
+    r = run_hyperlab(
+        tmp_path, "-m", "epochs=1,2", "dataset=moons", "tracking.enabled=false", storage
+    )
+    assert r.returncode == 0, r.stderr
+    assert "#1 : epochs=2" in r.stdout and "u\\:***@127.0.0.1" in r.stdout, r.stdout
+    files = assert_nowhere(SECRET, tmp_path, r)
+    names = [f.relative_to(tmp_path / "outputs").as_posix() for f in files]
+    assert sum(n.endswith(".hydra/hydra.yaml") for n in names) == 2
+    assert any(n.endswith("multirun.yaml") for n in names)
+
+
+@pytest.mark.slow
+def test_a_study_leaves_no_password_in_its_workers_or_its_report(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """Two workers (the joblib launcher) on a PostgreSQL storage whose URL holds a password
+    (trust authentication ignores it)."""
+    url = postgres.create_database("secrets").replace("postgres@", f"postgres:{SECRET}@")
+    args = ["search=lr", "sweep.n_trials=2", "sweep.workers=2", "epochs=1", "dataset=moons"]
+    r = run_hyperlab(tmp_path, *args, "tracking.enabled=false", f"sweep.storage={url}")
+    assert r.returncode == 0, r.stderr
+    assert "best: trial" in r.stdout
+    files = assert_nowhere(SECRET, tmp_path, r)
+    names = [f.relative_to(tmp_path / "outputs").as_posix() for f in files]
+    assert sum(n.endswith(".hydra/overrides.yaml") for n in names) == 2  # one per worker
+    assert any(n.endswith("summary.md") for n in names)

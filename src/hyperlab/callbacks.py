@@ -1,5 +1,6 @@
-"""Hydra callbacks: the output directory is checked before Hydra writes to it, and a
-multirun's jobs are grouped under one MLflow parent run."""
+"""Hydra callbacks: the output directory is checked before Hydra writes to it, passwords are
+kept out of what Hydra writes and logs, and a multirun's jobs are grouped under one MLflow
+parent run."""
 
 from __future__ import annotations
 
@@ -7,9 +8,47 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
+# What Hydra saves of a job in its output subdirectory (.hydra/) before the job starts.
+SAVED = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+class MaskSecrets(Callback):
+    """A password in a URL on the command line (`sweep.storage=postgresql://u:pw@host/db`)
+    is masked in the files Hydra saves (.hydra/*.yaml, a multirun's multirun.yaml) and in
+    the lines it logs (`[HYDRA] #0 : ...`), as it is in MLflow and in hyperlab's messages.
+
+    Hydra writes .hydra/ before on_job_start and multirun.yaml before the first job
+    starts, so each job start masks them, before hyperlab runs a line of the job (a run
+    refused at once leaves them masked too). `${oc.env:VAR}` keeps a password out of all
+    of it in the first place."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hyperlab.errors import mask_log_records
+
+        mask_log_records()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hyperlab.errors import mask_log_records
+
+        mask_log_records()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hyperlab.errors import mask_file, mask_log_records
+
+        mask_log_records()  # again: a launcher may run the job in a process of its own
+        hc = config.hydra
+        files = []
+        if hc.output_subdir is not None:
+            saved = Path(hc.runtime.output_dir) / str(hc.output_subdir)
+            files += [saved / name for name in SAVED]
+        if hc.mode == RunMode.MULTIRUN:
+            files.append(Path(hc.sweep.dir) / "multirun.yaml")
+        for f in files:
+            mask_file(f)
 
 
 class OutputDir(Callback):

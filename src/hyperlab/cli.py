@@ -32,11 +32,11 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 def exit_with(e: HyperlabError) -> NoReturn:
     """Print a user's error as its problem and its fix, then exit 2."""
-    from hyperlab.display import error_console
+    from hyperlab.display import error_console, plain
 
-    error_console.print(f"[bold red]error:[/] {e.problem}")
+    error_console.print(f"[bold red]error:[/] {plain(e.problem)}")
     if e.fix:
-        error_console.print(f"  [bold]fix:[/] {e.fix}")
+        error_console.print(f"  [bold]fix:[/] {plain(e.fix)}")
     sys.exit(2)
 
 

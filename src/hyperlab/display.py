@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -13,6 +14,13 @@ from hyperlab.diagnose import Reading
 
 console = Console(highlight=False)
 error_console = Console(stderr=True, highlight=False)
+
+
+def plain(value: object) -> str:
+    """`value` as text that rich prints as it is. Paths, names and values a user wrote may
+    hold `[...]`, which rich reads as markup: `[final]` vanishes, `[/red]` fails. Every
+    user text in a markup string goes through here."""
+    return escape(str(value))
 
 
 def _line(epoch: int, m: Mapping[str, float]) -> str:
@@ -89,5 +97,5 @@ def summary(
     if run_id:
         console.print(
             f"[bold]MLflow:[/] run {run_id}  ->  "
-            f"mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"
+            f"mlflow ui --host 127.0.0.1 --backend-store-uri {plain(uri)}"
         )

@@ -5,11 +5,17 @@ sweep.storage or tracking.uri) reads `scheme://user:***@host` in every message."
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import tempfile
+from pathlib import Path
+from typing import Any
 
 # scheme://user:password@host: the password runs to the last @ of the token (a password may
-# hold an @ of its own), and stops at whitespace or a quote.
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)[^\s'\"]*(?=@)")
+# hold an @ of its own), and stops at whitespace or a quote. Hydra writes an override's
+# colons escaped (`scheme\://user\:password@host`) in its job lines and saved configs.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*\\?://[^\s:/@'\"]*:)[^\s'\"]*(?=@)")
 # ...?password=... in a URL's query, or password=... in a key=value list
 _KEY_PASSWORD = re.compile(r"(?i)(\b(?:password|passwd|pwd)=)[^\s&;'\",]+")
 MASK = "***"
@@ -22,6 +28,48 @@ def masked_text(text: str) -> str:
         return text
     text = _URL_PASSWORD.sub(rf"\g<1>{MASK}", text)
     return _KEY_PASSWORD.sub(rf"\g<1>{MASK}", text)
+
+
+def mask_file(path: Path) -> None:
+    """Rewrite a text file with its passwords masked (replaced whole, so that a reader never
+    sees half a file); a file without one, or none at all, is left alone."""
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    shown = masked_text(text)
+    if shown == text:
+        return
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(shown)
+    tmp = Path(name)
+    tmp.chmod(path.stat().st_mode & 0o777)
+    tmp.replace(path)
+
+
+def mask_log_records() -> None:
+    """From now on, every log record this process makes has its passwords masked, whatever
+    logger makes it and whatever handlers print it (Hydra's launchers log each job's
+    overrides, and reconfigure the handlers as jobs start)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "masks_passwords", False):
+        return
+
+    def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a bad format: logging reports it where it prints the record
+            return record
+        shown = masked_text(text)
+        if shown != text:
+            record.msg, record.args = shown, None
+        return record
+
+    masked_record.masks_passwords = True  # type: ignore[attr-defined]
+    masked_record.__wrapped__ = make  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked_record)
 
 
 def first_line(e: BaseException) -> str:

@@ -22,6 +22,7 @@ from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
 from hyperlab.search.report import REPLAY_ATTR
+from hyperlab.search.trial import replay_args
 from hyperlab.tracking import default_tags, start_run, version_changes, versions
 from hyperlab.validate import validate
 
@@ -124,15 +125,15 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         )
     console = display.console
     console.print(
-        f"[bold]retest[/] {name}: the best {len(best)} of {len(complete)} complete trials, "
-        f"{seeds} seed(s) each"
+        f"[bold]retest[/] {display.plain(name)}: the best {len(best)} of {len(complete)} "
+        f"complete trials, {seeds} seed(s) each"
     )
     moved = version_changes(study.user_attrs.get(VERSIONS_ATTR) or {}, versions())
     if moved:  # results may differ for that alone
         console.print(f"[yellow]versions changed since the study ran:[/] {', '.join(moved)}")
     rows = []
     for then, plan in enumerate(plans, 1):
-        console.print(f"trial {plan.number} (rank {then}): {plan.replay}")
+        console.print(f"trial {plan.number} (rank {then}): {display.plain(plan.replay)}")
         result = train(
             plan.config,
             Job(
@@ -191,7 +192,9 @@ def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where:
             raise ConfigError(f"it does not split into words ({e})", CHANGED) from None
         if not words or words[0] != "hyperlab":
             raise ConfigError("it is not a `hyperlab ...` command line", CHANGED)
-        overrides = stored(words[1:])  # allow_targets only from this command's own line
+        # Without study settings, as older studies recorded them; allow_targets only from
+        # this command's own line.
+        overrides = stored(replay_args(replay))
         config, choices = compose([*keep, *overrides, f"repeats={seeds}", "progress=false"])
         validate(config)
     except HyperlabError as e:

@@ -194,7 +194,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         f"{config['epochs']} epochs, batch {config['batch_size']}"
     )
     if config["progress"]:
-        display.console.print(f"[bold]hyperlab[/] {header}")
+        display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
 
     tracking = config["tracking"]
     tracker = None
@@ -271,7 +271,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 progress.__exit__(None, None, None)
     except Diverged as e:
         reason = f"{e}; lower the learning rate (lr={config['lr']:g}) or check the data"
-        display.error_console.print(f"[bold red]diverged:[/] {reason}")
+        display.error_console.print(f"[bold red]diverged:[/] {display.plain(reason)}")
         if tracker:
             tags = {"hyperlab.failure_reason": reason, "hyperlab.outcome": "diverged"}
             tracker.finish("FAILED", tags=tags, curve=curve, title=title)

@@ -91,7 +91,7 @@ class Retry:
     retries: int = 0
 
     def __call__(self, what: str, fn: Callable[[], T]) -> T:
-        from hyperlab.display import error_console
+        from hyperlab.display import error_console, plain
         from hyperlab.search import study
         from hyperlab.search.journal import JournalError
 
@@ -113,7 +113,8 @@ class Retry:
                     raise self.stopped(what, e, waited) from None
                 self.retries += 1
                 error_console.print(
-                    f"[yellow]storage:[/] {what} failed ({first_line(e)}); retrying in {delay:g} s",
+                    f"[yellow]storage:[/] {what} failed ({plain(first_line(e))}); "
+                    f"retrying in {delay:g} s",
                     markup=True,
                     highlight=False,
                 )
@@ -690,7 +691,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 
 
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
-    from hyperlab.display import console, error_console
+    from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
     from hyperlab.search.study import masked
     from hyperlab.validate import validate
@@ -722,7 +723,8 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     retry("recording the versions", lambda: _record_versions(s))
     console.print(
-        f"[bold]study[/] {setup.name} in {masked(setup.url) or 'outputs/optuna/journal.log'}: "
+        f"[bold]study[/] {plain(setup.name)} in "
+        f"{plain(masked(setup.url) or 'outputs/optuna/journal.log')}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
         f"{setup.n_trials} trials, "
         f"{cfg.sweep.workers} worker(s), sampler {cfg.hydra.runtime.choices.sampler}, "
@@ -745,10 +747,10 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     rep = _report(cfg, setup, sweep_dir, failure)
     if parent is not None:
         _close_parent(parent, rep, failure, launched)
-    console.print(f"summary and plots: {sweep_dir}")
+    console.print(f"summary and plots: {plain(sweep_dir)}")
     if failure is not None:
         if isinstance(failure, SweepFailed | KeyboardInterrupt):
-            error_console.print(f"[bold red]sweep stopped:[/] {failure or 'interrupted'}")
+            error_console.print(f"[bold red]sweep stopped:[/] {plain(failure or 'interrupted')}")
             sys.exit(1 if isinstance(failure, SweepFailed) else 130)
         raise failure
     return rep
@@ -849,7 +851,7 @@ def _report(
 ) -> _Finished | None:
     """Show and save the study's report; None when the storage cannot be read (a worker
     stopped for it already waited `sweep.retry_seconds`: one more try only)."""
-    from hyperlab.display import console, error_console
+    from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
 
     seconds = 0.0 if isinstance(failure, WorkerStopped) else float(cfg.sweep.retry_seconds)
@@ -863,7 +865,7 @@ def _report(
             error_console.print(f"[yellow]{changed}[/]", highlight=False)
         summary.write_text(report.markdown(rep) + (f"\n{changed}\n" if changed else ""))
     except WorkerStopped as e:
-        error_console.print(f"[yellow]no report:[/] {e.problem}")
+        error_console.print(f"[yellow]no report:[/] {plain(e.problem)}")
         return None
     except OSError as e:  # outputs/ full, read-only or deleted: the study itself is kept
         error_console.print(
@@ -882,7 +884,7 @@ def _close_parent(
 ) -> None:
     """Log the report to the study's parent run and end it; close child runs that a worker
     left RUNNING while the tracking store was away (see the writer's close_stale)."""
-    from hyperlab.display import console
+    from hyperlab.display import console, plain
     from hyperlab.search import report
     from hyperlab.tracking import TrackingError, drain, writer
 
@@ -901,7 +903,7 @@ def _close_parent(
         tags.update(_region_tags(s))
         for key, region in tags.items():
             if key.startswith("region."):
-                console.print(f"coarse to fine {key}: {region}")
+                console.print(f"coarse to fine {key}: {plain(region)}")
         parent.log_files([finished.summary, *rep.plots])
         if failure is None:
             # Only trials that ended before this sweep began: a trial that ended since may
@@ -957,6 +959,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
 def _show_space(setup: Setup, console: Any) -> None:
     from rich.table import Table
 
+    from hyperlab.display import plain
     from hyperlab.search.space import quantiles
 
     how = "every range linear: sampler=random" if setup.naive else "appropriate scales"
@@ -971,6 +974,7 @@ def _show_space(setup: Setup, console: Any) -> None:
         scale = "linear" if setup.naive and p.kind != "categorical" else p.scale
         rng = "" if p.kind == "categorical" else f"[{p.low:g}, {p.high:g}]"
         when = ", ".join(f"{k} in {list(v)}" for k, v in p.when.items())
-        table.add_row(p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells)
+        row = [p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells]
+        table.add_row(*map(plain, row))
     console.print(table)
-    console.print(f"study {setup.name}: {setup.n_trials} trials (dry run: nothing trained)")
+    console.print(f"study {plain(setup.name)}: {setup.n_trials} trials (dry run: nothing trained)")

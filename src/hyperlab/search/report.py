@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from hyperlab.display import plain
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
@@ -132,31 +134,32 @@ def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
 def show(rep: Report, console: Console) -> None:
     """Print the best trial with its replay line, the top trials and the importances."""
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(rep.counts.items()))
-    console.print(f"\n[bold]study {rep.name}[/] ({rep.direction}): {states}")
+    console.print(f"\n[bold]study {plain(rep.name)}[/] ({rep.direction}): {states}")
     if rep.best is None:
         console.print("no trial completed")
         return
     console.print(f"[bold]best:[/] trial {rep.best.number}, value {rep.best.value:.4f}")
-    console.print(f"  replay: {rep.best.user_attrs.get(REPLAY_ATTR, '?')}")
+    console.print(f"  replay: {plain(rep.best.user_attrs.get(REPLAY_ATTR, '?'))}")
     table = Table(title=f"top {len(rep.top)} trials", title_justify="left")
     table.add_column("trial", justify="right")
     table.add_column("value", justify="right")
     keys = sorted({k for t in rep.top for k in values(t)})
     for k in keys:
-        table.add_column(k, justify="right")
+        table.add_column(plain(k), justify="right")
     for t in rep.top:
         v = values(t)
-        table.add_row(str(t.number), f"{t.value:.4f}", *(_fmt(v.get(k)) for k in keys))
+        table.add_row(str(t.number), f"{t.value:.4f}", *(plain(_fmt(v.get(k))) for k in keys))
     console.print(table)
     if rep.distinct:
         console.print(
             "[bold]distinct values tried:[/] "
-            + ", ".join(f"{k} {n}" for k, n in rep.distinct.items())
+            + ", ".join(f"{plain(k)} {n}" for k, n in rep.distinct.items())
             + f" (in {rep.sampled} trials)"
         )
     if rep.importances:
         console.print(
-            "[bold]importances:[/] " + ", ".join(f"{k} {v:.2f}" for k, v in rep.importances.items())
+            "[bold]importances:[/] "
+            + ", ".join(f"{plain(k)} {v:.2f}" for k, v in rep.importances.items())
         )
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import optuna
 
-# Overrides that define the study, not the trained model: left out of a replay line.
-STUDY_PREFIXES = ("search=", "sampler=", "pruner=", "sweep.", "hydra.", "hydra/", "+sweep.")
+# Config nodes that define the study, not the trained model: a replay line leaves out every
+# override of them (`sampler=grid`, `sampler.budgets=[...]`, `+search.params.lr.grid=2`,
+# `sweep.workers=2`, `hydra/launcher=...`), which a single run would refuse or ignore.
 STUDY_GROUPS = ("search", "sampler", "pruner")
+STUDY_NODES = (*STUDY_GROUPS, "sweep", "hydra")
 
 
 class PruningReporter:
@@ -45,15 +49,27 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def is_study_setting(override: str) -> bool:
+    """True for an override of what only the study reads (its space, sampler, pruner,
+    sweep settings, Hydra's own): `sampler.budgets=[0.4,0.3,0.3]`, `hydra/launcher=ray`."""
+    return re.split(r"[./@]", _key(override), maxsplit=1)[0] in STUDY_NODES
+
+
+def replay_args(line: str) -> list[str]:
+    """The overrides of a recorded replay line, without any study setting: lines recorded
+    before study settings were left out (`sampler.budgets=...`) still train one model."""
+    return [a for a in shlex.split(line)[1:] if not is_study_setting(a) or a == "~search"]
+
+
 def replay(
     base: Sequence[str],
     trial_overrides: Sequence[str],
     choices: Mapping[str, str],
     root_choices: Mapping[str, str],
 ) -> str:
-    """The `hyperlab ...` line that trains this trial alone: the group options the search
-    selected (where they differ from the defaults), the command's own overrides, and the
-    trial's values, without what only concerns the study."""
+    """The `hyperlab ...` line that trains this trial alone, as a shell runs it: the group
+    options the search selected (where they differ from the defaults), the command's own
+    overrides, and the trial's values, without what only concerns the study."""
     groups = [
         f"{g}={c}"
         for g, c in choices.items()
@@ -62,14 +78,15 @@ def replay(
         and g not in STUDY_GROUPS
         and root_choices.get(g) != c
     ]
-    own = [o for o in base if not o.lstrip("+~").startswith(STUDY_PREFIXES)]
+    own = [o for o in base if not is_study_setting(o)]
     merged: dict[str, str] = {}
     for o in [*groups, *own, *trial_overrides]:  # later ones win, as on the command line
         merged.pop(_key(o), None)
         merged[_key(o)] = o
-    line = ["hyperlab", *merged.values()]
+    args = list(merged.values())
     if "experiment" in merged and choices.get("search"):
-        line.append("'~search'")  # the preset selects the study: the replay trains one model
+        args.append("~search")  # the preset selects the study: the replay trains one model
     from hyperlab.errors import masked_text
 
-    return masked_text(" ".join(line))  # stored in the study and printed: no passwords
+    # stored in the study and printed: no passwords
+    return masked_text(" ".join(["hyperlab", *map(shlex.quote, args)]))
