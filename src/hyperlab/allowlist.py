@@ -257,6 +257,19 @@ def stored(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if _root_key(str(o)) != KEY]
 
 
+def check_unwidened(plain: Mapping[str, Any], live: Any) -> None:
+    """A config composed from stored overrides keeps the live command's allow_targets:
+    dropping the key is not enough where a stored override selects a preset or a config
+    search path that sets it."""
+    found = list(plain.get(KEY) or [])
+    if found != list(live or []):
+        raise ConfigError(
+            f"they set {KEY} to {found} (this command: {list(live or [])}), through a "
+            "preset or a config search path",
+            f"only the command line sets {KEY}",
+        )
+
+
 def _root_key(override: str) -> str:
     key = override.split("=", 1)[0].strip().lstrip("+~").strip()
     return re.split(r"[.@\[\s]", key, maxsplit=1)[0]

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from hyperlab import display
-from hyperlab.allowlist import stored
+from hyperlab.allowlist import check_unwidened, stored
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
@@ -102,7 +102,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     # The replay lines are data read from the storage: every one is composed and
     # validated (allowlist included) before the retest records anything.
     where = f"study {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}"
-    plans = [_plan(t, keep, seeds, compose, where) for t in best]
+    plans = [_plan(t, keep, seeds, compose, where, cfg.get("allow_targets")) for t in best]
     tracking = cfg.tracking
     parent = None
     if tracking.enabled:
@@ -172,7 +172,9 @@ class _Plan:
     choices: dict[str, str]
 
 
-def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where: str) -> _Plan:
+def _plan(
+    trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where: str, allow: Any
+) -> _Plan:
     """Compose and validate a stored trial's replay line as a command line would be; a line
     that fails (grammar, allowlist, validation) refuses the study, naming it."""
     replay = str(trial.user_attrs[REPLAY_ATTR])
@@ -185,7 +187,7 @@ def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where:
             raise ConfigError("it is not a `hyperlab ...` command line", CHANGED)
         overrides = stored(words[1:])  # allow_targets only from this command's own line
         config, choices = compose([*keep, *overrides, f"repeats={seeds}", "progress=false"])
-        validate(config)
+        check_unwidened(validate(config), allow)
     except HyperlabError as e:
         raise ConfigError(
             f"{where}: trial {trial.number}'s stored replay line is refused: {e.problem}",
