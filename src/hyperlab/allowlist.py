@@ -11,7 +11,8 @@ colleague's command), so only an allowlist is safe:
 - Optuna's samplers and pruners, which conf/sampler and conf/pruner name;
 - what the live command line (or conf/config.yaml) allows with `allow_targets: [mypkg.]`:
   a package prefix ending in "." or one exact dotted name. A checkpoint or a study cannot
-  set it (hyperlab drops `allow_targets` from stored overrides, see `stored`).
+  set it: `stored` drops it from their overrides, and `check_unwidened` refuses a config
+  composed from them that sets it another way (a preset, a config search path).
 
 A name is checked as written and, where it is imported, as resolved: the object must be
 defined inside the allowed package, so `hyperlab.checkpoint.torch.load` or a re-export of
