@@ -482,3 +482,19 @@ def test_a_sweep_worker_builds_a_users_sampler_that_allow_targets_names(
         make_sampler(config, setup_of(config, []), 0)
     config = cfg("allow_targets=[mypkg.]", *mine)
     assert isinstance(make_sampler(config, setup_of(config, []), 0), optuna.samplers.RandomSampler)
+
+
+def test_a_checkpoint_cannot_widen_the_allowlist_through_a_preset(
+    cfg: Compose, tmp_path: Path, user_package: Path
+) -> None:
+    presets = tmp_path / "conf" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "evil.yaml").write_text(
+        "# @package _global_\nallow_targets: [mypkg.]\ndataset:\n  _target_: mypkg.data.load\n"
+    )
+    ckpt = fake_checkpoint(
+        tmp_path / "shared.pt",
+        [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=evil"],
+    )
+    with pytest.raises(CheckpointError, match=re.escape("they set allow_targets to ['mypkg.']")):
+        _resumed(cfg(f"resume={ckpt}"), [f"resume={ckpt}"])

@@ -11,7 +11,8 @@ colleague's command), so only an allowlist is safe:
 - Optuna's samplers and pruners, which conf/sampler and conf/pruner name;
 - what the live command line (or conf/config.yaml) allows with `allow_targets: [mypkg.]`:
   a package prefix ending in "." or one exact dotted name. A checkpoint or a study cannot
-  set it (hyperlab drops `allow_targets` from stored overrides, see `stored`).
+  set it: `stored` drops it from their overrides, and `check_unwidened` refuses a config
+  composed from them that sets it another way (a preset, a config search path).
 
 A name is checked as written and, where it is imported, as resolved: the object must be
 defined inside the allowed package, so `hyperlab.checkpoint.torch.load` or a re-export of
@@ -255,6 +256,19 @@ def stored(overrides: Sequence[str]) -> list[str]:
     them is dropped, so that a shared file cannot widen its own allowlist (only the live
     command line sets it); the rest goes through the same allowlist and validation."""
     return [o for o in overrides if _root_key(str(o)) != KEY]
+
+
+def check_unwidened(plain: Mapping[str, Any], live: Any) -> None:
+    """A config composed from stored overrides keeps the live command's allow_targets:
+    dropping the key is not enough where a stored override selects a preset or a config
+    search path that sets it."""
+    found = list(plain.get(KEY) or [])
+    if found != list(live or []):
+        raise ConfigError(
+            f"they set {KEY} to {found} (this command: {list(live or [])}), through a "
+            "preset or a config search path",
+            f"only the command line sets {KEY}",
+        )
 
 
 def _root_key(override: str) -> str:

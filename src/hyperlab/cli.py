@@ -95,7 +95,7 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     with this command's overrides on top. The stored overrides are data: without
     allow_targets, through the allowlist and the same validation as a command line; a
     checkpoint whose overrides fail is refused, naming it."""
-    from hyperlab.allowlist import stored
+    from hyperlab.allowlist import check_unwidened, stored
     from hyperlab.checkpoint import CheckpointError, load, locate
     from hyperlab.validate import validate
 
@@ -107,7 +107,7 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
             merged[_key(o)] = o
     try:
         config = compose_stored([*merged.values(), f"resume={cfg.resume}"])
-        validate(config)
+        check_unwidened(validate(config), cfg.allow_targets)
     except HyperlabError as e:
         raise CheckpointError(
             f"checkpoint {ckpt.path}: its stored overrides are refused: {e.problem}",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 
 from hyperlab import display
-from hyperlab.allowlist import stored
+from hyperlab.allowlist import check_unwidened, stored
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
@@ -107,7 +107,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     # The replay lines are data read from the storage: every one is composed and
     # validated (allowlist included) before the retest records anything.
     where = f"study {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}"
-    plans = [_plan(t, keep, seeds, compose, where) for t in best]
+    plans = [_plan(t, keep, seeds, compose, where, cfg.get("allow_targets")) for t in best]
     tracking = cfg.tracking
     parent = None
     if tracking.enabled:
@@ -181,7 +181,9 @@ class _Plan:
     choices: dict[str, str]
 
 
-def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where: str) -> _Plan:
+def _plan(
+    trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where: str, allow: Any
+) -> _Plan:
     """Compose and validate a stored trial's replay line as a command line would be; a line
     that fails (grammar, allowlist, validation) refuses the study, naming it."""
     replay = str(trial.user_attrs[REPLAY_ATTR])
@@ -196,7 +198,7 @@ def _plan(trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where:
         # this command's own line.
         overrides = stored(replay_args(replay))
         config, choices = compose([*keep, *overrides, f"repeats={seeds}", "progress=false"])
-        validate(config)
+        check_unwidened(validate(config), allow)
     except HyperlabError as e:
         raise ConfigError(
             f"{where}: trial {trial.number}'s stored replay line is refused: {e.problem}",
