@@ -4,6 +4,7 @@ that fits in memory, a multirun's tracking store reachable (issue 11, section 4)
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,128 @@ def test_the_command_refuses_the_reported_gradcheck(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert "model.hidden_units=300000" in r.stderr and "fix:" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- a tracking server that does not answer ---------------------------------------------------
+
+NO_SERVER = "tracking.uri=http://127.0.0.1:9"  # nothing listens on the discard port here
+TRAINED = re.compile(r"epoch\s+\d+\s+train")  # a job's per-epoch line
+
+
+def refused_for_the_server(r: subprocess.CompletedProcess[str], uri: str) -> None:
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+    err = " ".join(r.stderr.split())
+    assert f"tracking.uri={uri}: no server answers there" in err, err
+    assert "fix: start the tracking server" in err and "tracking.enabled=false" in err
+    assert "Traceback" not in err
+    assert not TRAINED.search(r.stdout)
+
+
+def job_outputs(cwd: Path) -> list[Path]:
+    return [p for p in (cwd / "outputs").rglob("*") if p.name in (".hydra", "trial_0")]
+
+
+def test_a_run_with_no_tracking_server_is_refused_before_training(tmp_path: Path) -> None:
+    r = hyperlab(tmp_path, "epochs=1", NO_SERVER, timeout=120)
+    refused_for_the_server(r, "http://127.0.0.1:9")
+
+
+@pytest.mark.slow
+def test_a_multirun_checks_every_jobs_tracking_store_before_the_first(tmp_path: Path) -> None:
+    """The reported command, and a multirun whose first job's store is fine but whose
+    second's does not answer: refused before the first job, nothing trained or recorded."""
+    r = hyperlab(tmp_path, "-m", "epochs=1,2", NO_SERVER, "progress=false", timeout=120)
+    refused_for_the_server(r, "http://127.0.0.1:9")
+    assert job_outputs(tmp_path) == []
+
+    ok = f"sqlite:///{tmp_path / 'ok.db'}"
+    r = hyperlab(tmp_path, "-m", f"tracking.uri={ok},http://127.0.0.1:9", "epochs=1", timeout=120)
+    refused_for_the_server(r, "http://127.0.0.1:9")
+    assert job_outputs(tmp_path) == []
+    assert not (tmp_path / "ok.db").exists()
+    assert recorded_runs(tmp_path) == 0
+
+
+@pytest.mark.slow
+def test_a_study_with_no_tracking_server_is_refused_before_it_exists(tmp_path: Path) -> None:
+    r = hyperlab(tmp_path, "search=lr", "sweep.n_trials=2", "epochs=1", NO_SERVER, timeout=120)
+    refused_for_the_server(r, "http://127.0.0.1:9")
+    assert not (tmp_path / "outputs" / "optuna").exists()  # no journal, no study
+
+
+class _HealthOnly:
+    """An HTTP server on 127.0.0.1 that answers /health and nothing else (503): a tracking
+    server that passes the check, then is lost."""
+
+    def __enter__(self) -> str:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.send_response(200 if self.path.startswith("/health") else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_a_multirun_whose_server_is_lost_stops_within_the_writers_bound(tmp_path: Path) -> None:
+    """The server passes the check, then answers nothing but errors: the multirun's parent
+    run cannot be created, and the command stops with a message after the writer's retries
+    (HYPERLAB_MLFLOW_RETRY_SECONDS; MLflow's own retries are kept short by the writer),
+    before its first job; it used to wait for many minutes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    with _HealthOnly() as uri:
+        r = subprocess.run(
+            [HYPERLAB, "-m", "epochs=1,2", f"tracking.uri={uri}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**env, "COLUMNS": "200", "HYPERLAB_MLFLOW_RETRY_SECONDS": "5"},
+            timeout=120,
+        )
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+    err = " ".join(r.stderr.split())
+    assert f"error: MLflow could not record the run at {uri}" in err, err
+    assert "fix: check that the tracking store is reachable" in err
+    assert "Traceback" not in err
+    assert not TRAINED.search(r.stdout)
+    assert not any((tmp_path / "outputs" / "multirun").rglob(".hydra"))
+
+
+@pytest.mark.slow
+def test_the_writer_gives_up_on_a_lost_server_within_its_bound(tmp_path: Path) -> None:
+    """A run whose server is gone: its end reports a TrackingError after the writer's
+    retries, with MLflow's HTTP settings left at hyperlab's defaults."""
+    code = (
+        "from hyperlab.tracking import Tracker, TrackingError\n"
+        "t = Tracker('http://127.0.0.1:9', 'x')\n"
+        "try:\n"
+        "    t.finish()\n"
+        "except TrackingError as e:\n"
+        "    raise SystemExit('refused: ' + e.problem)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "HYPERLAB_MLFLOW_RETRY_SECONDS": "5"},
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "refused: MLflow could not record the run at http://127.0.0.1:9" in r.stderr

@@ -4,6 +4,7 @@ parent run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,19 @@ class MlflowParentRun(Callback):
         self.parent: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # A study has a parent run of its own, which its sweeper keeps across resumes.
-        if not config.tracking.enabled or config.hydra.sweeper.get("_target_", "").startswith(
-            "hydra_plugins.hyperlab_sweeper"
-        ):
+        # A study validates its trials and keeps a parent run of its own across resumes.
+        if config.hydra.sweeper.get("_target_", "").startswith("hydra_plugins.hyperlab_sweeper"):
             return
+        # Every job, before the first starts: its values, its data and its tracking store
+        # (a server that does not answer), whether or not the multirun has a parent run.
+        _validate_jobs(config)
+        if config.tracking.enabled:
+            _or_exit(self._start_parent, config)
+
+    def _start_parent(self, config: DictConfig) -> None:
         from hyperlab.errors import masked_text
         from hyperlab.tracking import default_tags, start_run
 
-        _validate_jobs(config)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         overrides = " ".join(config.hydra.overrides.task)
@@ -113,15 +118,32 @@ class MlflowParentRun(Callback):
             run_name=masked_text(f"multirun {overrides}")[:250],  # mask, then cut
             tags={**default_tags(f"hyperlab -m {overrides}"), "hyperlab.sweep_dir": str(sweep_dir)},
         )
+        # Waits for the writer, whose retries are bounded (hyperlab.mlflow_writer): a
+        # store lost since the check stops the multirun here, before its first job.
         (sweep_dir / PARENT_RUN_FILE).write_text(self.parent.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is not None:
-            from hyperlab.tracking import drain
+            _or_exit(self._end_parent)
 
-            self.parent.finish("FINISHED")
-            self.parent = None
-            drain()
+    def _end_parent(self) -> None:
+        from hyperlab.tracking import drain
+
+        parent, self.parent = self.parent, None
+        parent.finish("FINISHED")
+        drain()
+
+
+def _or_exit(fn: Callable[..., None], *args: Any) -> None:
+    """fn(*args); a user's error (a tracking store that stopped answering) is printed
+    with its fix and exits 2, as in a job, instead of Hydra's traceback."""
+    from hyperlab.cli import exit_with
+    from hyperlab.errors import HyperlabError
+
+    try:
+        fn(*args)
+    except HyperlabError as e:
+        exit_with(e)
 
 
 def _validate_jobs(config: DictConfig) -> None:

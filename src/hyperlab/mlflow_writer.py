@@ -30,6 +30,12 @@ from hyperlab.errors import first_line
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
 RETRY_SECONDS = float(os.environ.get("HYPERLAB_MLFLOW_RETRY_SECONDS", "60"))
+# Unless set: about 3 s per call to a server that refuses, 90 s to one that never answers.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 # MLflow's error codes for a store that is busy or down, rather than a bad request.
 TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
 TRANSIENT_TYPES = ("OperationalError", "InterfaceError", "ConnectionError", "Timeout")
@@ -262,6 +268,11 @@ def main() -> None:
     # A tracking server's client prints two links per ended run: one line per trial, or
     # two hundred for a study, that the trainer's terminal does not need.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow's HTTP client retries a refused connection 7 times with backoff up to 2 min
+    # (minutes per call), under the retries above: a lost server would hold the trainer
+    # for many minutes. One call is kept short here, and RETRY_SECONDS bounds the whole.
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     # Import MLflow and open the store named on the command line before the first request:
     # this takes seconds, which pass while the trainer imports torch and loads its data.
     import mlflow  # noqa: F401  (it sets its loggers up on import: quiet them after)

@@ -159,7 +159,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
             "FINISHED",
             metrics=metrics,
             tags={
-                "hyperlab.changed": str(changed).lower(),
+                "hyperlab.ranking_changed": str(changed).lower(),
                 "hyperlab.versions_changed": ", ".join(moved),
                 "hyperlab.warnings": "; ".join(
                     f"trial {r.number}: {', '.join(r.warnings())}" for r in rows if r.warnings()

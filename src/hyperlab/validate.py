@@ -368,7 +368,48 @@ def check_tracking_uri(uri: str) -> None:
         from hyperlab.search.study import check_database
 
         check_database(uri, "tracking.uri")
+    if scheme in ("http", "https"):
+        _check_server(uri, shown)
     _tracking_checked.add(uri)
+
+
+SERVER_SECONDS = 10.0  # how long a tracking server may take to answer the check
+
+
+def _check_server(uri: str, shown: str) -> None:
+    """A tracking server must answer before anything runs: a single run, every job of a
+    multirun and a study are refused here, rather than training first and then waiting
+    for a server that is not there. Any HTTP answer will do (the server, or a proxy or a
+    login in front of it); only no answer at all is refused."""
+    import ssl
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials are MLflow's business, not ours
+    health = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
+    )
+    try:
+        with urllib.request.urlopen(health, timeout=SERVER_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLError):  # it speaks TLS: MLflow has its own CA settings
+            return
+        why = (
+            f"did not answer within {SERVER_SECONDS:g} s"
+            if isinstance(reason, TimeoutError) or "timed out" in str(reason)
+            else f"no server answers there ({reason})"
+        )
+        raise ConfigError(
+            f"tracking.uri={shown}: {why}; nothing was trained or recorded",
+            "start the tracking server (mlflow server --host HOST --port PORT), point "
+            "tracking.uri at one that runs, or run with tracking.enabled=false",
+        ) from None
 
 
 def _file_store_refused() -> bool:
