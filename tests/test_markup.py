@@ -88,7 +88,7 @@ def test_a_data_path_with_brackets_is_named_whole_in_the_error(tmp_path: Path) -
 @pytest.mark.slow
 def test_a_study_named_with_markup_runs(tmp_path: Path) -> None:
     """It crashed after creating the study, leaving an empty study behind."""
-    args = ["search=lr", "sweep.study=x[/bold]y", "sweep.n_trials=1", *TINY]
+    args = ["search=lr", "sweep.study='x[/bold]y'", "sweep.n_trials=1", *TINY]
     r = hyperlab(tmp_path, *args, "tracking.enabled=false")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "study x[/bold]y in" in r.stdout and "study x[/bold]y (maximize)" in r.stdout
