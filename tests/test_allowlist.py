@@ -15,6 +15,7 @@ import builtins
 import os
 import pickle
 import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -363,7 +364,8 @@ def shared_study(journal: Path, replay: str) -> None:
 
 
 def pickle_line(marker: Path) -> str:
-    return "hyperlab " + " ".join(f"'{o}'" for o in pickle_overrides(marker))
+    # Quoted for the shell as hyperlab records replay lines: the attack must parse to run.
+    return "hyperlab " + " ".join(shlex.quote(o) for o in pickle_overrides(marker))
 
 
 REPLAYS = {
