@@ -33,9 +33,10 @@ HOST_ATTR, PID_ATTR = "hyperlab:host", "hyperlab:pid"
 DEAD_WORKER = "its worker process died (killed?)"
 STALE_WORKER = "its worker stopped sending heartbeats (killed, or its machine lost?)"
 STORAGE_LOST = "its worker lost the study's storage"
+STOPPED_WORKER = "its worker was stopped"  # by SIGTERM, SIGHUP or Ctrl-C
 # Trials that failed for their worker, not for their hyperparameters: sweep.retry_failed
 # tries them again.
-WORKER_DEATHS = (DEAD_WORKER, STALE_WORKER, STORAGE_LOST)
+WORKER_DEATHS = (DEAD_WORKER, STALE_WORKER, STORAGE_LOST, STOPPED_WORKER)
 # Where a database server listens unless its URL names a port: first contact is tried there.
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 # The pip package of a database driver, where its name differs from the module's.

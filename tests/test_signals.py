@@ -1,0 +1,242 @@
+"""Stops on real processes: SIGTERM, SIGHUP and Ctrl-C to a study with two workers, kill -9
+of one worker, and SIGTERM to a single run.
+
+After each stop, no process of the command's tree is left (every pid collected from /proc
+before the signal is checked), the same command resumes the study to exactly
+sweep.n_trials, and no MLflow run is RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+
+from hyperlab.search import study as st
+from services import NEVER_PRUNE, finish, only_study, runs_of, start_hyperlab
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["services"]
+
+N_TRIALS = 3
+# Trials of some seconds each, so that both workers are caught training.
+STUDY = [
+    "search=lr",
+    "sampler=log_uniform",
+    "dataset=moons",
+    "dataset.n_samples=300",
+    "epochs=400",
+    *NEVER_PRUNE,
+    "sweep.workers=2",
+    f"sweep.n_trials={N_TRIALS}",
+]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def journal(cwd: Path) -> str:
+    return str(cwd / st.DEFAULT_JOURNAL)
+
+
+def mlflow_runs(cwd: Path) -> list[Any]:
+    return runs_of(f"sqlite:///{cwd}/outputs/mlflow.db", "hyperlab")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
+    return state, int(ppid)
+
+
+def running(pid: int) -> bool:
+    """Alive: a zombie (dead, waiting to be reaped by whoever adopted it) is not."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def tree(root: int) -> dict[int, str]:
+    """Every process below `root` (children, grandchildren...), with its command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None:
+            children.setdefault(stat[1], []).append(int(entry.name))
+    found: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            try:
+                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            todo.append(pid)
+    return found
+
+
+def workers_of(processes: dict[int, str]) -> list[int]:
+    return [pid for pid, cmd in processes.items() if "popen_loky_posix" in cmd]
+
+
+def wait_for(check: Any, what: str, proc: Any, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # the study does not exist yet
+            pass
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"hyperlab exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def both_training(cwd: Path) -> bool:
+    """Two trials are training (their epochs have begun, so their MLflow runs are open)."""
+    trials = only_study(journal(cwd)).get_trials(deepcopy=False)
+    return sum(t.state == TrialState.RUNNING and bool(t.intermediate_values) for t in trials) >= 2
+
+
+def assert_all_gone(processes: dict[int, str], timeout: float = 60) -> None:
+    """Every process of the stopped command's tree ends (no timing is asserted: the bound
+    only keeps a failing test from hanging)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(running(p) for p in processes):
+        time.sleep(0.2)
+    left = {p: cmd for p, cmd in processes.items() if running(p)}
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"left running: {left}"
+
+
+def resume_and_check(cwd: Path, *args: str) -> list[Any]:
+    """The same command again: it finishes the study at exactly n_trials, and no trial or
+    MLflow run is left RUNNING. Returns the trials."""
+    code, _, err = finish(start_hyperlab(cwd, *args))
+    assert code == 0, err[-3000:]
+    trials = only_study(journal(cwd)).get_trials(deepcopy=False)
+    assert sum(t.state in FINISHED for t in trials) == N_TRIALS
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    runs = mlflow_runs(cwd)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    return trials
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "said"),
+    [
+        ("SIGTERM", 143, "SIGTERM"),
+        ("SIGHUP", 129, "SIGHUP"),
+        ("Ctrl-C", 130, "Ctrl-C (SIGINT)"),
+    ],
+)
+def test_a_stopped_study_stops_its_whole_tree_then_resumes(
+    tmp_path: Path, how: str, code: int, said: str
+) -> None:
+    """SIGTERM or SIGHUP to the main process (as Slurm, Kubernetes, systemd or a closed
+    terminal send them), or SIGINT to the process group (Ctrl-C), while both workers
+    train: the workers stop, their trials are failed with the signal as the reason and
+    their MLflow runs closed as KILLED, the study's parent run too; the command exits
+    128 + the signal with one line that says what was stopped and how to resume, and no
+    process of its tree is left. The same command then finishes the study."""
+    proc = start_hyperlab(tmp_path, *STUDY)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc)
+    processes = tree(proc.pid)
+    assert len(workers_of(processes)) == 2, processes
+    writers = [p for p, cmd in processes.items() if "hyperlab.mlflow_writer" in cmd]
+    assert len(writers) == 3, processes  # the sweeper's and each worker's
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
+    else:
+        os.kill(proc.pid, getattr(signal, how))
+    returncode, _, err = finish(proc, timeout=300)
+    assert returncode == code, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    (line,) = [x for x in err.splitlines() if "stopped" in x]
+    assert line.startswith(f"sweep stopped by {said}: 2 trial(s) in progress failed"), line
+    assert "closed as KILLED" in line and "Run the same command again to resume" in line, line
+    assert_all_gone(processes)
+
+    trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2, [(t.number, t.state) for t in trials]
+    for t in stopped:
+        assert t.user_attrs["fail_reason"] == f"{st.STOPPED_WORKER} ({said})"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    runs = {r.data.tags.get("hyperlab.trial"): r for r in mlflow_runs(tmp_path)}
+    for t in stopped:
+        run = runs[str(t.number)]
+        assert run.info.status == "KILLED", (t.number, run.info.status)
+        assert run.data.tags["hyperlab.failure_reason"] == f"stopped by {said}"
+    assert runs[None].info.status == "KILLED"  # the study's parent run
+
+    trials = resume_and_check(tmp_path, *STUDY)
+    assert len(trials) == N_TRIALS + 2
+    print(f"\n{how}: {line}")
+
+
+def test_kill_9_of_one_worker_leaves_the_other_training(tmp_path: Path) -> None:
+    """kill -9 of one of two workers in the middle of a trial: the other worker's trial
+    goes on and completes, the dead worker's trial is failed with its reason and (with
+    sweep.retry_failed=1) run again by a worker started in its place; the command exits 0
+    with the study at exactly n_trials, the dead worker's MLflow run was closed as FAILED
+    by its writer, none is RUNNING, and no process of the tree is left."""
+    args = [*STUDY, "sweep.retry_failed=1"]
+    proc = start_hyperlab(tmp_path, *args)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc)
+    processes = tree(proc.pid)
+    victim, survivor = workers_of(processes)
+    held = {
+        int(t.user_attrs[st.PID_ATTR]): t.number
+        for t in only_study(journal(tmp_path)).get_trials(deepcopy=False)
+        if t.state == TrialState.RUNNING
+    }
+    os.kill(victim, signal.SIGKILL)
+    code, _, err = finish(proc, timeout=600)
+    assert code == 0, err[-3000:]
+    assert f"worker process {victim} died (killed by SIGKILL)" in err, err[-3000:]
+    processes.update(tree(proc.pid))
+    assert_all_gone(processes)
+
+    trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    dead = by_number[held[victim]]
+    assert dead.state == TrialState.FAIL and dead.user_attrs["fail_reason"] == st.DEAD_WORKER
+    assert by_number[held[survivor]].state == TrialState.COMPLETE  # it carried on
+    (again,) = [t for t in trials if t.system_attrs.get("retry_history") == [dead.number]]
+    assert again.params == dead.params and again.state in FINISHED
+    assert sum(t.state in FINISHED for t in trials) == N_TRIALS
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    runs = mlflow_runs(tmp_path)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    (run,) = [r for r in runs if r.data.tags.get("hyperlab.trial") == str(dead.number)]
+    assert run.info.status == "FAILED" and "killed" in run.data.tags["hyperlab.failure_reason"]
+    print(f"\nkill -9: trial {dead.number} failed, retried as trial {again.number}")
+
+
+def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
+    """A single run (no study) stopped by SIGTERM in the middle of training: exit 143, a
+    line naming its MLflow run, which is KILLED with the signal as the reason."""
+    proc = start_hyperlab(tmp_path, "dataset=moons", "epochs=100000", "progress=false")
+
+    def training() -> bool:
+        (run,) = mlflow_runs(tmp_path)
+        return bool(run.data.metrics)
+
+    wait_for(training, "the run's first metrics", proc)
+    processes = tree(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    code, _, err = finish(proc, timeout=120)
+    assert code == 143, err[-3000:]
+    (run,) = mlflow_runs(tmp_path)
+    assert err.strip() == f"stopped by SIGTERM: MLflow run {run.info.run_id} is recorded as KILLED"
+    assert run.info.status == "KILLED"
+    assert run.data.tags["hyperlab.failure_reason"] == "stopped by SIGTERM"
+    assert_all_gone(processes)
