@@ -1,9 +1,10 @@
-"""Stops on real processes: SIGTERM, SIGHUP and Ctrl-C to a study with two workers, kill -9
-of one worker, and SIGTERM to a single run.
+"""Stops on real processes (slow): SIGTERM, SIGHUP and Ctrl-C to a study with two workers,
+kill -9 of one worker, and SIGTERM to a single run. After each stop, no process of the
+command's tree is left (every pid collected from /proc before the signal is checked), the
+same command resumes the study to exactly sweep.n_trials, and no MLflow run is RUNNING.
 
-After each stop, no process of the command's tree is left (every pid collected from /proc
-before the signal is checked), the same command resumes the study to exactly
-sweep.n_trials, and no MLflow run is RUNNING."""
+And (fast) how hyperlab.stops turns a signal into an exception, once, and holds it while a
+step must not be cut."""
 
 from __future__ import annotations
 
@@ -16,20 +17,20 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
+from hyperlab import stops
 from hyperlab.search import study as st
 from services import NEVER_PRUNE, finish, only_study, runs_of, start_hyperlab
 
-pytestmark = pytest.mark.slow
 pytest_plugins = ["services"]
 
-N_TRIALS = 3
+N_TRIALS = 2
 # Trials of some seconds each, so that both workers are caught training.
 STUDY = [
     "search=lr",
     "sampler=log_uniform",
     "dataset=moons",
     "dataset.n_samples=300",
-    "epochs=400",
+    "epochs=300",
     *NEVER_PRUNE,
     "sweep.workers=2",
     f"sweep.n_trials={N_TRIALS}",
@@ -129,16 +130,17 @@ def resume_and_check(cwd: Path, *args: str) -> list[Any]:
     return trials
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    ("how", "code", "said"),
+    ("how", "code", "said", "resume"),
     [
-        ("SIGTERM", 143, "SIGTERM"),
-        ("SIGHUP", 129, "SIGHUP"),
-        ("Ctrl-C", 130, "Ctrl-C (SIGINT)"),
+        ("SIGTERM", 143, "SIGTERM", True),
+        ("SIGHUP", 129, "SIGHUP", False),  # the same path as SIGTERM: its resume is too
+        ("Ctrl-C", 130, "Ctrl-C (SIGINT)", True),
     ],
 )
 def test_a_stopped_study_stops_its_whole_tree_then_resumes(
-    tmp_path: Path, how: str, code: int, said: str
+    tmp_path: Path, how: str, code: int, said: str, resume: bool
 ) -> None:
     """SIGTERM or SIGHUP to the main process (as Slurm, Kubernetes, systemd or a closed
     terminal send them), or SIGINT to the process group (Ctrl-C), while both workers
@@ -177,11 +179,13 @@ def test_a_stopped_study_stops_its_whole_tree_then_resumes(
         assert run.data.tags["hyperlab.failure_reason"] == f"stopped by {said}"
     assert runs[None].info.status == "KILLED"  # the study's parent run
 
-    trials = resume_and_check(tmp_path, *STUDY)
-    assert len(trials) == N_TRIALS + 2
+    if resume:
+        trials = resume_and_check(tmp_path, *STUDY)
+        assert len(trials) == N_TRIALS + 2
     print(f"\n{how}: {line}")
 
 
+@pytest.mark.slow
 def test_kill_9_of_one_worker_leaves_the_other_training(tmp_path: Path) -> None:
     """kill -9 of one of two workers in the middle of a trial: the other worker's trial
     goes on and completes, the dead worker's trial is failed with its reason and (with
@@ -221,6 +225,7 @@ def test_kill_9_of_one_worker_leaves_the_other_training(tmp_path: Path) -> None:
     print(f"\nkill -9: trial {dead.number} failed, retried as trial {again.number}")
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
     """A single run (no study) stopped by SIGTERM in the middle of training: exit 143, a
     line naming its MLflow run, which is KILLED with the signal as the reason."""
@@ -240,3 +245,42 @@ def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
     assert run.info.status == "KILLED"
     assert run.data.tags["hyperlab.failure_reason"] == "stopped by SIGTERM"
     assert_all_gone(processes)
+
+
+# --- hyperlab.stops, in this process -----------------------------------------------------------
+
+
+def test_the_first_signal_raises_and_later_ones_do_not_cut_its_cleanup() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with stops.installed():
+        with pytest.raises(stops.Stopped) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert caught.value.signum == signal.SIGTERM and str(caught.value) == "stopped by SIGTERM"
+        assert stops.exit_code(caught.value) == 143
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored: the first stop's cleanup goes on
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stops.received() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before  # restored after the block
+
+
+def test_a_signal_inside_held_is_raised_when_the_step_ends() -> None:
+    done = []
+    with stops.installed():
+        with pytest.raises(KeyboardInterrupt), stops.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            done.append("the step")
+        assert done == ["the step"]
+
+
+def test_held_until_checked_keeps_the_signal_for_the_caller() -> None:
+    with stops.installed():
+        with stops.held(until_checked=True):
+            os.kill(os.getpid(), signal.SIGHUP)
+            with stops.held():  # an inner step does not raise it either
+                time.sleep(0.1)
+        stop = stops.take()
+        assert isinstance(stop, stops.Stopped) and stops.describe(stop) == "SIGHUP"
+        assert stops.exit_code(stop) == 129
+        stops.check()  # taken: nothing left to raise

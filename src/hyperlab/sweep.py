@@ -555,15 +555,16 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     """Run the study: validate, open it, start the workers through `launcher`, report."""
     from hyperlab.errors import HyperlabError
 
-    stops.install()  # SIGTERM and SIGHUP stop the workers cleanly, as Ctrl-C does
-    try:
-        return _sweep(launcher, cfg, arguments)
-    except HyperlabError as e:
-        from hyperlab.cli import exit_with
+    # SIGTERM and SIGHUP stop the workers cleanly, as Ctrl-C does (see hyperlab.stops).
+    with stops.installed():
+        try:
+            return _sweep(launcher, cfg, arguments)
+        except HyperlabError as e:
+            from hyperlab.cli import exit_with
 
-        exit_with(e)
-    except stops.STOPS as e:  # before the study started, or while its report was made
-        _exit_stopped(e, "")
+            exit_with(e)
+        except stops.STOPS as e:  # before the study started
+            _exit_stopped(e, "")
 
 
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperlab import stops
+
 STOP_SECONDS = 30.0  # how long stopped workers get to close their trials and MLflow runs
 WRITER_SECONDS = 15.0  # then how long their writers get to write what is left
 # Hydra's joblib launcher logs its jobs under this name: the same lines, the same filters.
@@ -122,30 +124,33 @@ class Workers:
         from hydra_plugins.hydra_joblib_launcher._core import execute_job
         from joblib.externals.loky import ProcessPoolExecutor
 
-        executor = ProcessPoolExecutor(max_workers=1, env=_thread_env(n_jobs))
         launcher = self.launcher
-        future = executor.submit(
-            execute_job,
-            idx,
-            list(overrides),
-            launcher.hydra_context,
-            launcher.config,
-            launcher.task_function,
-            Singleton.get_state(),
-        )
-        (process,) = executor._processes.values()  # started by submit()
-        self.running.append(_Slot(idx, executor, future, process))
+        with stops.held():  # a worker started is one stop() knows of
+            executor = ProcessPoolExecutor(max_workers=1, env=_thread_env(n_jobs))
+            future = executor.submit(
+                execute_job,
+                idx,
+                list(overrides),
+                launcher.hydra_context,
+                launcher.config,
+                launcher.task_function,
+                Singleton.get_state(),
+            )
+            (process,) = executor._processes.values()  # started by submit()
+            self.running.append(_Slot(idx, executor, future, process))
 
     def stop(self, seconds: float = STOP_SECONDS, writer_seconds: float = WRITER_SECONDS) -> None:
-        """Stop every worker and what it started: SIGTERM, so that each closes its trial
-        and its MLflow run; after `seconds`, SIGKILL. Their writer processes then close
+        """Stop every worker and what it started: the signal this process was stopped by
+        (SIGTERM if none), so that each closes its trial and its MLflow run, with that
+        signal as the reason; after `seconds`, SIGKILL. Their writer processes then close
         what is still open (they end when their worker's pipe closes); after
         `writer_seconds` more, they are killed too."""
         slots, self.running = self.running, []
         tree = {p for s in slots for p in [s.pid, *descendants(s.pid)]}
+        signum = stops.received() or signal.SIGTERM
         for s in slots:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(s.pid, signal.SIGTERM)
+                os.kill(s.pid, signum)
         wait([s.future for s in slots], timeout=seconds)
         for s in slots:  # an idle worker ends on the executor's sentinel
             s.executor.shutdown(wait=False)
