@@ -284,3 +284,38 @@ def test_held_until_checked_keeps_the_signal_for_the_caller() -> None:
         assert isinstance(stop, stops.Stopped) and stops.describe(stop) == "SIGHUP"
         assert stops.exit_code(stop) == 129
         stops.check()  # taken: nothing left to raise
+
+
+def test_a_retry_is_claimed_when_the_budget_is_otherwise_full(tmp_path: Path) -> None:
+    """A worker killed on the last trial of a study, with sweep.retry_failed: the retry
+    enqueued in its place holds the last place in the budget, and the next claim takes it
+    (it used to see the budget full and leave the retry WAITING forever)."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=st.storage(url))
+    done = st.claim(s, url, 2)
+    assert done is not None
+    s.tell(done, 1.0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    t = s.ask()
+    x = t.suggest_float("x", 0, 1)
+    t.set_user_attr(st.HOST_ATTR, __import__("socket").gethostname())
+    t.set_user_attr(st.PID_ATTR, dead.pid)  # killed in the middle of the study's last trial
+    # The sweeper that saw its worker die fails the trial and enqueues the retry...
+    st.release_lost(s, url, retry_failed=1)
+    assert [tr.state for tr in s.trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.WAITING,
+    ]
+    # ... which the next claim takes, though complete + waiting fill the budget.
+    retried = st.claim(s, url, 2, retry_failed=1)
+    assert retried is not None and retried.suggest_float("x", 0, 1) == x
+    s.tell(retried, 0.5)
+    assert st.claim(s, url, 2, retry_failed=1) is None
+    assert [tr.state for tr in s.trials].count(TrialState.COMPLETE) == 2

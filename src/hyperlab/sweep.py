@@ -673,7 +673,7 @@ def _fail_lost(cfg: DictConfig, setup: Setup, s: optuna.Study, retry: Retry) -> 
 
     with contextlib.suppress(HyperlabError):  # the storage is away: the next claim does it
         retries = int(cfg.sweep.retry_failed)
-        retry("failing lost trials", lambda: study.claim(s, setup.url, 0, retries))
+        retry("failing lost trials", lambda: study.release_lost(s, setup.url, retries))
 
 
 def _replace_dead(

@@ -436,12 +436,25 @@ def claim(
         grid = study.sampler
         if isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study):
             return None
-        if sum(t.state.name in TAKEN for t in trials) + enqueued >= n_trials:
+        # A WAITING trial (a retry) holds its place in the budget already: it is claimed
+        # even when the budget is full, or it would wait forever.
+        waiting = enqueued or any(t.state.name == "WAITING" for t in trials)
+        if not waiting and sum(t.state.name in TAKEN for t in trials) >= n_trials:
             return None
         trial = study.ask()
         trial.set_user_attr(HOST_ATTR, socket.gethostname())
         trial.set_user_attr(PID_ATTR, os.getpid())
     return trial
+
+
+def release_lost(study: optuna.Study, url: str, retry_failed: int = 0) -> None:
+    """What claim() does first, without claiming: fail the trials of workers that are gone
+    and, with `retry_failed`, enqueue them again. For a sweeper whose worker died."""
+    with budget_lock(url):
+        _fail_stale(study)
+        _fail_lost(study)
+        if retry_failed > 0:
+            _enqueue_retries(study, study.get_trials(deepcopy=False), retry_failed)
 
 
 def heartbeat_storage(study: optuna.Study) -> BaseHeartbeat | None:
