@@ -30,7 +30,7 @@ STUDY = [
     "sampler=log_uniform",
     "dataset=moons",
     "dataset.n_samples=300",
-    "epochs=300",
+    "epochs=600",
     *NEVER_PRUNE,
     "sweep.workers=2",
     f"sweep.n_trials={N_TRIALS}",
@@ -161,14 +161,16 @@ def test_a_stopped_study_stops_its_whole_tree_then_resumes(
     returncode, _, err = finish(proc, timeout=300)
     assert returncode == code, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    (line,) = [x for x in err.splitlines() if "stopped" in x]
-    assert line.startswith(f"sweep stopped by {said}: 2 trial(s) in progress failed"), line
-    assert "closed as KILLED" in line and "Run the same command again to resume" in line, line
     assert_all_gone(processes)
-
     trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    states = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    # Both trials were training; one may have ended in the moment the signal took.
     stopped = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(stopped) == 2, [(t.number, t.state) for t in trials]
+    assert len(stopped) in (1, 2) and len(trials) == 2, states
+    (line,) = [x for x in err.splitlines() if "stopped" in x]
+    said_failed = f"sweep stopped by {said}: {len(stopped)} trial(s) in progress failed"
+    assert line.startswith(said_failed), (line, states)
+    assert "closed as KILLED" in line and "Run the same command again to resume" in line, line
     for t in stopped:
         assert t.user_attrs["fail_reason"] == f"{st.STOPPED_WORKER} ({said})"
     assert not [t for t in trials if t.state == TrialState.RUNNING]
@@ -181,7 +183,7 @@ def test_a_stopped_study_stops_its_whole_tree_then_resumes(
 
     if resume:
         trials = resume_and_check(tmp_path, *STUDY)
-        assert len(trials) == N_TRIALS + 2
+        assert len(trials) == N_TRIALS + len(stopped)
     print(f"\n{how}: {line}")
 
 

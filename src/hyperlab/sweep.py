@@ -12,6 +12,12 @@ on this machine, by its heartbeat elsewhere) and with `sweep.retry_failed` tried
 storage that stops answering is retried with backoff for `sweep.retry_seconds`, then the
 worker stops with a message saying how to resume (run the same command again).
 
+A stop (SIGTERM from a cluster's scheduler, SIGHUP, Ctrl-C) reaches the sweeper and every
+worker (hyperlab.stops): the workers fail the trials they hold, with the signal as the
+reason, close their MLflow runs as KILLED and stop claiming; the sweeper waits for them for
+a bounded time, kills what is left (hyperlab.search.launch), closes the study's run and
+exits 128 + the signal. A joblib worker killed outright takes no other worker with it.
+
 hydra_plugins.hyperlab_sweeper holds the Sweeper class Hydra finds; it delegates here.
 """
 
