@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from hyperlab import stops
 from hyperlab.callbacks import PARENT_RUN_FILE
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.schema import register
@@ -141,6 +142,25 @@ Config groups (group=option; * marks the default; conf/<group>/<option>.yaml):
 """
 
 
+def _stopped(cfg: DictConfig, run_id: str | None, e: BaseException) -> NoReturn:
+    """Say what a stopped run left recorded, once it is written, and exit 128 + signal."""
+    from hyperlab.tracking import TrackingError, drain
+
+    recorded = "nothing was recorded (tracking.enabled=false)"
+    if cfg.tracking.enabled:
+        try:
+            drain()
+            recorded = (
+                f"MLflow run {run_id} is recorded as KILLED"
+                if run_id
+                else "the MLflow runs it started are recorded as KILLED"
+            )
+        except TrackingError as error:
+            recorded = f"its MLflow run could not be closed ({error.problem})"
+    print(f"stopped by {stops.describe(e)}: {recorded}", file=sys.stderr)
+    sys.exit(stops.exit_code(e))
+
+
 def help_text() -> str:
     """The command's help: usage, and each config group's options read from conf/.
 
@@ -174,7 +194,14 @@ def entry() -> None:
     if any(a in ("--help", "-h") for a in sys.argv[1:]):
         print(help_text())
         return
-    main()
+    # SIGTERM (Slurm, Kubernetes, systemd) and SIGHUP stop a run as Ctrl-C does: its MLflow
+    # run is closed as KILLED, a study's workers are stopped with it (hyperlab.stops).
+    stops.install()
+    try:
+        main()
+    except stops.STOPS as e:  # before a run started (composing the config, its checks)
+        print(f"stopped by {stops.describe(e)} before a run started", file=sys.stderr)
+        sys.exit(stops.exit_code(e))
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
@@ -231,9 +258,8 @@ def main(cfg: DictConfig) -> float:
             drain()  # a multirun drains once, when it ends
     except HyperlabError as e:
         exit_with(e)
-    except KeyboardInterrupt:
-        print("interrupted (a started MLflow run is recorded as KILLED)", file=sys.stderr)
-        sys.exit(130)
+    except stops.STOPS as e:
+        _stopped(cfg, job.run_id, e)
     if math.isnan(value) and not multirun:
         sys.exit(1)  # diverged: a single run failed; in a multirun the other jobs go on
     return value

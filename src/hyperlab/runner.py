@@ -18,7 +18,7 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from hyperlab import display
+from hyperlab import display, stops
 from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
 from hyperlab.checkpoint import Checkpoint, Checkpointer
@@ -46,6 +46,7 @@ class Job:
     timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
     # Filled in: data.sha256, the hash of the data trained on (one dict for seed repeats)
     found: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None  # filled in: the MLflow run, once it is closed
 
 
 def _prepare(
@@ -278,20 +279,17 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         return math.nan
     except BaseException as e:
         if tracker:
-            outcome = (
-                "pruned"
-                if _is_pruned(e)
-                else "interrupted"
-                if isinstance(e, KeyboardInterrupt)
-                else "failed"
-            )
+            stopped = isinstance(e, stops.STOPS)
+            outcome = "pruned" if _is_pruned(e) else "stopped" if stopped else "failed"
             why = {
-                "hyperlab.failure_reason": f"{type(e).__name__}: {e}",
+                "hyperlab.failure_reason": f"stopped by {stops.describe(e)}"
+                if stopped
+                else f"{type(e).__name__}: {e}",
                 "hyperlab.outcome": outcome,
             }
             # The original error matters more than a failure to record it.
             with contextlib.suppress(TrackingError):
-                tracker.finish(
+                job.run_id = tracker.finish(
                     "FAILED" if outcome == "failed" else "KILLED",
                     tags=why,
                     curve=curve,
@@ -300,6 +298,26 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         raise
 
     job.timings["fit"] = time.perf_counter() - start
+    # Trained: a stop from here on would lose the result for a moment's work. It is kept
+    # for the caller (stops.take), which records this run as it ended, then stops.
+    with stops.held(until_checked=True):
+        value = _finish(config, parts, history, job, tracker, curve, title, start_epoch)
+    return value
+
+
+def _finish(
+    config: Mapping[str, Any],
+    parts: Parts,
+    history: list[dict[str, float]],
+    job: Job,
+    tracker: Tracker | None,
+    curve: Path | None,
+    title: str,
+    start_epoch: int,
+) -> float:
+    """The final evaluation, and the run recorded as FINISHED."""
+    data = parts.data
+    tracking = config["tracking"]
     if curve and tracker is None and job.output_dir:
         from hyperlab.curves import draw
 
@@ -321,7 +339,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     value = history[-1][metric]
     run_id = None
     if tracker:
-        run_id = tracker.finish(
+        run_id = job.run_id = tracker.finish(
             "FINISHED",
             metrics={
                 "test_loss": final["test"][0],

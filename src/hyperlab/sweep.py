@@ -12,6 +12,12 @@ on this machine, by its heartbeat elsewhere) and with `sweep.retry_failed` tried
 storage that stops answering is retried with backoff for `sweep.retry_seconds`, then the
 worker stops with a message saying how to resume (run the same command again).
 
+A stop (SIGTERM from a cluster's scheduler, SIGHUP, Ctrl-C) reaches the sweeper and every
+worker (hyperlab.stops): the workers fail the trials they hold, with the signal as the
+reason, close their MLflow runs as KILLED and stop claiming; the sweeper waits for them for
+a bounded time, kills what is left (hyperlab.search.launch), closes the study's run and
+exits 128 + the signal. A joblib worker killed outright takes no other worker with it.
+
 hydra_plugins.hyperlab_sweeper holds the Sweeper class Hydra finds; it delegates here.
 """
 
@@ -28,11 +34,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from hyperlab import stops
 from hyperlab.errors import HyperlabError, first_line
 from hyperlab.validate import direction_of
 
@@ -375,12 +382,23 @@ class _Outcome:
     value: float | None = None
     reason: str = ""
     stop: HyperlabError | None = None
+    interrupt: BaseException | None = None  # a stop signal: the worker stops after this trial
 
 
 def work(cfg: DictConfig) -> dict[str, int]:
     """One worker: claim, train and tell trials until the study needs none. Returns how
-    many trials this worker finished, by state, and how many storage calls it retried."""
+    many trials this worker finished, by state, and how many storage calls it retried.
+
+    SIGTERM, SIGHUP and Ctrl-C stop it (see hyperlab.stops): its trial is failed with the
+    signal as its reason (sweep.retry_failed runs it again), its MLflow run closed as
+    KILLED, and the worker raises the stop instead of claiming another trial."""
+    with stops.installed():
+        return _work(cfg)
+
+
+def _work(cfg: DictConfig) -> dict[str, int]:
     from hydra import compose
+    from optuna.trial import TrialState
 
     from hyperlab.search import study
     from hyperlab.tracking import TrackingError, drain
@@ -412,15 +430,28 @@ def work(cfg: DictConfig) -> dict[str, int]:
     retries = int(cfg.sweep.retry_failed)
     done: dict[str, int] = {}
     while True:
-        trial = retry(
-            "claiming a trial", lambda: study.claim(s, setup.url, setup.n_trials, retries)
-        )
+        with stops.held(until_checked=True):  # a trial claimed is marked with its process
+            trial = retry(
+                "claiming a trial", lambda: study.claim(s, setup.url, setup.n_trials, retries)
+            )
         if trial is None:
             break
         with _Heartbeat(s, trial):
-            outcome = _run_trial(w, trial)
-            _tell(w, trial, outcome)
+            try:
+                stops.check()  # a stop that came during the claim fails this trial
+                outcome = _run_trial(w, trial)
+            except stops.STOPS as e:  # the runner closed the trial's MLflow run as KILLED
+                outcome = _Outcome(
+                    TrialState.FAIL, reason=f"{study.STOPPED_WORKER} ({stops.describe(e)})"
+                )
+                outcome.interrupt = e
+            with stops.held(until_checked=True):
+                _tell(w, trial, outcome)
         done[outcome.state.name] = done.get(outcome.state.name, 0) + 1
+        # A stop that came while the trial was told: it is told, then the worker stops.
+        outcome.interrupt = outcome.interrupt or stops.take()
+        if outcome.interrupt is not None:
+            _drain_then_stop(outcome.interrupt)
         if outcome.stop is not None:
             raise outcome.stop
         retry("counting failures", lambda: _check_failure_rate(s, limit))
@@ -428,9 +459,20 @@ def work(cfg: DictConfig) -> dict[str, int]:
         drain()
     except TrackingError as e:
         raise _stopped(e) from None
+    stops.check()
     if retry.retries:
         done["storage_retries"] = retry.retries
     return done
+
+
+def _drain_then_stop(stop: BaseException) -> NoReturn:
+    """Wait until this worker's MLflow runs are written (the stopped trial's as KILLED),
+    then stop the worker with the signal's exception."""
+    from hyperlab.tracking import TrackingError, drain
+
+    with contextlib.suppress(TrackingError):  # the stop is what matters now
+        drain()
+    raise stop
 
 
 def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
@@ -682,12 +724,16 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     """Run the study: validate, open it, start the workers through `launcher`, report."""
     from hyperlab.errors import HyperlabError
 
-    try:
-        return _sweep(launcher, cfg, arguments)
-    except HyperlabError as e:
-        from hyperlab.cli import exit_with
+    # SIGTERM and SIGHUP stop the workers cleanly, as Ctrl-C does (see hyperlab.stops).
+    with stops.installed():
+        try:
+            return _sweep(launcher, cfg, arguments)
+        except HyperlabError as e:
+            from hyperlab.cli import exit_with
 
-        exit_with(e)
+            exit_with(e)
+        except stops.STOPS as e:  # before the study started
+            _exit_stopped(e, "")
 
 
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
@@ -731,27 +777,50 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         f"pruner {cfg.hydra.runtime.choices.pruner}"
     )
     parent = None
-    if cfg.tracking.enabled:
-        parent = retry("opening the study's run", lambda: _parent_run(cfg, setup, s, arguments))
-    workers = int(cfg.sweep.workers)
-    first = retry("numbering the workers", lambda: _worker_ids(s, setup.url, workers))
+    try:
+        if cfg.tracking.enabled:
+            parent = retry("opening the study's run", lambda: _parent_run(cfg, setup, s, arguments))
+        workers = int(cfg.sweep.workers)
+        first = retry("numbering the workers", lambda: _worker_ids(s, setup.url, workers))
+    except stops.STOPS as e:  # before any worker started: only the parent run to close
+        if parent is not None:
+            _close_parent(parent, None, e, datetime.datetime.now())
+        _exit_stopped(e, "before its workers started")
     jobs = [[*arguments, f"sweep.worker={first + i}"] for i in range(workers)]
     failure: BaseException | None = None
     launched = datetime.datetime.now()  # Optuna's trial times are local, naive datetimes
+    deaths: list[Any] = []
+
+    def replace(death: Any) -> list[str] | None:
+        deaths.append(death)
+        return _replace_dead(cfg, setup, s, retry, arguments, death, len(deaths))
+
     try:
-        returns = launcher.launch(jobs, initial_job_idx=0)
+        returns = _launch(launcher, jobs, replace)
         for r in returns:
             r.return_value  # noqa: B018  (re-raises a worker's exception)
+        if deaths:
+            failure = _unfinished_after_deaths(setup, s, retry, len(deaths))
     except BaseException as e:
         failure = e
-    rep = _report(cfg, setup, sweep_dir, failure)
-    if parent is not None:
-        _close_parent(parent, rep, failure, launched)
-    console.print(f"summary and plots: {plain(sweep_dir)}")
+    # What is left is bounded (the storage's and the tracking store's retries): a stop
+    # that comes now is kept, and ends the command once the study's records are closed.
+    with stops.held(until_checked=True):
+        if isinstance(failure, stops.STOPS):
+            _fail_lost(cfg, setup, s, retry)
+        rep = _report(cfg, setup, sweep_dir, failure)
+        if parent is not None:
+            _close_parent(parent, rep, failure, launched)
+        console.print(f"summary and plots: {plain(sweep_dir)}")
+    failure = failure or stops.take()
     if failure is not None:
-        if isinstance(failure, SweepFailed | KeyboardInterrupt):
-            error_console.print(f"[bold red]sweep stopped:[/] {plain(failure or 'interrupted')}")
-            sys.exit(1 if isinstance(failure, SweepFailed) else 130)
+        if isinstance(failure, stops.STOPS):
+            line = _stop_line(failure, cfg, setup, rep, launched)
+            error_console.print(line, highlight=False, soft_wrap=True)
+            sys.exit(stops.exit_code(failure))
+        if isinstance(failure, SweepFailed):
+            error_console.print(f"[bold red]sweep stopped:[/] {plain(failure)}")
+            sys.exit(1)
         raise failure
     return rep
 
@@ -780,6 +849,132 @@ def _check_not_fixed(setup: Setup, arguments: Sequence[str]) -> None:
             f"to search {key}, remove {override}; to keep it fixed, search without it "
             f"(~search.params.{key}, or another search=...), or narrow its range: {narrow}",
         )
+
+
+# --- stops and dead workers (see hyperlab.stops and hyperlab.search.launch) ----------------
+
+
+def _launch(launcher: Any, jobs: list[list[str]], replace: Callable[[Any], Any]) -> Any:
+    """The workers' JobReturns. The joblib launcher's jobs run one process each, so that a
+    worker killed does not take the others down, and a stop reaches every worker."""
+    from hyperlab.search.launch import Workers, is_joblib
+
+    if is_joblib(launcher):
+        return Workers(launcher).run(jobs, replace)
+    return launcher.launch(jobs, initial_job_idx=0)
+
+
+def _fail_lost(cfg: DictConfig, setup: Setup, s: optuna.Study, retry: Retry) -> None:
+    """Fail the trials of workers that are gone (killed when they did not stop in time, or
+    died), as the next claim would; with sweep.retry_failed, enqueue them again."""
+    from hyperlab.search import study
+
+    with contextlib.suppress(HyperlabError):  # the storage is away: the next claim does it
+        retries = int(cfg.sweep.retry_failed)
+        retry("failing lost trials", lambda: study.release_lost(s, setup.url, retries))
+
+
+def _replace_dead(
+    cfg: DictConfig,
+    setup: Setup,
+    s: optuna.Study,
+    retry: Retry,
+    arguments: list[str],
+    death: Any,
+    deaths: int,
+) -> list[str] | None:
+    """A worker process died (killed with -9, or by the out-of-memory killer): fail its
+    trial, and return the overrides of a worker to start in its place while the study
+    needs trials (at most sweep.n_trials replacements: a worker that dies at every start
+    must not be restarted forever)."""
+    from hyperlab.display import error_console
+    from hyperlab.search import study
+
+    _fail_lost(cfg, setup, s, retry)
+    trials = retry("reading the study", lambda: s.get_trials(deepcopy=False))
+    lost = [
+        f"trial {t.number} failed ({t.user_attrs.get('fail_reason', '')})"
+        for t in trials
+        if t.state.name == "FAIL" and t.user_attrs.get(study.PID_ATTR) == death.pid
+    ]
+    needed = setup.n_trials - sum(t.state.name in study.TAKEN for t in trials)
+    again = None
+    if needed > 0 and deaths <= setup.n_trials:
+        first = retry("numbering the workers", lambda: _worker_ids(s, setup.url, 1))
+        again = [*arguments, f"sweep.worker={first}"]
+    error_console.print(
+        f"[yellow]warning:[/] worker process {death.pid} died ({death.describe()})"
+        + (f": {'; '.join(lost)}" if lost else "")
+        + ("; a new worker takes its place" if again else "; the other workers go on"),
+        highlight=False,
+    )
+    return again
+
+
+def _unfinished_after_deaths(
+    setup: Setup, s: optuna.Study, retry: Retry, deaths: int
+) -> WorkerStopped | None:
+    """The error to end with when workers died and the study is not finished."""
+    from hyperlab.search import study
+
+    c = retry("reading the study", lambda: study.counts(s))
+    finished = sum(c.get(k, 0) for k in study.FINISHED)
+    if finished >= setup.n_trials:
+        return None
+    return WorkerStopped(
+        f"{deaths} worker process(es) died; the study has {finished} of {setup.n_trials} trials",
+        "run the same command again to finish the study (the trials it has are kept)",
+    )
+
+
+def _stop_line(
+    e: BaseException,
+    cfg: DictConfig,
+    setup: Setup,
+    finished: _Finished | None,
+    launched: datetime.datetime,
+) -> str:
+    """One line: what the stop stopped, what was recorded, and how to resume."""
+    from rich.markup import escape
+
+    from hyperlab.search import study
+
+    what = ""
+    if finished is not None:
+        trials = finished.study.get_trials(deepcopy=False)
+        cut = [
+            t
+            for t in trials
+            if t.state.name == "FAIL"
+            and t.datetime_complete is not None
+            and t.datetime_complete >= launched
+            and str(t.user_attrs.get("fail_reason", "")).startswith(
+                (study.STOPPED_WORKER, study.DEAD_WORKER)
+            )
+        ]
+        done = sum(t.state.name in study.FINISHED for t in trials)
+        runs = ", their MLflow runs closed as KILLED" if cfg.tracking.enabled else ""
+        again = " (sweep.retry_failed runs them again)" if int(cfg.sweep.retry_failed) else ""
+        what = (
+            f"{len(cut)} trial(s) in progress failed{again}{runs}; "
+            f"{done} of {setup.n_trials} trials finished. "
+        )
+    return (
+        f"[bold red]sweep stopped[/] by {stops.describe(e)}: {escape(what)}"
+        f"Run the same command again to resume study {escape(setup.name)}."
+    )
+
+
+def _exit_stopped(e: BaseException, when: str) -> NoReturn:
+    from hyperlab.display import error_console
+
+    error_console.print(
+        f"[bold red]sweep stopped[/] by {stops.describe(e)}{' ' + when if when else ''}; "
+        "run the same command again to start it",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.exit(stops.exit_code(e))
 
 
 def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[str]) -> Any:
@@ -924,7 +1119,7 @@ def _close_parent(
     status = (
         "FINISHED"
         if failure is None
-        else ("KILLED" if isinstance(failure, KeyboardInterrupt) else "FAILED")
+        else ("KILLED" if isinstance(failure, stops.STOPS) else "FAILED")
     )
     parent.finish(status, metrics=metrics, tags=tags)
     try:

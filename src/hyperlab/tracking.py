@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from hyperlab import stops
 from hyperlab.errors import HyperlabError, masked_text
 
 if TYPE_CHECKING:
@@ -199,7 +200,9 @@ class _WriterProcess:
 
     def send(self, **request: Any) -> None:
         stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
-        with self.lock:
+        # Held: a stop raised in the middle of a write would leave half a request on the
+        # writer's stdin, and the next one glued to it.
+        with stops.held(), self.lock:
             stdin.write(json.dumps(request) + "\n")
             stdin.flush()
             if request["op"] == "end":
@@ -226,6 +229,10 @@ class _WriterProcess:
             )
 
     def _read(self) -> None:
+        with stops.held():  # a reply read but not yet handled would be lost: drain() hangs
+            self._read_one()
+
+    def _read_one(self) -> None:
         stdout: IO[str] = self.proc.stdout  # type: ignore[assignment]
         line = stdout.readline()
         if not line:

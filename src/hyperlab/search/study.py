@@ -33,9 +33,10 @@ HOST_ATTR, PID_ATTR = "hyperlab:host", "hyperlab:pid"
 DEAD_WORKER = "its worker process died (killed?)"
 STALE_WORKER = "its worker stopped sending heartbeats (killed, or its machine lost?)"
 STORAGE_LOST = "its worker lost the study's storage"
+STOPPED_WORKER = "its worker was stopped"  # by SIGTERM, SIGHUP or Ctrl-C
 # Trials that failed for their worker, not for their hyperparameters: sweep.retry_failed
 # tries them again.
-WORKER_DEATHS = (DEAD_WORKER, STALE_WORKER, STORAGE_LOST)
+WORKER_DEATHS = (DEAD_WORKER, STALE_WORKER, STORAGE_LOST, STOPPED_WORKER)
 # Where a database server listens unless its URL names a port: first contact is tried there.
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 # The pip package of a database driver, where its name differs from the module's.
@@ -462,12 +463,25 @@ def claim(
         grid = study.sampler
         if isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study):
             return None
-        if sum(t.state.name in TAKEN for t in trials) + enqueued >= n_trials:
+        # A WAITING trial (a retry) holds its place in the budget already: it is claimed
+        # even when the budget is full, or it would wait forever.
+        waiting = enqueued or any(t.state.name == "WAITING" for t in trials)
+        if not waiting and sum(t.state.name in TAKEN for t in trials) >= n_trials:
             return None
         trial = study.ask()
         trial.set_user_attr(HOST_ATTR, socket.gethostname())
         trial.set_user_attr(PID_ATTR, os.getpid())
     return trial
+
+
+def release_lost(study: optuna.Study, url: str, retry_failed: int = 0) -> None:
+    """What claim() does first, without claiming: fail the trials of workers that are gone
+    and, with `retry_failed`, enqueue them again. For a sweeper whose worker died."""
+    with budget_lock(url):
+        _fail_stale(study)
+        _fail_lost(study)
+        if retry_failed > 0:
+            _enqueue_retries(study, study.get_trials(deepcopy=False), retry_failed)
 
 
 def heartbeat_storage(study: optuna.Study) -> BaseHeartbeat | None:

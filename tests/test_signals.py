@@ -1,0 +1,350 @@
+"""Stops on real processes (slow): SIGTERM, SIGHUP and Ctrl-C to a study with two workers,
+kill -9 of one worker, and SIGTERM to a single run. After each stop, no process of the
+command's tree is left (every pid collected from /proc before the signal is checked), the
+same command resumes the study to exactly sweep.n_trials, and no MLflow run is RUNNING.
+
+And (fast) how hyperlab.stops turns a signal into an exception, once, and holds it while a
+step must not be cut."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+
+from hyperlab import stops
+from hyperlab.search import study as st
+from services import NEVER_PRUNE, finish, only_study, runs_of, start_hyperlab
+
+pytest_plugins = ["services"]
+
+N_TRIALS = 2
+# Trials of some seconds each, so that both workers are caught training.
+STUDY = [
+    "search=lr",
+    "sampler=log_uniform",
+    "dataset=moons",
+    "dataset.n_samples=300",
+    "epochs=600",
+    *NEVER_PRUNE,
+    "sweep.workers=2",
+    f"sweep.n_trials={N_TRIALS}",
+]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def journal(cwd: Path) -> str:
+    return str(cwd / st.DEFAULT_JOURNAL)
+
+
+def mlflow_runs(cwd: Path) -> list[Any]:
+    return runs_of(f"sqlite:///{cwd}/outputs/mlflow.db", "hyperlab")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
+    return state, int(ppid)
+
+
+def running(pid: int) -> bool:
+    """Alive: a zombie (dead, waiting to be reaped by whoever adopted it) is not."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def tree(root: int) -> dict[int, str]:
+    """Every process below `root` (children, grandchildren...), with its command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None:
+            children.setdefault(stat[1], []).append(int(entry.name))
+    found: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            try:
+                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            todo.append(pid)
+    return found
+
+
+def workers_of(processes: dict[int, str]) -> list[int]:
+    return [pid for pid, cmd in processes.items() if "popen_loky_posix" in cmd]
+
+
+def wait_for(check: Any, what: str, proc: Any, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # the study does not exist yet
+            pass
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"hyperlab exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def both_training(cwd: Path) -> bool:
+    """Two trials are training (their epochs have begun, so their MLflow runs are open)."""
+    trials = only_study(journal(cwd)).get_trials(deepcopy=False)
+    return sum(t.state == TrialState.RUNNING and bool(t.intermediate_values) for t in trials) >= 2
+
+
+def assert_all_gone(processes: dict[int, str], timeout: float = 60) -> None:
+    """Every process of the stopped command's tree ends (no timing is asserted: the bound
+    only keeps a failing test from hanging)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(running(p) for p in processes):
+        time.sleep(0.2)
+    left = {p: cmd for p, cmd in processes.items() if running(p)}
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"left running: {left}"
+
+
+def resume_and_check(cwd: Path, *args: str) -> list[Any]:
+    """The same command again: it finishes the study at exactly n_trials, and no trial or
+    MLflow run is left RUNNING. Returns the trials."""
+    code, _, err = finish(start_hyperlab(cwd, *args))
+    assert code == 0, err[-3000:]
+    trials = only_study(journal(cwd)).get_trials(deepcopy=False)
+    assert sum(t.state in FINISHED for t in trials) == N_TRIALS
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    runs = mlflow_runs(cwd)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    return trials
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "code", "said", "resume"),
+    [
+        ("SIGTERM", 143, "SIGTERM", True),
+        ("SIGHUP", 129, "SIGHUP", False),  # the same path as SIGTERM: its resume is too
+        ("Ctrl-C", 130, "Ctrl-C (SIGINT)", True),
+    ],
+)
+def test_a_stopped_study_stops_its_whole_tree_then_resumes(
+    tmp_path: Path, how: str, code: int, said: str, resume: bool
+) -> None:
+    """SIGTERM or SIGHUP to the main process (as Slurm, Kubernetes, systemd or a closed
+    terminal send them), or SIGINT to the process group (Ctrl-C), while both workers
+    train: the workers stop, their trials are failed with the signal as the reason and
+    their MLflow runs closed as KILLED, the study's parent run too; the command exits
+    128 + the signal with one line that says what was stopped and how to resume, and no
+    process of its tree is left. The same command then finishes the study."""
+    proc = start_hyperlab(tmp_path, *STUDY)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc)
+    processes = tree(proc.pid)
+    assert len(workers_of(processes)) == 2, processes
+    writers = [p for p, cmd in processes.items() if "hyperlab.mlflow_writer" in cmd]
+    assert len(writers) == 3, processes  # the sweeper's and each worker's
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
+    else:
+        os.kill(proc.pid, getattr(signal, how))
+    returncode, _, err = finish(proc, timeout=300)
+    assert returncode == code, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert_all_gone(processes)
+    trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    states = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    # Both trials were training; one may have ended in the moment the signal took.
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) in (1, 2) and len(trials) == 2, states
+    (line,) = [x for x in err.splitlines() if "stopped" in x]
+    said_failed = f"sweep stopped by {said}: {len(stopped)} trial(s) in progress failed"
+    assert line.startswith(said_failed), (line, states)
+    assert "closed as KILLED" in line and "Run the same command again to resume" in line, line
+    for t in stopped:
+        assert t.user_attrs["fail_reason"] == f"{st.STOPPED_WORKER} ({said})"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    runs = {r.data.tags.get("hyperlab.trial"): r for r in mlflow_runs(tmp_path)}
+    for t in stopped:
+        run = runs[str(t.number)]
+        assert run.info.status == "KILLED", (t.number, run.info.status)
+        assert run.data.tags["hyperlab.failure_reason"] == f"stopped by {said}"
+    assert runs[None].info.status == "KILLED"  # the study's parent run
+
+    if resume:
+        trials = resume_and_check(tmp_path, *STUDY)
+        assert len(trials) == N_TRIALS + len(stopped)
+    print(f"\n{how}: {line}")
+
+
+def finish_watching(proc: Any, processes: dict[int, str], timeout: float) -> tuple[int, str]:
+    """Wait for the command (its exit code and stderr), adding every process that appears
+    in its tree meanwhile (a worker started in a dead one's place) to `processes`."""
+    import subprocess
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid, cmd in tree(proc.pid).items():
+            processes[pid] = cmd or processes.get(pid, "")  # a zombie's command line is empty
+        try:
+            _, err = proc.communicate(timeout=0.5)
+            return proc.returncode, err
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("retry_failed", [0, 1])
+def test_kill_9_of_one_worker_leaves_the_other_training(tmp_path: Path, retry_failed: int) -> None:
+    """kill -9 of one of two workers in the middle of a trial: the other worker's trial
+    goes on and completes; the dead worker's trial is failed with its reason at once, and
+    a new worker takes the dead one's place (or, with sweep.retry_failed=1, the trial is
+    enqueued again and the other worker runs it). The command exits 0 with the study at
+    exactly n_trials, the dead worker's MLflow run was closed as FAILED by its writer,
+    none is RUNNING, and no process of the tree is left."""
+    args = [*STUDY, f"sweep.retry_failed={retry_failed}"]
+    proc = start_hyperlab(tmp_path, *args)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc)
+    processes = tree(proc.pid)
+    victim, survivor = workers_of(processes)
+    held = {
+        int(t.user_attrs[st.PID_ATTR]): t.number
+        for t in only_study(journal(tmp_path)).get_trials(deepcopy=False)
+        if t.state == TrialState.RUNNING
+    }
+    os.kill(victim, signal.SIGKILL)
+    code, err = finish_watching(proc, processes, timeout=600)
+    assert code == 0, err[-3000:]
+    died = f"worker process {victim} died (killed by SIGKILL): trial {held[victim]} failed"
+    assert died in err, err[-3000:]
+    replaced = "a new worker takes its place" in err
+    assert replaced == (not retry_failed), err[-3000:]
+    assert len(workers_of(processes)) == 2 + replaced, (processes, err)
+    assert_all_gone(processes)
+
+    trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    dead = by_number[held[victim]]
+    assert dead.state == TrialState.FAIL and dead.user_attrs["fail_reason"] == st.DEAD_WORKER
+    assert by_number[held[survivor]].state == TrialState.COMPLETE  # it carried on
+    again = [t for t in trials if t.system_attrs.get("retry_history") == [dead.number]]
+    if retry_failed:
+        assert [t.params for t in again] == [dead.params] and again[0].state in FINISHED
+    else:
+        assert again == []
+    assert sum(t.state in FINISHED for t in trials) == N_TRIALS
+    assert len(trials) == N_TRIALS + 1
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    runs = mlflow_runs(tmp_path)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    (run,) = [r for r in runs if r.data.tags.get("hyperlab.trial") == str(dead.number)]
+    assert run.info.status == "FAILED" and "killed" in run.data.tags["hyperlab.failure_reason"]
+    print(f"\nkill -9 (retry_failed={retry_failed}): {died}; {len(trials)} trials")
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
+    """A single run (no study) stopped by SIGTERM in the middle of training: exit 143, a
+    line naming its MLflow run, which is KILLED with the signal as the reason."""
+    proc = start_hyperlab(tmp_path, "dataset=moons", "epochs=100000", "progress=false")
+
+    def training() -> bool:
+        (run,) = mlflow_runs(tmp_path)
+        return bool(run.data.metrics)
+
+    wait_for(training, "the run's first metrics", proc)
+    processes = tree(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    code, _, err = finish(proc, timeout=120)
+    assert code == 143, err[-3000:]
+    (run,) = mlflow_runs(tmp_path)
+    assert err.strip() == f"stopped by SIGTERM: MLflow run {run.info.run_id} is recorded as KILLED"
+    assert run.info.status == "KILLED"
+    assert run.data.tags["hyperlab.failure_reason"] == "stopped by SIGTERM"
+    assert_all_gone(processes)
+
+
+# --- hyperlab.stops, in this process -----------------------------------------------------------
+
+
+def test_the_first_signal_raises_and_later_ones_do_not_cut_its_cleanup() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with stops.installed():
+        with pytest.raises(stops.Stopped) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert caught.value.signum == signal.SIGTERM and str(caught.value) == "stopped by SIGTERM"
+        assert stops.exit_code(caught.value) == 143
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored: the first stop's cleanup goes on
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stops.received() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before  # restored after the block
+
+
+def test_a_signal_inside_held_is_raised_when_the_step_ends() -> None:
+    done = []
+    with stops.installed():
+        with pytest.raises(KeyboardInterrupt), stops.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            done.append("the step")
+        assert done == ["the step"]
+
+
+def test_held_until_checked_keeps_the_signal_for_the_caller() -> None:
+    with stops.installed():
+        with stops.held(until_checked=True):
+            os.kill(os.getpid(), signal.SIGHUP)
+            with stops.held():  # an inner step does not raise it either
+                time.sleep(0.1)
+        stop = stops.take()
+        assert isinstance(stop, stops.Stopped) and stops.describe(stop) == "SIGHUP"
+        assert stops.exit_code(stop) == 129
+        stops.check()  # taken: nothing left to raise
+
+
+def test_a_retry_is_claimed_when_the_budget_is_otherwise_full(tmp_path: Path) -> None:
+    """A worker killed on the last trial of a study, with sweep.retry_failed: the retry
+    enqueued in its place holds the last place in the budget, and the next claim takes it
+    (it used to see the budget full and leave the retry WAITING forever)."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=st.storage(url))
+    done = st.claim(s, url, 2)
+    assert done is not None
+    s.tell(done, 1.0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    t = s.ask()
+    x = t.suggest_float("x", 0, 1)
+    t.set_user_attr(st.HOST_ATTR, __import__("socket").gethostname())
+    t.set_user_attr(st.PID_ATTR, dead.pid)  # killed in the middle of the study's last trial
+    # The sweeper that saw its worker die fails the trial and enqueues the retry...
+    st.release_lost(s, url, retry_failed=1)
+    assert [tr.state for tr in s.trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.WAITING,
+    ]
+    # ... which the next claim takes, though complete + waiting fill the budget.
+    retried = st.claim(s, url, 2, retry_failed=1)
+    assert retried is not None and retried.suggest_float("x", 0, 1) == x
+    s.tell(retried, 0.5)
+    assert st.claim(s, url, 2, retry_failed=1) is None
+    assert [tr.state for tr in s.trials].count(TrialState.COMPLETE) == 2
