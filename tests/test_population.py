@@ -9,11 +9,14 @@ import pytest
 import torch
 from sklearn.datasets import make_moons
 
+from conftest import Compose
 from hyperlab import optim
+from hyperlab.build import Parts, build
 from hyperlab.loop import Diverged, Metrics, fit
 from hyperlab.models import MLP, Init
-from hyperlab.population import Member, Population, fit_population, structure
+from hyperlab.population import Member, Population, fit_population, groups, structure
 from hyperlab.schedules import Constant, InverseTime
+from hyperlab.validate import validate
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -177,3 +180,79 @@ def test_members_of_different_structure_are_refused() -> None:
         Population([a, b])
     with pytest.raises(ValueError, match="optimizer"):
         Population([a, member("gd", 0.1, 0)])
+
+
+# --- trials from configs: which may share a stack, and built as hyperlab builds them ------
+
+
+def test_trials_that_differ_only_in_what_a_stack_allows_share_a_group(cfg: Compose) -> None:
+    base = ["dataset=moons", "optimizer=adam", "regularization=dropout", "epochs=3"]
+    same = [
+        [],
+        ["lr=0.3"],
+        ["optimizer.beta1=0.8", "optimizer.eps=1e-4"],
+        ["regularization.l2=0.7", "regularization.keep_prob=0.5"],
+        ["init=xavier"],
+        ["schedule=inverse_time"],
+        ["seed=5"],
+    ]
+    apart = [
+        ["model.hidden_units=64"],
+        ["optimizer=rmsprop"],
+        ["normalization=batchnorm"],
+        ["batch_size=32"],
+        ["epochs=4"],
+        ["dataset=circles"],
+        ["regularization=none"],  # no dropout layer at all
+    ]
+    configs = [validate(cfg(*base, *o)) for o in [*same, *apart]]
+    assert groups(configs) == [list(range(len(same)))] + [
+        [len(same) + i] for i in range(len(apart))
+    ]
+
+
+def test_members_built_from_configs_train_as_their_runs_would(cfg: Compose) -> None:
+    """Built as run() builds a trial (seed, build()), trained in one stack, each member
+    matches loop.fit on its own build, optimizer factories and schedules included."""
+    overrides = [
+        ["lr=0.01", "seed=0"],
+        ["lr=0.05", "seed=1", "optimizer.beta1=0.8", "schedule=inverse_time"],
+        ["lr=0.002", "seed=2", "regularization=l2", "init=xavier"],
+    ]
+    base = ["dataset=moons", "optimizer=adam", "normalization=batchnorm", "epochs=3"]
+    configs = [validate(cfg(*base, *o)) for o in overrides]
+    assert len(groups(configs)) == 1
+
+    def built(config: dict[str, Any]) -> tuple[Member, Parts]:
+        torch.manual_seed(config["seed"])
+        parts = build(config)
+        member = Member(
+            parts.model,
+            parts.optimizer,
+            parts.schedule,
+            lr=config["lr"],
+            seed=config["seed"],
+            l2=config["regularization"]["l2"],
+        )
+        return member, parts
+
+    pairs = [built(c) for c in configs]
+    data = pairs[0][1].data
+    train, dev = (data.x_train, data.y_train), (data.x_dev, data.y_dev)
+    results = fit_population([m for m, _ in pairs], train, dev, epochs=3, batch_size=64)
+    for config, result in zip(configs, results, strict=True):
+        member, _ = built(config)
+        want = fit(
+            member.model,
+            member.optimizer,
+            member.schedule,
+            train,
+            dev,
+            lr=member.lr,
+            epochs=3,
+            batch_size=64,
+            l2=member.l2,
+            weights=member.model.weights,
+            generator=torch.Generator().manual_seed(member.seed),
+        )
+        assert_same(result.history, want)

@@ -18,9 +18,11 @@ own MLP. Hydra-free, like hyperlab.loop.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -373,3 +375,26 @@ def fit_population(
     for k in range(len(pop.members)):
         pop.write_back(k)
     return [results[id(mem)] for mem in members]
+
+
+# What must be equal for trials to train in one stack: shapes, data and its order's length,
+# the loop's structure. Learning rate, betas, eps, weight decay, L2, keep_prob's value,
+# batch norm's eps and beta, the schedule, the initialization and the seed may differ.
+SHARED_KEYS = ("dataset", "model", "batch_size", "epochs", "threads", "checkpoint", "device")
+
+
+def group_key(config: Mapping[str, Any]) -> str:
+    """Trials with equal keys can be members of one population (a resolved config)."""
+    shared = {k: config.get(k) for k in SHARED_KEYS}
+    shared["normalization"] = config["normalization"].get("kind")
+    shared["optimizer"] = config["optimizer"].get("_target_")
+    shared["dropout"] = config["regularization"]["keep_prob"] < 1  # a layer, or none
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def groups(configs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Indices of `configs` grouped by group_key, in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        out.setdefault(group_key(config), []).append(i)
+    return list(out.values())
