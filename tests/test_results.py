@@ -309,6 +309,17 @@ def test_overrides_of_the_space_or_of_other_keys_are_no_conflict(cfg: Compose) -
     _check_not_fixed(setup_of(cfg(*args), args), args)
 
 
+def test_a_searched_key_without_a_default_takes_the_command_lines_value_with_a_note(
+    cfg: Compose, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dataset.path of dataset=csv has no default: a study searching it needs one for its
+    base config, so setting it is no conflict; the note says that each trial uses its own."""
+    args = ["search=lr", "lr=0.5"]
+    setup = setup_of(cfg(*args), args)
+    _check_not_fixed(setup, args, required={"lr"})
+    assert "lr is searched: lr=0.5 only completes the base config" in capsys.readouterr().err
+
+
 # --- the data each run trained on ---------------------------------------------------------------
 
 

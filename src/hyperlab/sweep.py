@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -744,7 +744,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 
     validate(cfg)  # the base config: a bad value stops the sweep before it starts
     setup = setup_of(cfg, arguments)
-    _check_not_fixed(setup, arguments)
+    _check_not_fixed(setup, arguments, _required(cfg, setup, arguments))
     if setup.naive:
         wrong = [p.key for p in setup.params if p.kind != "categorical" and p.scale != "linear"]
         if wrong:
@@ -825,18 +825,30 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     return rep
 
 
-def _check_not_fixed(setup: Setup, arguments: Sequence[str]) -> None:
+def _check_not_fixed(
+    setup: Setup, arguments: Sequence[str], required: Collection[str] = ()
+) -> None:
     """A key both searched and set on the command line (`search=lr lr=0.5`): every trial
     would override the fixed value, silently. Only the user's own overrides are looked at
     (the sweeper's worker jobs add theirs later), and overrides of the space itself
-    (`search.params.lr.low=...`) are no conflict."""
+    (`search.params.lr.low=...`) are no conflict. A key in `required` has no default
+    (`dataset.path` of dataset=csv): its value completes the base config, and the line
+    printed says that each trial uses its own."""
+    from hyperlab.display import error_console, plain
     from hyperlab.errors import ConfigError
 
     searched = {p.key: p for p in setup.params}
     for override in arguments:
-        key = override.split("=", 1)[0].lstrip("+~")
+        key = _key(override)
         p = searched.get(key)
         if p is None:
+            continue
+        if key in required:
+            error_console.print(
+                f"[yellow]note:[/] {plain(key)} is searched: {plain(override)} only completes "
+                "the base config, and each trial trains with its own value",
+                highlight=False,
+            )
             continue
         narrow = (
             f"search.params.{key}.choices=[...]"
@@ -849,6 +861,33 @@ def _check_not_fixed(setup: Setup, arguments: Sequence[str]) -> None:
             f"to search {key}, remove {override}; to keep it fixed, search without it "
             f"(~search.params.{key}, or another search=...), or narrow its range: {narrow}",
         )
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _required(cfg: DictConfig, setup: Setup, arguments: Sequence[str]) -> set[str]:
+    """The searched keys the command line sets that the config has no default for (`???`
+    without that override): searching them needs a value for the base config."""
+    from hydra import compose
+
+    keys = {p.key for p in setup.params} & {_key(a) for a in arguments}
+    if not keys:
+        return set()
+    rest = [a for a in arguments if _key(a) not in keys]
+    base = compose(str(cfg.hydra.job.config_name), overrides=rest)
+    missing = set()
+    for key in keys:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent) if parent else base
+        if (
+            isinstance(node, DictConfig)
+            and leaf in node.keys()  # noqa: SIM118 (`in` is False for a `???` value)
+            and OmegaConf.is_missing(node, leaf)
+        ):
+            missing.add(key)
+    return missing
 
 
 # --- stops and dead workers (see hyperlab.stops and hyperlab.search.launch) ----------------
