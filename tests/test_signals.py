@@ -270,7 +270,10 @@ def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
     code, _, err = finish(proc, timeout=120)
     assert code == 143, err[-3000:]
     (run,) = mlflow_runs(tmp_path)
-    assert err.strip() == f"stopped by SIGTERM: MLflow run {run.info.run_id} is recorded as KILLED"
+    # This test's own reader may create MLflow's tables while the writer does: the writer
+    # then says so once ("not usable yet") and retries. Any other line is a defect.
+    lines = [ln for ln in err.strip().splitlines() if "is not usable yet" not in ln]
+    assert lines == [f"stopped by SIGTERM: MLflow run {run.info.run_id} is recorded as KILLED"]
     assert run.info.status == "KILLED"
     assert run.data.tags["hyperlab.failure_reason"] == "stopped by SIGTERM"
     assert_all_gone(processes)
