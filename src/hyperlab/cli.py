@@ -16,6 +16,7 @@ from hyperlab import stops
 from hyperlab.callbacks import PARENT_RUN_FILE
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.schema import register
+from hyperlab.search.trial import override_key
 
 if TYPE_CHECKING:
     from hyperlab.checkpoint import Checkpoint
@@ -52,10 +53,6 @@ def _choices(overrides: list[str] | None = None) -> dict[str, str]:
             "config", overrides=overrides, return_hydra_config=True
         ).hydra.runtime.choices
     return {g: c for g, c in choices.items() if c is not None and not g.startswith("hydra/")}
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def compose_stored(overrides: list[str]) -> DictConfig:
@@ -103,9 +100,9 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     ckpt = load(locate(str(cfg.resume), str(cfg.tracking.uri)))
     merged: dict[str, str] = {}
     for o in [*stored(ckpt.overrides), *overrides]:  # later ones win, as on the command line
-        if _key(o) != "resume":
-            merged.pop(_key(o), None)
-            merged[_key(o)] = o
+        if override_key(o) != "resume":
+            merged.pop(override_key(o), None)
+            merged[override_key(o)] = o
     try:
         config = compose_stored([*merged.values(), f"resume={cfg.resume}"])
         check_unwidened(validate(config), cfg.allow_targets)

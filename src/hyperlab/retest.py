@@ -22,7 +22,7 @@ from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
 from hyperlab.search.report import REPLAY_ATTR
-from hyperlab.search.trial import replay_args
+from hyperlab.search.trial import override_key, replay_args
 from hyperlab.tracking import default_tags, start_run, version_changes, versions
 from hyperlab.validate import validate
 
@@ -103,7 +103,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         )
 
     seeds = int(cfg.seeds)
-    keep = [o for o in own if o.split("=", 1)[0].lstrip("+~") not in KEYS]
+    keep = [o for o in own if override_key(o) not in KEYS]
     # The replay lines are data read from the storage: every one is composed and
     # validated (allowlist included) before the retest records anything.
     where = f"study {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}"

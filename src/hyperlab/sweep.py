@@ -836,10 +836,11 @@ def _check_not_fixed(
     printed says that each trial uses its own."""
     from hyperlab.display import error_console, plain
     from hyperlab.errors import ConfigError
+    from hyperlab.search.trial import override_key
 
     searched = {p.key: p for p in setup.params}
     for override in arguments:
-        key = _key(override)
+        key = override_key(override)
         p = searched.get(key)
         if p is None:
             continue
@@ -863,19 +864,17 @@ def _check_not_fixed(
         )
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def _required(cfg: DictConfig, setup: Setup, arguments: Sequence[str]) -> set[str]:
     """The searched keys the command line sets that the config has no default for (`???`
     without that override): searching them needs a value for the base config."""
     from hydra import compose
 
-    keys = {p.key for p in setup.params} & {_key(a) for a in arguments}
+    from hyperlab.search.trial import override_key
+
+    keys = {p.key for p in setup.params} & {override_key(a) for a in arguments}
     if not keys:
         return set()
-    rest = [a for a in arguments if _key(a) not in keys]
+    rest = [a for a in arguments if override_key(a) not in keys]
     base = compose(str(cfg.hydra.job.config_name), overrides=rest)
     missing = set()
     for key in keys:

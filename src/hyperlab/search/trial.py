@@ -45,14 +45,15 @@ class PruningReporter:
             )
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key an override sets: `+lr=0.1` and `~lr` set `lr`."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
 def is_study_setting(override: str) -> bool:
     """True for an override of what only the study reads (its space, sampler, pruner,
     sweep settings, Hydra's own): `sampler.budgets=[0.4,0.3,0.3]`, `hydra/launcher=ray`."""
-    return re.split(r"[./@]", _key(override), maxsplit=1)[0] in STUDY_NODES
+    return re.split(r"[./@]", override_key(override), maxsplit=1)[0] in STUDY_NODES
 
 
 def replay_args(line: str) -> list[str]:
@@ -81,8 +82,8 @@ def replay(
     own = [o for o in base if not is_study_setting(o)]
     merged: dict[str, str] = {}
     for o in [*groups, *own, *trial_overrides]:  # later ones win, as on the command line
-        merged.pop(_key(o), None)
-        merged[_key(o)] = o
+        merged.pop(override_key(o), None)
+        merged[override_key(o)] = o
     args = list(merged.values())
     if "experiment" in merged and choices.get("search"):
         args.append("~search")  # the preset selects the study: the replay trains one model
