@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -423,3 +423,19 @@ def check_runs_match_trials(runs: list[Any], trials: list[Any]) -> None:
             assert run.data.tags.get("hyperlab.failure_reason"), t.number
             assert t.user_attrs.get("fail_reason"), t.number
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def wait_for(check: Callable[[], bool], what: str, proc: Any, timeout: float = 300) -> None:
+    """Poll `check()` (errors count as "not yet") while the hyperlab process runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # the study or its tables do not exist yet
+            pass
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"hyperlab exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")

@@ -30,6 +30,7 @@ from services import (
     read_study,
     runs_of,
     start_hyperlab,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -45,22 +46,6 @@ LONG = [
     "dataset.n_samples=300",
     *NEVER_PRUNE,
 ]
-
-
-def wait_for(check: Callable[[], bool], what: str, proc: Any, timeout: float = 300) -> None:
-    """Poll `check()` (errors count as "not yet") while the hyperlab process runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # the study or its tables do not exist yet
-            pass
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"hyperlab exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def states(storage: str, name: str) -> list[TrialState]:

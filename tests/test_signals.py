@@ -8,8 +8,10 @@ step must not be cut."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from optuna.trial import TrialState
 
 from hyperlab import stops
 from hyperlab.search import study as st
-from services import NEVER_PRUNE, finish, only_study, runs_of, start_hyperlab
+from hyperlab.search.launch import alive, descendants
+from services import NEVER_PRUNE, finish, only_study, runs_of, start_hyperlab, wait_for
 
 pytest_plugins = ["services"]
 
@@ -46,57 +49,17 @@ def mlflow_runs(cwd: Path) -> list[Any]:
     return runs_of(f"sqlite:///{cwd}/outputs/mlflow.db", "hyperlab")
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
-    return state, int(ppid)
-
-
-def running(pid: int) -> bool:
-    """Alive: a zombie (dead, waiting to be reaped by whoever adopted it) is not."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
 def tree(root: int) -> dict[int, str]:
     """Every process below `root` (children, grandchildren...), with its command line."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if stat is not None:
-            children.setdefault(stat[1], []).append(int(entry.name))
     found: dict[int, str] = {}
-    todo = [root]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            try:
-                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            todo.append(pid)
+    for pid in descendants(root):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     return found
 
 
 def workers_of(processes: dict[int, str]) -> list[int]:
     return [pid for pid, cmd in processes.items() if "popen_loky_posix" in cmd]
-
-
-def wait_for(check: Any, what: str, proc: Any, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # the study does not exist yet
-            pass
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"hyperlab exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def both_training(cwd: Path) -> bool:
@@ -109,9 +72,9 @@ def assert_all_gone(processes: dict[int, str], timeout: float = 60) -> None:
     """Every process of the stopped command's tree ends (no timing is asserted: the bound
     only keeps a failing test from hanging)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(running(p) for p in processes):
+    while time.monotonic() < deadline and any(alive(p) for p in processes):
         time.sleep(0.2)
-    left = {p: cmd for p, cmd in processes.items() if running(p)}
+    left = {p: cmd for p, cmd in processes.items() if alive(p)}
     for pid in left:  # do not leave them to the next test
         os.kill(pid, signal.SIGKILL)
     assert not left, f"left running: {left}"
@@ -149,7 +112,7 @@ def test_a_stopped_study_stops_its_whole_tree_then_resumes(
     128 + the signal with one line that says what was stopped and how to resume, and no
     process of its tree is left. The same command then finishes the study."""
     proc = start_hyperlab(tmp_path, *STUDY)
-    wait_for(lambda: both_training(tmp_path), "two trials training", proc)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc, timeout=240)
     processes = tree(proc.pid)
     assert len(workers_of(processes)) == 2, processes
     writers = [p for p, cmd in processes.items() if "hyperlab.mlflow_writer" in cmd]
@@ -216,7 +179,7 @@ def test_kill_9_of_one_worker_leaves_the_other_training(tmp_path: Path, retry_fa
     none is RUNNING, and no process of the tree is left."""
     args = [*STUDY, f"sweep.retry_failed={retry_failed}"]
     proc = start_hyperlab(tmp_path, *args)
-    wait_for(lambda: both_training(tmp_path), "two trials training", proc)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc, timeout=240)
     processes = tree(proc.pid)
     victim, survivor = workers_of(processes)
     held = {
@@ -261,10 +224,13 @@ def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
     proc = start_hyperlab(tmp_path, "dataset=moons", "epochs=100000", "progress=false")
 
     def training() -> bool:
-        (run,) = mlflow_runs(tmp_path)
-        return bool(run.data.metrics)
+        # Read-only, by SQLite itself: an MlflowClient here would create MLflow's tables
+        # while the run's writer does, and the two migrations can collide.
+        db = tmp_path / "outputs" / "mlflow.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+            return bool(c.execute("SELECT count(*) FROM metrics").fetchone()[0])
 
-    wait_for(training, "the run's first metrics", proc)
+    wait_for(training, "the run's first metrics", proc, timeout=240)
     processes = tree(proc.pid)
     os.kill(proc.pid, signal.SIGTERM)
     code, _, err = finish(proc, timeout=120)
