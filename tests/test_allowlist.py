@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from conftest import CONF, Compose
-from hyperlab import allowlist
+from hyperlab import allowlist, build
 from hyperlab.allowlist import check_allow_targets, check_target, stored
 from hyperlab.build import _instantiate
 from hyperlab.checkpoint import CheckpointError, save
@@ -167,7 +167,7 @@ def test_the_builder_checks_again_before_it_builds(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("lr._target_=builtins.open")):
         _instantiate(nested)
     with pytest.raises(ConfigError, match=re.escape("args_.0._target_=builtins.open")):
-        allowlist.instantiate({"_target_": "hyperlab.models.Init", "_args_": [node]})
+        build.instantiate({"_target_": "hyperlab.models.Init", "_args_": [node]})
     assert victim.read_text() == "precious"
 
 

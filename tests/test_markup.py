@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from hyperlab import display
-from hyperlab.cli import exit_with
+from hyperlab.display import exit_with
 from hyperlab.errors import DataError
 from hyperlab.search import report
 from hyperlab.search import study as st

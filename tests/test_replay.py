@@ -20,9 +20,10 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import group_options
+from hyperlab.overrides import is_study_setting
 from hyperlab.search import study as st
 from hyperlab.search.report import REPLAY_ATTR
-from hyperlab.search.trial import is_study_setting, replay, replay_args
+from hyperlab.search.trial import replay, replay_args
 
 BIN = Path(sys.executable).parent
 HYPERLAB = str(BIN / "hyperlab")

@@ -15,8 +15,7 @@ from hyperlab.errors import ConfigError
 from hyperlab.retest import retest
 from hyperlab.search import study as st
 from hyperlab.search.report import REPLAY_ATTR
-from hyperlab.sweep import PARENT_ATTR
-from hyperlab.tracking import drain
+from hyperlab.tracking import PARENT_RUN_ID, drain
 from test_sweep import QUICK, hyperlab
 
 RUN = "hyperlab dataset=moons epochs=4"
@@ -25,7 +24,7 @@ RUN = "hyperlab dataset=moons epochs=4"
 def stale_study(path: Path) -> str:
     """A study whose records no longer hold: the tiny rate was recorded as the best."""
     s = optuna.create_study(study_name="stale", storage=st.storage(str(path)), direction="maximize")
-    s.set_user_attr(PARENT_ATTR, "f" * 32)
+    s.set_user_attr(PARENT_RUN_ID, "f" * 32)
     lr = FloatDistribution(1e-6, 1.0, log=True)
     for value, rate in ((0.99, 1e-6), (0.60, 0.05), (0.50, 0.1)):
         trial = optuna.trial.create_trial(

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from conftest import Compose
 from hyperlab import tracking
-from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_records, masked_text
+from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_records, masked
 from hyperlab.runner import Job, run
 from hyperlab.search import study
 from hyperlab.sweep import setup_of
@@ -58,11 +58,11 @@ HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
         ("lr=0.001 model.hidden_units=[64,32]", "lr=0.001 model.hidden_units=[64,32]"),
     ],
 )
-def test_masked_text(text: str, shown: str) -> None:
-    assert masked_text(text) == shown
+def test_masked(text: str, shown: str) -> None:
+    assert masked(text) == shown
 
 
-def test_mask_secrets_walks_mappings_and_lists() -> None:
+def test_masked_walks_mappings_and_lists() -> None:
     config = {
         "lr": 0.001,
         "sweep": {"storage": STORAGE, "n_trials": 20},
@@ -70,7 +70,7 @@ def test_mask_secrets_walks_mappings_and_lists() -> None:
         "overrides": [f"sweep.storage={STORAGE}", "lr=0.001"],
         "pair": (STORAGE, 3),
     }
-    out = tracking.mask_secrets(config)
+    out = masked(config)
     assert SECRET not in repr(out)
     assert out["lr"] == 0.001 and out["sweep"]["n_trials"] == 20
     assert out["tracking"]["enabled"] is True and out["overrides"][1] == "lr=0.001"
@@ -82,7 +82,7 @@ def test_errors_mask_passwords_in_problem_and_fix() -> None:
     e = HyperlabError(f"cannot open {STORAGE}", f"check {STORAGE}")
     assert SECRET not in str(e) and SECRET not in e.problem and SECRET not in e.fix
     assert SECRET not in repr(e.args)
-    assert study.masked(STORAGE) == "postgresql://alice:***@db.example.org:5432/optuna"
+    assert masked(STORAGE) == "postgresql://alice:***@db.example.org:5432/optuna"
 
 
 def test_storage_and_tracking_errors_never_show_the_password(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_the_tracker_masks_whatever_its_caller_sends(
     r = c.get_run(run_id)
     for text in (*r.data.params.values(), *r.data.tags.values(), r.info.run_name):
         assert SECRET not in text
-    assert r.data.params["storage"] == study.masked(STORAGE)
+    assert r.data.params["storage"] == masked(STORAGE)
     for f in download_all(c, run_id, tmp_path / "down"):
         assert SECRET.encode() not in f.read_bytes()
 
@@ -237,7 +237,7 @@ def test_a_password_from_the_environment_is_masked_where_it_is_resolved(
     config = cfg("${oc.env:HYPERLAB_STORAGE}".join(["sweep.storage=", ""]))
     plain = validate(config)
     assert plain["sweep"]["storage"] == STORAGE
-    assert SECRET not in yaml.safe_dump(tracking.mask_secrets(plain))
+    assert SECRET not in yaml.safe_dump(tracking.masked(plain))
     assert SECRET not in repr(tracking.params_of(plain, {}))
 
 

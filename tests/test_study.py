@@ -11,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hyperlab.errors import masked
 from hyperlab.search import study
 
 
@@ -25,10 +26,10 @@ def test_the_same_command_names_the_same_study() -> None:
 
 
 def test_passwords_are_masked() -> None:
-    assert study.masked("postgresql://bob:s3cret@db:5432/optuna") == (
+    assert masked("postgresql://bob:s3cret@db:5432/optuna") == (
         "postgresql://bob:***@db:5432/optuna"
     )
-    assert study.masked("sqlite:///x.db") == "sqlite:///x.db"
+    assert masked("sqlite:///x.db") == "sqlite:///x.db"
 
 
 WORKER = textwrap.dedent("""

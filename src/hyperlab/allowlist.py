@@ -238,19 +238,6 @@ def check_node(node: Any, allow: Sequence[str] = ()) -> None:
             _check_resolved(f"{key}={target}", target, builtin)
 
 
-def instantiate(node: Any, *, allow: Sequence[str] = (), **kwargs: Any) -> Any:
-    """Hydra's instantiate() on a node whose every `_target_` passed the allowlist: the
-    one way hyperlab builds from a config. `allow`: the allow_targets of a config built
-    from the live command line (a sweep's worker has validated nothing yet)."""
-    from hydra.utils import instantiate as hydra_instantiate
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(node, DictConfig | ListConfig):
-        node = OmegaConf.to_container(node, resolve=True)  # what is checked is what is built
-    check_node(node, allow)
-    return hydra_instantiate(node, **kwargs)
-
-
 def stored(overrides: Sequence[str]) -> list[str]:
     """Overrides read back from a checkpoint or a study are data: `allow_targets` among
     them is dropped, so that a shared file cannot widen its own allowlist (only the live

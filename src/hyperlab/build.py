@@ -1,23 +1,30 @@
-"""Builds the parts of a run from a resolved config, through the allowlist's instantiate()
-(hyperlab.allowlist: every `_target_` is checked again here, even if validation ran)."""
+"""Builds what a config selects: the parts of a run, and a study's sampler and pruner.
+
+The one caller of Hydra's instantiate() in hyperlab, and only on a node whose every
+`_target_` passed the allowlist (hyperlab.allowlist: checked again here, even if validation
+ran). Imports no torch until a run's parts are built: the sweeper builds samplers too."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.errors import InstantiationException
-from torch.optim import Optimizer
 
-from hyperlab.allowlist import instantiate
-from hyperlab.data import Splits, check, content_hash, split_standardize
+from hyperlab.allowlist import check_node
 from hyperlab.errors import DataError, HyperlabError
-from hyperlab.models import MLP
+
+if TYPE_CHECKING:
+    import optuna
+    from torch.optim import Optimizer
+
+    from hyperlab.data import Splits
+    from hyperlab.models import MLP
 
 
 @dataclass
@@ -28,9 +35,21 @@ class Parts:
     schedule: Callable[[int], float]
 
 
+def instantiate(node: Any, *, allow: Sequence[str] = (), **kwargs: Any) -> Any:
+    """Hydra's instantiate() on a node whose every `_target_` passed the allowlist. `allow`:
+    the allow_targets of a config built from the live command line (a sweep's worker has
+    validated nothing yet)."""
+    from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(node, DictConfig | ListConfig):
+        node = OmegaConf.to_container(node, resolve=True)  # what is checked is what is built
+    check_node(node, allow)
+    return hydra_instantiate(node, **kwargs)
+
+
 def _instantiate(node: Mapping[str, Any], **kwargs: Any) -> Any:
-    """The allowlist's instantiate(), and a HyperlabError raised by the target reaches the
-    user unwrapped."""
+    """instantiate(), and a HyperlabError raised by the target reaches the user unwrapped."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -55,6 +74,8 @@ def build_data(dataset: Mapping[str, Any]) -> Splits:
 
 @functools.lru_cache(maxsize=4)
 def _build_data(key: str) -> Splits:
+    from hyperlab.data import check, content_hash, split_standardize
+
     dataset = json.loads(key.split("|", 1)[0])
     loader = {k: v for k, v in dataset.items() if k != "split"}
     try:
@@ -94,3 +115,17 @@ def build(config: Mapping[str, Any]) -> Parts:
     optimizer = _instantiate(config["optimizer"])(model.parameters())
     schedule = _instantiate(config["schedule"])
     return Parts(data, model, optimizer, schedule)
+
+
+def build_sampler(
+    node: Mapping[str, Any], allow: Sequence[str] = (), **kwargs: Any
+) -> optuna.samplers.BaseSampler:
+    """A study's sampler from its config node (`scales`, hyperlab's own setting, left out),
+    with `kwargs` (its seed, a grid's search space...)."""
+    sampler = {k: v for k, v in node.items() if k != "scales"}
+    return instantiate(sampler, allow=allow)(**kwargs)  # type: ignore[no-any-return]
+
+
+def build_pruner(node: Mapping[str, Any], allow: Sequence[str] = ()) -> optuna.pruners.BasePruner:
+    """A study's pruner from its config node."""
+    return instantiate(node, allow=allow)  # type: ignore[no-any-return]

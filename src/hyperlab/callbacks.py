@@ -12,7 +12,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-PARENT_RUN_FILE = "mlflow_parent_run_id"
+from hyperlab.tracking import PARENT_RUN_ID
+
 # What Hydra saves of a job in its output subdirectory (.hydra/) before the job starts.
 SAVED = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
@@ -67,7 +68,7 @@ class OutputDir(Callback):
 def _check_writable(directory: Path) -> None:
     import os
 
-    from hyperlab.cli import exit_with
+    from hyperlab.display import exit_with
     from hyperlab.errors import ConfigError
 
     existing = next(p for p in (directory, *directory.parents) if p.exists())
@@ -105,7 +106,7 @@ class MlflowParentRun(Callback):
             _or_exit(self._start_parent, config)
 
     def _start_parent(self, config: DictConfig) -> None:
-        from hyperlab.errors import masked_text
+        from hyperlab.errors import masked
         from hyperlab.tracking import default_tags, start_run
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -115,12 +116,12 @@ class MlflowParentRun(Callback):
             config.tracking.uri,
             config.tracking.experiment,
             config.tracking.artifacts,
-            run_name=masked_text(f"multirun {overrides}")[:250],  # mask, then cut
+            run_name=masked(f"multirun {overrides}")[:250],  # mask, then cut
             tags={**default_tags(f"hyperlab -m {overrides}"), "hyperlab.sweep_dir": str(sweep_dir)},
         )
         # Waits for the writer, whose retries are bounded (hyperlab.mlflow_writer): a
         # store lost since the check stops the multirun here, before its first job.
-        (sweep_dir / PARENT_RUN_FILE).write_text(self.parent.run_id)
+        (sweep_dir / PARENT_RUN_ID).write_text(self.parent.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is not None:
@@ -137,7 +138,7 @@ class MlflowParentRun(Callback):
 def _or_exit(fn: Callable[..., None], *args: Any) -> None:
     """fn(*args); a user's error (a tracking store that stopped answering) is printed
     with its fix and exits 2, as in a job, instead of Hydra's traceback."""
-    from hyperlab.cli import exit_with
+    from hyperlab.display import exit_with
     from hyperlab.errors import HyperlabError
 
     try:
@@ -154,7 +155,7 @@ def _validate_jobs(config: DictConfig) -> None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from hyperlab.cli import exit_with
+    from hyperlab.display import exit_with
     from hyperlab.errors import HyperlabError
     from hyperlab.validate import validate
 

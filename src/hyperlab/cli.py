@@ -13,10 +13,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hyperlab import stops
-from hyperlab.callbacks import PARENT_RUN_FILE
+from hyperlab.display import exit_with
 from hyperlab.errors import ConfigError, HyperlabError
+from hyperlab.overrides import merge, override_key
 from hyperlab.schema import register
-from hyperlab.search.trial import override_key
+from hyperlab.tracking import PARENT_RUN_ID
 
 if TYPE_CHECKING:
     from hyperlab.checkpoint import Checkpoint
@@ -30,16 +31,6 @@ def _command() -> str:
 
 # An absolute path: the configs are found from any directory, installed or editable.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
-
-
-def exit_with(e: HyperlabError) -> NoReturn:
-    """Print a user's error as its problem and its fix, then exit 2."""
-    from hyperlab.display import error_console, plain
-
-    error_console.print(f"[bold red]error:[/] {plain(e.problem)}")
-    if e.fix:
-        error_console.print(f"  [bold]fix:[/] {plain(e.fix)}")
-    sys.exit(2)
 
 
 def _choices(overrides: list[str] | None = None) -> dict[str, str]:
@@ -98,20 +89,18 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     from hyperlab.validate import validate
 
     ckpt = load(locate(str(cfg.resume), str(cfg.tracking.uri)))
-    merged: dict[str, str] = {}
-    for o in [*stored(ckpt.overrides), *overrides]:  # later ones win, as on the command line
-        if override_key(o) != "resume":
-            merged.pop(override_key(o), None)
-            merged[override_key(o)] = o
+    merged = [
+        o for o in merge([*stored(ckpt.overrides), *overrides]) if override_key(o) != "resume"
+    ]
     try:
-        config = compose_stored([*merged.values(), f"resume={cfg.resume}"])
+        config = compose_stored([*merged, f"resume={cfg.resume}"])
         check_unwidened(validate(config), cfg.allow_targets)
     except HyperlabError as e:
         raise CheckpointError(
             f"checkpoint {ckpt.path}: its stored overrides are refused: {e.problem}",
             f"{e.fix or 'fix the key it names'}; or resume from a checkpoint you trust",
         ) from None
-    return config, [*merged.values()], ckpt
+    return config, merged, ckpt
 
 
 def _retest(cfg: DictConfig, overrides: list[str]) -> NoReturn:
@@ -236,7 +225,7 @@ def main(cfg: DictConfig) -> float:
     from hyperlab.repeats import train
     from hyperlab.runner import Job
 
-    parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_FILE
+    parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_ID
     job = Job(
         choices=_choices(overrides) if checkpoint else _choices(),
         overrides=overrides,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,6 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hyperlab.diagnose import Reading
+
+if TYPE_CHECKING:
+    from hyperlab.errors import HyperlabError
 
 console = Console(highlight=False)
 error_console = Console(stderr=True, highlight=False)
@@ -21,6 +26,14 @@ def plain(value: object) -> str:
     hold `[...]`, which rich reads as markup: `[final]` vanishes, `[/red]` fails. Every
     user text in a markup string goes through here."""
     return escape(str(value))
+
+
+def exit_with(e: HyperlabError) -> NoReturn:
+    """Print a user's error as its problem and its fix, then exit 2."""
+    error_console.print(f"[bold red]error:[/] {plain(e.problem)}")
+    if e.fix:
+        error_console.print(f"  [bold]fix:[/] {plain(e.fix)}")
+    sys.exit(2)
 
 
 def _line(epoch: int, m: Mapping[str, float]) -> str:

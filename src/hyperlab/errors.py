@@ -9,8 +9,9 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # scheme://user:password@host: the password runs to the last @ of the token (a password may
 # hold an @ of its own), and stops at whitespace or a quote. Hydra writes an override's
@@ -19,15 +20,25 @@ _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*\\?://[^\s:/@'\"]*:)[^\s
 # ...?password=... in a URL's query, or password=... in a key=value list
 _KEY_PASSWORD = re.compile(r"(?i)(\b(?:password|passwd|pwd)=)[^\s&;'\",]+")
 MASK = "***"
+T = TypeVar("T")
 
 
-def masked_text(text: str) -> str:
-    """`text` with every password in a URL (`scheme://user:password@`) or a `password=`
-    setting replaced by ***."""
-    if "@" not in text and "=" not in text:
-        return text
-    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}", text)
-    return _KEY_PASSWORD.sub(rf"\g<1>{MASK}", text)
+def masked(value: T) -> T:
+    """`value` with every password in it replaced by ***: `scheme://user:password@host`
+    becomes `scheme://user:***@host` (and `password=...` becomes `password=***`) in a
+    string, and in the values of a mapping and the items of a list or tuple at any depth.
+    Whatever hyperlab prints or hands to MLflow goes through it: a database URL in
+    sweep.storage or tracking.uri must not end up in a message, param, tag or artifact."""
+    if isinstance(value, str):
+        if "@" not in value and "=" not in value:
+            return value
+        text = _URL_PASSWORD.sub(rf"\g<1>{MASK}", value)
+        return _KEY_PASSWORD.sub(rf"\g<1>{MASK}", text)  # type: ignore[return-value]
+    if isinstance(value, Mapping):
+        return {k: masked(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        return type(value)(masked(v) for v in value)
+    return value
 
 
 def mask_file(path: Path) -> None:
@@ -37,7 +48,7 @@ def mask_file(path: Path) -> None:
         text = path.read_text()
     except (FileNotFoundError, UnicodeDecodeError):
         return
-    shown = masked_text(text)
+    shown = masked(text)
     if shown == text:
         return
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -62,7 +73,7 @@ def mask_log_records() -> None:
             text = record.getMessage()
         except Exception:  # a bad format: logging reports it where it prints the record
             return record
-        shown = masked_text(text)
+        shown = masked(text)
         if shown != text:
             record.msg, record.args = shown, None
         return record
@@ -78,7 +89,7 @@ def first_line(e: BaseException) -> str:
     passwords masked."""
     while e.__cause__ is not None:
         e = e.__cause__
-    lines = masked_text(str(e)).strip().splitlines()
+    lines = masked(str(e)).strip().splitlines()
     return f"{type(e).__name__}: {lines[0]}"[:300] if lines else type(e).__name__
 
 
@@ -86,7 +97,7 @@ class HyperlabError(Exception):
     """A problem the user can fix; `fix` says how. Passwords in either are masked."""
 
     def __init__(self, problem: str, fix: str = "") -> None:
-        problem, fix = masked_text(problem), masked_text(fix)
+        problem, fix = masked(problem), masked(fix)
         super().__init__(problem)
         self.problem = problem
         self.fix = fix

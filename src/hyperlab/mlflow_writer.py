@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,32 +70,34 @@ class Retrying:
         self._client, self._uri, self._down = client, uri, down
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        from hyperlab.errors import masked_text
+        from hyperlab.errors import masked
+        from hyperlab.retry import GaveUp, with_backoff
 
         method = getattr(self._client, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            delay, start = 0.5, time.monotonic()
-            while True:
-                try:
-                    result = method(*args, **kwargs)
-                except Exception as e:
-                    waited = time.monotonic() - start
-                    if not transient(e) or self._uri in self._down:
-                        raise
-                    if waited + delay > RETRY_SECONDS:
-                        self._down.add(self._uri)
-                        raise
-                    print(
-                        f"hyperlab: MLflow {name} at {masked_text(self._uri)} failed "
-                        f"({first_line(e)}); retrying in {delay:.1f} s",
-                        file=sys.stderr,
-                    )
-                    time.sleep(delay)
-                    delay = min(2 * delay, 15.0)
-                else:
-                    self._down.discard(self._uri)
-                    return result
+            def retrying(e: BaseException, delay: float) -> None:
+                print(
+                    f"hyperlab: MLflow {name} at {masked(self._uri)} failed "
+                    f"({first_line(e)}); retrying in {delay:.1f} s",
+                    file=sys.stderr,
+                )
+
+            # A store that stayed down gets one attempt per call until one succeeds.
+            seconds = 0.0 if self._uri in self._down else RETRY_SECONDS
+            try:
+                result = with_backoff(
+                    lambda: method(*args, **kwargs),
+                    transient=transient,
+                    seconds=seconds,
+                    on_retry=retrying,
+                    max_delay=15.0,
+                )
+            except GaveUp as e:
+                self._down.add(self._uri)
+                raise e.cause from None
+            self._down.discard(self._uri)
+            return result
 
         return call
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hyperlab import display
 from hyperlab.build import build_data
-from hyperlab.errors import masked_text
+from hyperlab.errors import masked
 from hyperlab.runner import Job, run
 from hyperlab.tracking import default_tags, params_of, start_run
 from hyperlab.validate import validate
@@ -95,7 +95,7 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
             tracking["uri"],
             tracking["experiment"],
             tracking["artifacts"],
-            run_name=masked_text(f"{repeats} seeds: {name}")[:250],
+            run_name=masked(f"{repeats} seeds: {name}")[:250],
             tags={**default_tags(job.command), **job.tags, "hyperlab.repeats": str(repeats)},
             params=params_of(config, job.choices),
         )

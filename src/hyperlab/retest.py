@@ -19,10 +19,12 @@ from omegaconf import DictConfig
 from hyperlab import display
 from hyperlab.allowlist import check_unwidened, stored
 from hyperlab.errors import ConfigError, HyperlabError
+from hyperlab.overrides import override_key
 from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
+from hyperlab.schema import RETEST_KEYS
 from hyperlab.search.report import REPLAY_ATTR
-from hyperlab.search.trial import override_key, replay_args
+from hyperlab.search.trial import replay_args
 from hyperlab.tracking import default_tags, start_run, version_changes, versions
 from hyperlab.validate import validate
 
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
 # (overrides) -> (config, group choices): the entry point composes with Hydra.
 Composer = Callable[[list[str]], tuple[DictConfig, dict[str, str]]]
-KEYS = ("task", "study", "top_k", "seeds")  # the retest's own settings, not the trials'
 CHANGED = "its records were changed, or not written by hyperlab"
 
 
@@ -76,7 +77,8 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     from optuna.trial import TrialState
 
     from hyperlab.search import study as st
-    from hyperlab.sweep import PARENT_ATTR, VERSIONS_ATTR
+    from hyperlab.sweep import VERSIONS_ATTR
+    from hyperlab.tracking import PARENT_RUN_ID
 
     name, url = str(cfg.study), str(cfg.sweep.storage)
     if not name:
@@ -85,7 +87,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
     names = optuna.get_all_study_names(storage)
     if name not in names:
         raise ConfigError(
-            f"no study named {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}",
+            f"no study named {name!r} in {st.where(url)}",
             f"use one of {sorted(names)}" if names else "run a study first (search=NAME)",
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,10 +105,10 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
         )
 
     seeds = int(cfg.seeds)
-    keep = [o for o in own if override_key(o) not in KEYS]
+    keep = [o for o in own if override_key(o) not in RETEST_KEYS]
     # The replay lines are data read from the storage: every one is composed and
     # validated (allowlist included) before the retest records anything.
-    where = f"study {name!r} in {st.masked(url) or st.DEFAULT_JOURNAL}"
+    where = f"study {name!r} in {st.where(url)}"
     plans = [_plan(t, keep, seeds, compose, where, cfg.get("allow_targets")) for t in best]
     tracking = cfg.tracking
     parent = None
@@ -119,7 +121,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
             tags={
                 **default_tags("hyperlab " + " ".join(own)),
                 "hyperlab.retest_of_study": name,
-                "hyperlab.retest_of": str(study.user_attrs.get(PARENT_ATTR, "")),
+                "hyperlab.retest_of": str(study.user_attrs.get(PARENT_RUN_ID, "")),
             },
             params={"study": name, "top_k": str(cfg.top_k), "seeds": str(seeds)},
         )

@@ -23,10 +23,10 @@ from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
 from hyperlab.checkpoint import Checkpoint, Checkpointer
 from hyperlab.diagnose import bias_variance
-from hyperlab.errors import ConfigError, masked_text
+from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import hidden_sizes
-from hyperlab.tracking import Tracker, TrackingError, default_tags, mask_secrets, params_of
+from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
 from hyperlab.validate import validate
 
 
@@ -204,21 +204,21 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             tracking["uri"],
             tracking["experiment"],
             artifact_root=tracking["artifacts"],
-            run_name=masked_text(job.run_name or " ".join(job.overrides) or "defaults")[:250],
+            run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
             params={**params_of(config, job.choices), "data.sha256": data.sha256},
             tags={**default_tags(job.command), **resume_tags, **job.tags},
             # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
             # masked in every param, tag and artifact; the Tracker masks them as well.
             artifacts={
-                "config.yaml": _yaml(mask_secrets(config)),
-                "overrides.yaml": _yaml(mask_secrets(list(job.overrides))),
+                "config.yaml": _yaml(masked(config)),
+                "overrides.yaml": _yaml(masked(list(job.overrides))),
             },
             flush_seconds=tracking["flush_seconds"],
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
     curve = out / "learning_curve.png" if tracking["curve"] else None
-    title = masked_text(f"hyperlab {' '.join(job.overrides)}")
+    title = masked(f"hyperlab {' '.join(job.overrides)}")
     listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
     every = config["checkpoint"]["every"]
     if every:
@@ -233,7 +233,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 generator,
                 # A checkpoint replays its run's overrides on resume, and is logged to
                 # MLflow: an override holding a password stays out (give it again).
-                [o for o in job.overrides if masked_text(o) == o],
+                [o for o in job.overrides if masked(o) == o],
                 run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
                 on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
                 if tracker
@@ -367,7 +367,7 @@ def _finish(
             reading,
             (metric, value),
             run_id,
-            masked_text(tracking["uri"]) if tracker else None,
+            masked(tracking["uri"]) if tracker else None,
         )
     return value
 

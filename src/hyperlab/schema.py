@@ -11,6 +11,17 @@ from typing import Any
 
 from omegaconf import MISSING
 
+# The keys that are not model settings, in one place. Config nodes that define the study,
+# not the trained model: a replay line leaves out every override of them (`sampler=grid`,
+# `sampler.budgets=[...]`, `+search.params.lr.grid=2`, `sweep.workers=2`,
+# `hydra/launcher=...`), which a single run would refuse or ignore.
+STUDY_GROUPS = ("search", "sampler", "pruner")
+STUDY_NODES = (*STUDY_GROUPS, "sweep", "hydra")
+# task=retest's own settings, not its trials'.
+RETEST_KEYS = ("task", "study", "top_k", "seeds")
+# Left out of a run's MLflow params: Hydra's node and where the run is recorded.
+UNRECORDED = ("hydra", "tracking")
+
 
 @dataclass
 class Objective:

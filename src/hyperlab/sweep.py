@@ -29,7 +29,6 @@ import datetime
 import math
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, first_line
+from hyperlab.tracking import PARENT_RUN_ID
 from hyperlab.validate import direction_of
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
     from hyperlab.search.space import Param
 
-PARENT_ATTR = "mlflow_parent_run_id"
 SEEDS_ATTR = "per_seed"  # with repeats > 1: {seed: value}
 WORKERS_ATTR = "hyperlab:workers_started"  # worker ids handed out so far: seeds differ
 # What the study was made with: joining it with another space or objective is refused.
@@ -99,40 +98,36 @@ class Retry:
 
     def __call__(self, what: str, fn: Callable[[], T]) -> T:
         from hyperlab.display import error_console, plain
+        from hyperlab.retry import GaveUp, with_backoff
         from hyperlab.search import study
         from hyperlab.search.journal import JournalError
 
-        delay, start = 0.5, time.monotonic()
-        while True:
-            try:
-                return fn()
-            except HyperlabError as e:
-                if isinstance(e, JournalError):
-                    raise WorkerStopped(e.problem, e.fix) from None
-                raise
-            except Exception as e:
-                if not study.transient(e):
-                    if isinstance(e, OSError):  # the budget lock's file, beside the journal
-                        raise _unwritable(what, e) from None
-                    raise
-                waited = time.monotonic() - start
-                if waited + delay > self.seconds:
-                    raise self.stopped(what, e, waited) from None
-                self.retries += 1
-                error_console.print(
-                    f"[yellow]storage:[/] {what} failed ({plain(first_line(e))}); "
-                    f"retrying in {delay:g} s",
-                    markup=True,
-                    highlight=False,
-                )
-                time.sleep(delay)
-                delay = min(2 * delay, 30.0)
+        def transient(e: BaseException) -> bool:
+            if isinstance(e, OSError) and not study.transient(e):
+                raise _unwritable(what, e) from None  # the budget lock's file, by the journal
+            return study.transient(e)
+
+        def retrying(e: BaseException, delay: float) -> None:
+            self.retries += 1
+            error_console.print(
+                f"[yellow]storage:[/] {what} failed ({plain(first_line(e))}); "
+                f"retrying in {delay:g} s",
+                markup=True,
+                highlight=False,
+            )
+
+        try:
+            return with_backoff(fn, transient=transient, seconds=self.seconds, on_retry=retrying)
+        except JournalError as e:
+            raise WorkerStopped(e.problem, e.fix) from None
+        except GaveUp as e:
+            raise self.stopped(what, e.cause, e.waited) from None
 
     def stopped(self, what: str, e: BaseException, waited: float) -> WorkerStopped:
-        from hyperlab.search.study import masked
+        from hyperlab.search.study import where
 
         return WorkerStopped(
-            f"the study's storage {masked(self.url) or 'outputs/optuna/journal.log'} did "
+            f"the study's storage {where(self.url)} did "
             f"not answer for {waited:.0f} s ({what}: {first_line(e)})",
             "the trials it recorded are kept; once it is back, run the same command "
             "again to resume the study (sweep.retry_seconds sets how long workers wait)",
@@ -188,21 +183,17 @@ def _target(node: Any) -> str:
 def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded per worker (workers with one seed would sample the
     same points); grid gets the space's grid points."""
-    from hyperlab.allowlist import instantiate  # checked, as build.py builds
+    from hyperlab.build import build_sampler
     from hyperlab.search import space
 
-    node = {
-        k: v
-        for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items()  # type: ignore[union-attr]
-        if k != "scales"
-    }
     # Worker ids grow with every launch of a study: wrapped into the samplers' seed range.
     kwargs: dict[str, Any] = {"seed": (int(cfg.sweep.seed) + worker) % 2**32}
     if _target(cfg.sampler).endswith("GridSampler"):
         kwargs["search_space"] = space.grid_space(setup.params)
     if _target(cfg.sampler).endswith("CoarseToFineSampler"):
         kwargs["n_trials"] = setup.n_trials  # its stages are fractions of the study
-    return instantiate(node, allow=cfg.get("allow_targets") or ())(**kwargs)  # type: ignore[no-any-return]
+    node = OmegaConf.to_container(cfg.sampler, resolve=True)
+    return build_sampler(node, cfg.get("allow_targets") or (), **kwargs)  # type: ignore[arg-type]
 
 
 def load_study(
@@ -218,7 +209,7 @@ def load_study(
     them now)."""
     import optuna
 
-    from hyperlab.allowlist import instantiate  # checked, as build.py builds
+    from hyperlab.build import build_pruner
     from hyperlab.search import study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -238,7 +229,10 @@ def load_study(
                 study_name=setup.name,
                 storage=storage,
                 sampler=make_sampler(cfg, setup, worker),
-                pruner=instantiate(cfg.pruner, allow=cfg.get("allow_targets") or ()),
+                pruner=build_pruner(
+                    OmegaConf.to_container(cfg.pruner, resolve=True),  # type: ignore[arg-type]
+                    cfg.get("allow_targets") or (),
+                ),
                 direction=made_with[OBJECTIVE_ATTR]["direction"],
                 load_if_exists=True,
             )
@@ -279,7 +273,7 @@ def _check_joinable(
     would be mixed in one ranking. Reads only: a refused command writes nothing."""
     from hyperlab.errors import ConfigError
     from hyperlab.search import space
-    from hyperlab.search.study import masked
+    from hyperlab.search.study import where
 
     try:
         study_id = storage.get_study_id_from_name(setup.name)
@@ -314,7 +308,7 @@ def _check_joinable(
             "is random search on each range's own scale)"
         )
     raise ConfigError(
-        f"study {setup.name!r} in {masked(setup.url) or 'outputs/optuna/journal.log'} was "
+        f"study {setup.name!r} in {where(setup.url)} was "
         f"made with another search space or objective: {'; '.join(differences)}. "
         "Joining it would mix the two searches' trials in one ranking",
         "start a new study under another name (sweep.study=NEW_NAME), or resume this one "
@@ -424,7 +418,7 @@ def _work(cfg: DictConfig) -> dict[str, int]:
         ),
         fixed={g: c for g, c in hc.runtime.choices.items() if c is not None},
         output_dir=Path(hc.runtime.output_dir),
-        parent=retry("reading the study", lambda: s.user_attrs.get(PARENT_ATTR)),
+        parent=retry("reading the study", lambda: s.user_attrs.get(PARENT_RUN_ID)),
     )
     limit = float(cfg.sweep.max_failure_rate)
     retries = int(cfg.sweep.retry_failed)
@@ -603,7 +597,7 @@ def _record_failed_run(
     """A FAILED child run for a trial that failed before its run was opened, so that the
     MLflow UI lists it with its values and reason. Returns the error to stop on when the
     tracking store cannot be written."""
-    from hyperlab.errors import masked_text
+    from hyperlab.errors import masked
     from hyperlab.tracking import Tracker, TrackingError, default_tags
 
     tracking = w.cfg.tracking
@@ -614,7 +608,7 @@ def _record_failed_run(
             str(tracking.uri),
             str(tracking.experiment),
             artifact_root=str(tracking.artifacts),
-            run_name=masked_text(f"trial {trial.number}: {' '.join(overrides)}")[:250],
+            run_name=masked(f"trial {trial.number}: {' '.join(overrides)}")[:250],
             parent_run_id=w.parent,
             params=dict(o.split("=", 1) for o in overrides if "=" in o),
             tags={**default_tags(line), **_trial_tags(w, trial, line)},
@@ -729,7 +723,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         try:
             return _sweep(launcher, cfg, arguments)
         except HyperlabError as e:
-            from hyperlab.cli import exit_with
+            from hyperlab.display import exit_with
 
             exit_with(e)
         except stops.STOPS as e:  # before the study started
@@ -739,7 +733,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
-    from hyperlab.search.study import masked
+    from hyperlab.search.study import where
     from hyperlab.validate import validate
 
     validate(cfg)  # the base config: a bad value stops the sweep before it starts
@@ -770,7 +764,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     retry("recording the versions", lambda: _record_versions(s))
     console.print(
         f"[bold]study[/] {plain(setup.name)} in "
-        f"{plain(masked(setup.url) or 'outputs/optuna/journal.log')}: "
+        f"{plain(where(setup.url))}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
         f"{setup.n_trials} trials, "
         f"{cfg.sweep.workers} worker(s), sampler {cfg.hydra.runtime.choices.sampler}, "
@@ -836,7 +830,7 @@ def _check_not_fixed(
     printed says that each trial uses its own."""
     from hyperlab.display import error_console, plain
     from hyperlab.errors import ConfigError
-    from hyperlab.search.trial import override_key
+    from hyperlab.overrides import override_key
 
     searched = {p.key: p for p in setup.params}
     for override in arguments:
@@ -869,7 +863,7 @@ def _required(cfg: DictConfig, setup: Setup, arguments: Sequence[str]) -> set[st
     without that override): searching them needs a value for the base config."""
     from hydra import compose
 
-    from hyperlab.search.trial import override_key
+    from hyperlab.overrides import override_key
 
     keys = {p.key for p in setup.params} & {override_key(a) for a in arguments}
     if not keys:
@@ -1022,7 +1016,7 @@ def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[
     from hyperlab.tracking import default_tags, start_run
 
     with budget_lock(setup.url):
-        existing = s.user_attrs.get(PARENT_ATTR)
+        existing = s.user_attrs.get(PARENT_RUN_ID)
         parent = start_run(
             str(cfg.tracking.uri),
             str(cfg.tracking.experiment),
@@ -1036,7 +1030,7 @@ def _parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[
             run_id=existing,
         )
         if existing is None:
-            s.set_user_attr(PARENT_ATTR, parent.run_id)
+            s.set_user_attr(PARENT_RUN_ID, parent.run_id)
     return parent
 
 
@@ -1169,7 +1163,7 @@ def _close_parent(
 
 
 def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
-    from hyperlab.search.study import masked
+    from hyperlab.search.study import where
     from hyperlab.tracking import versions
 
     params = {
@@ -1181,7 +1175,7 @@ def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
         "workers": str(cfg.sweep.workers),
         "seed": str(cfg.sweep.seed),
         "objective": f"{cfg.objective.metric} ({direction_of(cfg.objective)})",
-        "storage": masked(setup.url) or "outputs/optuna/journal.log",
+        "storage": where(setup.url),
     }
     for p in setup.params:
         params[f"space.{p.key}"] = p.describe()

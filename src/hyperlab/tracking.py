@@ -25,48 +25,21 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from hyperlab import stops
-from hyperlab.errors import HyperlabError, masked_text
+from hyperlab.errors import HyperlabError, masked
+from hyperlab.schema import UNRECORDED
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 PARENT_TAG = "mlflow.parentRunId"
-# Settings of the study or the program, not of the trained model: kept out of a run's params.
-STUDY_KEYS = (
-    "hydra",
-    "tracking",
-    "progress",
-    "search",
-    "sampler",
-    "pruner",
-    "sweep",
-    "gradcheck",
-    "checkpoint",
-    "resume",
-    "study",
-    "top_k",
-    "seeds",
-)
+# Where a study (a user attribute) or a multirun (a file in its sweep directory) keeps the
+# id of its MLflow parent run, for its trials and jobs to nest under.
+PARENT_RUN_ID = "mlflow_parent_run_id"
 
 
 class TrackingError(HyperlabError):
     """The tracking store could not be written."""
-
-
-def mask_secrets(value: Any) -> Any:
-    """`value` with every password in it masked: `scheme://user:password@host` becomes
-    `scheme://user:***@host` (and `password=...` becomes `password=***`) in a string, in
-    the values of a mapping and in the items of a list or tuple, at any depth. Whatever
-    hyperlab hands to MLflow or prints goes through it: a database URL in sweep.storage or
-    tracking.uri must not end up in a run's params, tags or artifacts."""
-    if isinstance(value, str):
-        return masked_text(value)
-    if isinstance(value, Mapping):
-        return {k: mask_secrets(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(mask_secrets(v) for v in value)
-    return value
 
 
 def client(uri: str) -> MlflowClient:
@@ -122,14 +95,14 @@ def git_commit() -> str | None:
 def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:
     """MLflow params: the chosen option of each group (`optimizer=adam`) and every leaf of
     the resolved config under its dotted key (`optimizer.beta1`), without Hydra's
-    instantiation keys or the study's and the program's settings (STUDY_KEYS)."""
+    instantiation keys, Hydra's node or the tracking settings."""
     from hyperlab.validate import flatten
 
     params = {group: str(option) for group, option in choices.items()}
-    for key, value in flatten({k: v for k, v in config.items() if k not in ("hydra", "tracking")}):
+    for key, value in flatten({k: v for k, v in config.items() if k not in UNRECORDED}):
         if key.endswith(("._target_", "._partial_")):
             continue
-        params[key] = masked_text(str(value))[:MAX_PARAM_LENGTH]
+        params[key] = masked(str(value))[:MAX_PARAM_LENGTH]
     return params
 
 
@@ -165,7 +138,7 @@ def version_changes(then: Mapping[str, str], now: Mapping[str, str]) -> list[str
 def default_tags(command: str) -> dict[str, str]:
     """The command line (its passwords masked), the user, the git commit and the versions
     of the libraries that decide results (`version.torch` ...)."""
-    tags = {"hyperlab.command": masked_text(command), "mlflow.user": getpass.getuser()}
+    tags = {"hyperlab.command": masked(command), "mlflow.user": getpass.getuser()}
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
@@ -180,7 +153,7 @@ class _WriterProcess:
         self.pid = os.getpid()
         # The URL is a command-line argument, which any local user can read (ps): one
         # holding a password is not opened early but with the first request (over a pipe).
-        if uri and masked_text(uri) != uri:
+        if uri and masked(uri) != uri:
             uri = None
         # A session of its own: Ctrl-C in the terminal must not kill the writer before
         # it has recorded the interrupted run as KILLED.
@@ -308,16 +281,16 @@ class Tracker:
         all_tags = dict(tags)
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
-        # Every text that reaches MLflow has its passwords masked (mask_secrets).
+        # Every text that reaches MLflow has its passwords masked (errors.masked).
         self._send(
             op="start",
             uri=uri,
             experiment=experiment,
             artifact_root=artifact_root,
-            run_name=masked_text(run_name),
-            tags=mask_secrets(all_tags),
-            params=mask_secrets(dict(params)),
-            artifacts=mask_secrets(dict(artifacts)),
+            run_name=masked(run_name),
+            tags=masked(all_tags),
+            params=masked(dict(params)),
+            artifacts=masked(dict(artifacts)),
             run_id=run_id,
         )
 
@@ -370,9 +343,9 @@ class Tracker:
             op="end",
             status=status,
             metrics=batch,
-            tags={k: masked_text(str(v)) for k, v in tags.items()},
+            tags={k: masked(str(v)) for k, v in tags.items()},
             curve=str(curve) if curve else None,
-            title=masked_text(title),
+            title=masked(title),
         )
         if self._error:
             self._fail()

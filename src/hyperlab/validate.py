@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
-from hyperlab.errors import ConfigError, DataError, masked_text
+from hyperlab.errors import ConfigError, DataError, masked
 
 if TYPE_CHECKING:
     from hyperlab.search.space import Param
@@ -333,7 +333,7 @@ def check_tracking_uri(uri: str) -> None:
     (the writer reports a store that goes down later)."""
     if uri in _tracking_checked:
         return
-    shown = masked_text(uri)
+    shown = masked(uri)
     fix = (
         "use sqlite:///outputs/mlflow.db (the default), http://127.0.0.1:5000 (a tracking "
         "server) or postgresql://user@host/db"

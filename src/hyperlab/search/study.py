@@ -19,13 +19,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hyperlab.errors import ConfigError, HyperlabError, first_line, masked_text
+from hyperlab.errors import ConfigError, HyperlabError, first_line, masked
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages._heartbeat import BaseHeartbeat
 
 DEFAULT_JOURNAL = "outputs/optuna/journal.log"
+
+
+def where(url: str) -> str:
+    """The storage as shown to the user: its URL with the password masked, or the default
+    journal file's path."""
+    return masked(url) or DEFAULT_JOURNAL
+
+
 FINISHED = ("COMPLETE", "PRUNED")
 # Trials that hold a place in the budget: finished, or about to be.
 TAKEN = (*FINISHED, "RUNNING", "WAITING")
@@ -344,11 +352,6 @@ def first_contact(url: str, key: str, timeout: float = CONNECT_TIMEOUT) -> None:
         engine.dispose()
     if error:
         raise _plain(error)
-
-
-def masked(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    return masked_text(url)
 
 
 def study_name(search: str, overrides: Sequence[str]) -> str:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from hyperlab.overrides import is_study_setting, merge, override_key
+from hyperlab.schema import STUDY_GROUPS
+
 if TYPE_CHECKING:
     import optuna
-
-# Config nodes that define the study, not the trained model: a replay line leaves out every
-# override of them (`sampler=grid`, `sampler.budgets=[...]`, `+search.params.lr.grid=2`,
-# `sweep.workers=2`, `hydra/launcher=...`), which a single run would refuse or ignore.
-STUDY_GROUPS = ("search", "sampler", "pruner")
-STUDY_NODES = (*STUDY_GROUPS, "sweep", "hydra")
 
 
 class PruningReporter:
@@ -45,17 +41,6 @@ class PruningReporter:
             )
 
 
-def override_key(override: str) -> str:
-    """The key an override sets: `+lr=0.1` and `~lr` set `lr`."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def is_study_setting(override: str) -> bool:
-    """True for an override of what only the study reads (its space, sampler, pruner,
-    sweep settings, Hydra's own): `sampler.budgets=[0.4,0.3,0.3]`, `hydra/launcher=ray`."""
-    return re.split(r"[./@]", override_key(override), maxsplit=1)[0] in STUDY_NODES
-
-
 def replay_args(line: str) -> list[str]:
     """The overrides of a recorded replay line, without any study setting: lines recorded
     before study settings were left out (`sampler.budgets=...`) still train one model."""
@@ -80,14 +65,10 @@ def replay(
         and root_choices.get(g) != c
     ]
     own = [o for o in base if not is_study_setting(o)]
-    merged: dict[str, str] = {}
-    for o in [*groups, *own, *trial_overrides]:  # later ones win, as on the command line
-        merged.pop(override_key(o), None)
-        merged[override_key(o)] = o
-    args = list(merged.values())
-    if "experiment" in merged and choices.get("search"):
+    args = merge([*groups, *own, *trial_overrides])
+    if any(override_key(a) == "experiment" for a in args) and choices.get("search"):
         args.append("~search")  # the preset selects the study: the replay trains one model
-    from hyperlab.errors import masked_text
+    from hyperlab.errors import masked
 
     # stored in the study and printed: no passwords
-    return masked_text(" ".join(["hyperlab", *map(shlex.quote, args)]))
+    return masked(" ".join(["hyperlab", *map(shlex.quote, args)]))
