@@ -1,9 +1,10 @@
 """In-process studies for the sampler benchmarks: hyperlab's own pieces, no CLI, no MLflow.
 
-Each study composes its trial configs with Hydra's compose API (as a sweep worker does, via
-sweep._Composer), samples with the configured sampler seeded by `sweep.make_sampler`, and
-trains with `runner.run` on one thread, tracking and progress off. Studies run in a pool
-of spawned processes (one torch thread each).
+Each study runs the sweep worker's own cycle (hyperlab.search.worker: claim, sample,
+compose, train, tell) on a journal file in a temporary directory, its trial configs composed
+with Hydra's compose API as a sweep worker composes them, its sampler seeded as a sweep's
+first worker's, training on one thread with tracking and progress off. Studies run in a
+pool of spawned processes (one torch thread each).
 
 Training is deterministic (the same config and training seed give the same value), so a
 process trains each distinct configuration once and reuses its value when a later study
@@ -64,7 +65,7 @@ def grid_side(n_trials: int, dims: int) -> int:
     return side
 
 
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}  # -> worker.Outcome
 
 
 def _init_worker() -> None:
@@ -80,70 +81,64 @@ def _init_worker() -> None:
 
 def run_study(spec: StudySpec) -> StudyResult:
     """One study of spec.n_trials trials, in this process."""
-    import optuna
-    from hydra import compose, initialize_config_dir
+    import tempfile
+    from pathlib import Path
+
+    from hydra import initialize_config_dir
     from omegaconf import open_dict
-    from optuna.trial import TrialState
 
-    from hyperlab import sweep
     from hyperlab.cli import CONFIG_DIR
-    from hyperlab.runner import Job, run
-    from hyperlab.search import space
+    from hyperlab.search import setup as study_setup
+    from hyperlab.search import worker
+    from hyperlab.search.study import Retry
+    from hyperlab.search.sweeper import hydra_compose
 
-    base = [
-        *spec.task.overrides,
-        f"sampler={spec.sampler}",
-        "tracking.enabled=false",
-        "progress=false",
-        "threads=1",
-        f"seed={TRAIN_SEED}",
-        f"sweep.n_trials={spec.n_trials}",
-        f"sweep.seed={spec.seed}",
-    ]
     start = time.perf_counter()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        with_hydra = compose("config", overrides=base, return_hydra_config=True)
-        choices = with_hydra.hydra.runtime.choices
-        groups = {g for g in choices if not g.startswith("hydra/")}
-        fixed = {g: c for g, c in choices.items() if c is not None}
-        cfg = compose("config", overrides=base)
+    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(CONFIG_DIR, version_base=None):
+        base = [
+            *spec.task.overrides,
+            f"sampler={spec.sampler}",
+            "tracking.enabled=false",
+            "tracking.curve=false",
+            "progress=false",
+            "threads=1",
+            f"seed={TRAIN_SEED}",
+            f"sweep.n_trials={spec.n_trials}",
+            f"sweep.seed={spec.seed}",
+            f"sweep.storage={Path(tmp) / 'journal.log'}",
+            "sweep.max_failure_rate=1.0",  # diverged samples are part of what is measured
+        ]
+        cfg, choices = hydra_compose("config", base)
         if spec.sampler == "grid" and spec.task.grid == "budget":
             names = list(cfg.search.params)
             side = grid_side(spec.n_trials, len(names))
             with open_dict(cfg):
                 for name in names:
                     cfg.search.params[name]["grid"] = side
-        setup = sweep.setup_of(cfg, base)
+        setup = study_setup.setup_of(cfg, base)
+        retry = Retry(setup.url, 60.0)
         t = time.perf_counter()
-        study = optuna.create_study(
-            sampler=sweep.make_sampler(cfg, setup, worker=0), direction="maximize"
+        study = study_setup.load_study(cfg, setup, 0, retry)
+        built = time.perf_counter() - t  # the sampler's construction: a grid builds its points
+        groups = {g for g in choices if not g.startswith("hydra/")}
+        w = worker.Worker(
+            cfg=cfg,
+            setup=setup,
+            study=study,
+            retry=retry,
+            base=base,
+            compose=study_setup.TrialComposer(lambda o: hydra_compose("config", o), base, groups),
+            root_choices=hydra_compose("config", [])[1],
+            fixed=choices,
+            output_dir=Path(tmp),
+            parent=None,
         )
-        sampling, trained = time.perf_counter() - t, 0  # a grid builds its points here
-        composer = sweep._Composer("config", base, groups)
-        values: list[float] = []
-        params: list[dict[str, Any]] = []
-        for _ in range(setup.n_trials):
-            t = time.perf_counter()
-            trial = study.ask()
-            chosen = space.suggest(trial, setup.params, fixed=fixed, naive=setup.naive)
-            sampling += time.perf_counter() - t
-            key = (spec.task.name, tuple(sorted((k, repr(v)) for k, v in chosen.items())))
-            if key not in _CACHE:
-                tcfg, _ = composer(chosen)
-                try:
-                    _CACHE[key] = run(tcfg, Job())
-                except Exception:  # a bad sample fails its trial, as in a sweep
-                    _CACHE[key] = math.nan
-                trained += 1
-            value = _CACHE[key]
-            t = time.perf_counter()
-            if math.isnan(value):
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                study.tell(trial, value)
-            sampling += time.perf_counter() - t
-            values.append(value)
-            params.append(dict(chosen))
+        train = _Cached(spec.task.name)
+        worker.run(w, train)
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    values = [math.nan if t.value is None else float(t.value) for t in trials]
+    params = [train.values[t.number] for t in trials]
+    sampling = built + sum(w.seconds.get(k, 0.0) for k in ("claim", "sample", "tell"))
     extra: dict[str, Any] = {}
     if spec.sampler == "grid":
         extra["grid_points"] = math.prod(len(p.grid_points()) for p in setup.params)
@@ -155,9 +150,31 @@ def run_study(spec: StudySpec) -> StudyResult:
         params,
         time.perf_counter() - start,
         sampling,
-        trained,
+        train.trained,
         extra,
     )
+
+
+class _Cached:
+    """The worker's train function, training each distinct configuration once per process
+    (training is deterministic): a later trial with the same values gets the same outcome."""
+
+    def __init__(self, task: str) -> None:
+        self.task, self.trained = task, 0
+        self.values: dict[int, dict[str, Any]] = {}
+
+    def __call__(self, w: Any, batch: Sequence[Any]) -> list[Any]:
+        from hyperlab.search import worker
+
+        outcomes = []
+        for c in batch:
+            self.values[c.trial.number] = dict(c.values)
+            key = (self.task, tuple(sorted((k, repr(v)) for k, v in c.values.items())))
+            if key not in _CACHE:
+                _CACHE[key] = worker.train_trial(w, c)
+                self.trained += 1
+            outcomes.append(_CACHE[key])
+        return outcomes
 
 
 def run_studies(specs: Sequence[StudySpec]) -> list[StudyResult]:

@@ -36,9 +36,9 @@ from hyperlab.checkpoint import CheckpointError, save
 from hyperlab.cli import _resumed, compose_stored
 from hyperlab.errors import ConfigError
 from hyperlab.models import MLP
-from hyperlab.retest import retest
 from hyperlab.search import study as st
 from hyperlab.search.report import REPLAY_ATTR
+from hyperlab.search.retest import retest
 from hyperlab.validate import validate
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
@@ -471,7 +471,7 @@ def test_retest_refuses_a_study_whose_replay_line_fails(
 def test_a_sweep_worker_builds_a_users_sampler_that_allow_targets_names(
     cfg: Compose, user_package: Path
 ) -> None:
-    from hyperlab.sweep import make_sampler, setup_of
+    from hyperlab.search.setup import make_sampler, setup_of
 
     (user_package / "mypkg" / "samplers.py").write_text(
         "import optuna\n\n\ndef mine(seed: int = 0):\n"

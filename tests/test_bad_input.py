@@ -33,10 +33,10 @@ from conftest import Compose
 from hyperlab.checkpoint import load, locate
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.errors import HyperlabError
-from hyperlab.retest import retest
 from hyperlab.runner import Job, _prepare, run
 from hyperlab.search import space, study
-from hyperlab.sweep import setup_of
+from hyperlab.search.retest import retest
+from hyperlab.search.setup import setup_of
 from hyperlab.validate import validate
 
 SECRET = "s3cret-for-tests"

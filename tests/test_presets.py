@@ -24,7 +24,7 @@ from hyperlab.cli import CONFIG_DIR
 from hyperlab.search import report
 from hyperlab.search import study as st
 from hyperlab.search.samplers import GridSampler
-from hyperlab.sweep import setup_of
+from hyperlab.search.setup import setup_of
 from hyperlab.validate import validate
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")

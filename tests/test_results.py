@@ -18,16 +18,16 @@ from omegaconf import OmegaConf
 from conftest import CONF, Compose
 from hyperlab.build import build_data
 from hyperlab.errors import ConfigError
-from hyperlab.retest import retest
 from hyperlab.search import space
 from hyperlab.search import study as st
-from hyperlab.sweep import (
+from hyperlab.search.report import data_changes
+from hyperlab.search.retest import retest
+from hyperlab.search.setup import (
     DATA_ATTR,
     FIRST_DATA_ATTR,
     OBJECTIVE_ATTR,
     SPACE_ATTR,
-    _check_not_fixed,
-    data_changes,
+    check_not_fixed,
     load_study,
     setup_of,
 )
@@ -297,16 +297,16 @@ def test_a_key_searched_and_fixed_on_the_command_line_is_refused(
     key = override.split("=")[0].lstrip("+")
     setup = setup_of(cfg(search, override.lstrip("+")), [search, override])
     with pytest.raises(ConfigError) as e:
-        _check_not_fixed(setup, [search, "epochs=2", override])
+        check_not_fixed(setup, [search, "epochs=2", override])
     assert f"{key} is searched" in e.value.problem and f"({override})" in e.value.problem
     assert f"remove {override}" in e.value.fix and f"~search.params.{key}" in e.value.fix
 
 
 def test_overrides_of_the_space_or_of_other_keys_are_no_conflict(cfg: Compose) -> None:
     args = ["search=lr", "search.params.lr.low=0.01", "epochs=2", "optimizer.beta1=0.8"]
-    _check_not_fixed(setup_of(cfg(*args), args), args)
+    check_not_fixed(setup_of(cfg(*args), args), args)
     args = ["search=lr_beta", "optimizer=momentum", "sweep.n_trials=3"]
-    _check_not_fixed(setup_of(cfg(*args), args), args)
+    check_not_fixed(setup_of(cfg(*args), args), args)
 
 
 def test_a_searched_key_without_a_default_takes_the_command_lines_value_with_a_note(
@@ -316,7 +316,7 @@ def test_a_searched_key_without_a_default_takes_the_command_lines_value_with_a_n
     base config, so setting it is no conflict; the note says that each trial uses its own."""
     args = ["search=lr", "lr=0.5"]
     setup = setup_of(cfg(*args), args)
-    _check_not_fixed(setup, args, required={"lr"})
+    check_not_fixed(setup, args, required={"lr"})
     assert "lr is searched: lr=0.5 only completes the base config" in capsys.readouterr().err
 
 

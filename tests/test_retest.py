@@ -12,9 +12,9 @@ from optuna.distributions import FloatDistribution
 
 from conftest import Compose
 from hyperlab.errors import ConfigError
-from hyperlab.retest import retest
 from hyperlab.search import study as st
 from hyperlab.search.report import REPLAY_ATTR
+from hyperlab.search.retest import retest
 from hyperlab.tracking import PARENT_RUN_ID, drain
 from test_sweep import QUICK, hyperlab
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from conftest import Compose, group_options
 from hyperlab.errors import ConfigError
 from hyperlab.search import space
-from hyperlab.sweep import Setup, make_sampler, setup_of
+from hyperlab.search.setup import Setup, make_sampler, setup_of
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

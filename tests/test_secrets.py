@@ -21,7 +21,7 @@ from hyperlab import tracking
 from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_records, masked
 from hyperlab.runner import Job, run
 from hyperlab.search import study
-from hyperlab.sweep import setup_of
+from hyperlab.search.setup import setup_of
 from hyperlab.validate import validate
 from services import Postgres
 

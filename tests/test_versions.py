@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 from packaging.requirements import Requirement
 
 from conftest import ROOT, Compose
-from hyperlab.retest import retest
 from hyperlab.search import study as st
-from hyperlab.sweep import VERSIONS_ATTR
+from hyperlab.search.retest import retest
+from hyperlab.search.setup import VERSIONS_ATTR
 from hyperlab.tracking import default_tags, version_changes, versions
 from test_retest import stale_study
 from test_sweep import QUICK, hyperlab

@@ -104,7 +104,7 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
 
 
 def _retest(cfg: DictConfig, overrides: list[str]) -> NoReturn:
-    from hyperlab.retest import retest
+    from hyperlab.search.retest import retest
     from hyperlab.tracking import drain
 
     try:

@@ -1,7 +1,7 @@
 """The `hyperlab` Hydra sweeper: an Optuna study run by workers that ask, train and tell.
 
 Hydra imports every module here at start-up (without registering it, so no dataclasses
-with postponed annotations): this one stays thin and delegates to hyperlab.sweep.
+with postponed annotations): this one stays thin and delegates to hyperlab.search.sweeper.
 """
 
 from typing import Any
@@ -30,7 +30,7 @@ class HyperlabSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        from hyperlab.sweep import work
+        from hyperlab.search.sweeper import work
 
         self.config = config
         # The launcher runs workers, not single trainings: give it the worker loop.
@@ -39,7 +39,7 @@ class HyperlabSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hyperlab.sweep import sweep
+        from hyperlab.search.sweeper import sweep
 
         assert self.config is not None
         return sweep(self.launcher, self.config, arguments)

@@ -221,3 +221,27 @@ def regions(study: optuna.Study) -> dict[int, dict[str, list[Any]]]:
         int(k.removeprefix(prefix)): v for k, v in study.user_attrs.items() if k.startswith(prefix)
     }
     return dict(sorted(found.items()))
+
+
+# --- MLflow tags of a study's stages ---------------------------------------------------------
+
+
+def stage_tag(s: optuna.Study, number: int) -> dict[str, str]:
+    if isinstance(s.sampler, CoarseToFineSampler):
+        return {"hyperlab.stage": str(s.sampler.stage_of(number))}
+    return {}
+
+
+def region_tags(s: optuna.Study) -> dict[str, str]:
+    """coarse_to_fine: each stage's region, as `region.<stage>.<parameter>` tags."""
+    if not isinstance(s.sampler, CoarseToFineSampler):
+        return {}
+    tags = {"hyperlab.stage_ends": str(s.sampler.stage_ends())}
+    for stage, region in regions(s).items():
+        for name, bounds in region.items():
+            if name.startswith("1-") and len(bounds) == 2 and not isinstance(bounds[0], str):
+                # stored as 1 - beta: shown as the beta range the user wrote
+                name, bounds = name[2:], [1 - bounds[1], 1 - bounds[0]]
+            shown = [f"{b:.4g}" if isinstance(b, float) else str(b) for b in bounds]
+            tags[f"region.{stage}.{name}"] = f"[{', '.join(shown)}]"
+    return tags

@@ -15,7 +15,10 @@ from hyperlab.display import plain
 
 if TYPE_CHECKING:
     import optuna
+    from omegaconf import DictConfig
     from optuna.trial import FrozenTrial
+
+    from hyperlab.search.setup import Setup
 
 REPLAY_ATTR = "replay"
 
@@ -200,3 +203,88 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+def data_changes(s: optuna.Study) -> str:
+    """One line naming the trials that trained on other data than the study's first
+    trial, or "" when every trial trained on the same data."""
+    from hyperlab.search.setup import DATA_ATTR, FIRST_DATA_ATTR
+
+    first = s.user_attrs.get(FIRST_DATA_ATTR)
+    other = [
+        t
+        for t in s.get_trials(deepcopy=False)
+        if first and t.user_attrs.get(DATA_ATTR, first) != first
+    ]
+    if not other:
+        return ""
+    hashes = sorted({str(t.user_attrs[DATA_ATTR])[:12] for t in other})
+    return (
+        f"warning: trial(s) {', '.join(str(t.number) for t in other)} trained on other data "
+        f"(data.sha256 {', '.join(hashes)}) than the study's first trial ({str(first)[:12]}): the "
+        "data changed during the study, so their values are not comparable with the others'"
+    )
+
+
+def show_space(setup: Setup, console: Any) -> None:
+    from rich.table import Table
+
+    from hyperlab.display import plain
+    from hyperlab.search.space import quantiles
+
+    how = "every range linear: sampler=random" if setup.naive else "appropriate scales"
+    table = Table(title=f"search space ({how})", title_justify="left")
+    for col in ("parameter", "type", "range", "scale", "when", "5%", "25%", "50%", "75%", "95%"):
+        table.add_column(col)
+    for p in setup.params:
+        qs = quantiles(p, naive=setup.naive)
+        cells = [f"{q:.4g}" if isinstance(q, float) else str(q) for q in qs]
+        if p.kind == "categorical":
+            cells = [", ".join(map(str, p.choices)), "", "", "", ""]
+        scale = "linear" if setup.naive and p.kind != "categorical" else p.scale
+        rng = "" if p.kind == "categorical" else f"[{p.low:g}, {p.high:g}]"
+        when = ", ".join(f"{k} in {list(v)}" for k, v in p.when.items())
+        row = [p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells]
+        table.add_row(*map(plain, row))
+    console.print(table)
+    console.print(f"study {plain(setup.name)}: {setup.n_trials} trials (dry run: nothing trained)")
+
+
+@dataclass
+class Finished:
+    """What the sweeper knows at the end: the report, and the study it was built from."""
+
+    report: Report
+    study: optuna.Study
+    summary: Path  # summary.md in the sweep directory
+
+
+def write(
+    cfg: DictConfig, setup: Setup, sweep_dir: Path, failure: BaseException | None
+) -> Finished | None:
+    """Show and save the study's report; None when the storage cannot be read (a worker
+    stopped for it already waited `sweep.retry_seconds`: one more try only)."""
+    from hyperlab.display import console, error_console
+    from hyperlab.search.setup import load_study
+    from hyperlab.search.study import Retry, WorkerStopped
+
+    seconds = 0.0 if isinstance(failure, WorkerStopped) else float(cfg.sweep.retry_seconds)
+    summary = sweep_dir / "summary.md"
+    try:
+        s = load_study(cfg, setup, 0, Retry(setup.url, seconds))
+        rep = build(s, sweep_dir)
+        show(rep, console)
+        changed = data_changes(s)
+        if changed:
+            error_console.print(f"[yellow]{changed}[/]", highlight=False)
+        summary.write_text(markdown(rep) + (f"\n{changed}\n" if changed else ""))
+    except WorkerStopped as e:
+        error_console.print(f"[yellow]no report:[/] {plain(e.problem)}")
+        return None
+    except OSError as e:  # outputs/ full, read-only or deleted: the study itself is kept
+        error_console.print(
+            f"[yellow]no report:[/] {e.filename or sweep_dir} could not be written "
+            f"({e.strerror or e})"
+        )
+        return None
+    return Finished(rep, s, summary)

@@ -1,4 +1,5 @@
-"""Studies: where they are stored, what they are named, and how workers claim trials.
+"""Studies: where they are stored, what they are named, how workers claim trials, and
+the retries of a storage that does not answer.
 
 The default storage is an Optuna journal file under outputs/: append-only, so it survives
 a crash, and locked, so several local workers share it. Any Optuna RDB URL
@@ -15,9 +16,10 @@ import os
 import socket
 import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hyperlab.errors import ConfigError, HyperlabError, first_line, masked
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from optuna.storages._heartbeat import BaseHeartbeat
 
 DEFAULT_JOURNAL = "outputs/optuna/journal.log"
+T = TypeVar("T")
 
 
 def where(url: str) -> str:
@@ -543,3 +546,80 @@ def _enqueue_retries(
         )
         enqueued += 1
     return enqueued
+
+
+# --- retries -------------------------------------------------------------------------------
+
+
+class WorkerStopped(HyperlabError):
+    """A worker stopped because the study's storage or the tracking store stayed
+    unreachable. Picklable with its fix, since it crosses from a joblib worker process."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problem, self.fix))
+
+
+def stopped_for(e: HyperlabError) -> WorkerStopped:
+    """A worker's stop for a tracking store it could not write."""
+    return WorkerStopped(
+        e.problem, f"{e.fix}; then run the same command again: the study resumes where it is"
+    )
+
+
+@dataclass
+class Retry:
+    """Calls to the study's storage, retried with backoff while it does not answer.
+
+    Waits 0.5, 1, 2 ... seconds (at most 30 between tries) for up to `seconds` in all,
+    then raises WorkerStopped: a worker stops cleanly rather than spin or print a traceback.
+    A journal or lock file that cannot be written (a full disk, a read-only or deleted
+    directory) is not retried: it stops the worker at once, naming the file and the fix.
+    Counts its retries, for the worker's summary."""
+
+    url: str
+    seconds: float
+    retries: int = 0
+
+    def __call__(self, what: str, fn: Callable[[], T]) -> T:
+        from hyperlab.display import error_console, plain
+        from hyperlab.retry import GaveUp, with_backoff
+        from hyperlab.search.journal import JournalError
+
+        def retried(e: BaseException) -> bool:
+            if isinstance(e, OSError) and not transient(e):
+                raise _unwritable(what, e) from None  # the budget lock's file, by the journal
+            return transient(e)
+
+        def retrying(e: BaseException, delay: float) -> None:
+            self.retries += 1
+            error_console.print(
+                f"[yellow]storage:[/] {what} failed ({plain(first_line(e))}); "
+                f"retrying in {delay:g} s",
+                markup=True,
+                highlight=False,
+            )
+
+        try:
+            return with_backoff(fn, transient=retried, seconds=self.seconds, on_retry=retrying)
+        except JournalError as e:
+            raise WorkerStopped(e.problem, e.fix) from None
+        except GaveUp as e:
+            raise self.stopped(what, e.cause, e.waited) from None
+
+    def stopped(self, what: str, e: BaseException, waited: float) -> WorkerStopped:
+        return WorkerStopped(
+            f"the study's storage {where(self.url)} did "
+            f"not answer for {waited:.0f} s ({what}: {first_line(e)})",
+            "the trials it recorded are kept; once it is back, run the same command "
+            "again to resume the study (sweep.retry_seconds sets how long workers wait)",
+        )
+
+
+def _unwritable(what: str, e: OSError) -> WorkerStopped:
+    from hyperlab.search.journal import RESUME
+
+    name = f" {e.filename}" if e.filename else ""
+    return WorkerStopped(
+        f"{what} failed: the file{name} could not be written ({e.strerror or e})",
+        f"free space on its disk, or make its directory writable; {RESUME}",
+    )

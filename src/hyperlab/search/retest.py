@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from hyperlab.repeats import Spread, train
 from hyperlab.runner import Job
 from hyperlab.schema import RETEST_KEYS
 from hyperlab.search.report import REPLAY_ATTR
+from hyperlab.search.setup import Compose
 from hyperlab.search.trial import replay_args
 from hyperlab.tracking import default_tags, start_run, version_changes, versions
 from hyperlab.validate import validate
@@ -31,8 +32,6 @@ from hyperlab.validate import validate
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-# (overrides) -> (config, group choices): the entry point composes with Hydra.
-Composer = Callable[[list[str]], tuple[DictConfig, dict[str, str]]]
 CHANGED = "its records were changed, or not written by hyperlab"
 
 
@@ -70,14 +69,14 @@ def rank(rows: Sequence[Row], maximize: bool) -> None:
         row.rank_now = i
 
 
-def retest(cfg: DictConfig, own: Sequence[str], compose: Composer) -> list[Row]:
+def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
     """Retest the study `cfg.study` names; `own` are this command's overrides (tracking,
     threads, data paths...), applied under each trial's replayed values."""
     import optuna
     from optuna.trial import TrialState
 
     from hyperlab.search import study as st
-    from hyperlab.sweep import VERSIONS_ATTR
+    from hyperlab.search.setup import VERSIONS_ATTR
     from hyperlab.tracking import PARENT_RUN_ID
 
     name, url = str(cfg.study), str(cfg.sweep.storage)
@@ -184,7 +183,7 @@ class _Plan:
 
 
 def _plan(
-    trial: Any, keep: Sequence[str], seeds: int, compose: Composer, where: str, allow: Any
+    trial: Any, keep: Sequence[str], seeds: int, compose: Compose, where: str, allow: Any
 ) -> _Plan:
     """Compose and validate a stored trial's replay line as a command line would be; a line
     that fails (grammar, allowlist, validation) refuses the study, naming it."""
