@@ -21,6 +21,7 @@ from hyperlab.errors import ConfigError
 from hyperlab.retest import retest
 from hyperlab.search import space
 from hyperlab.search import study as st
+from hyperlab.stores import DEFAULT_JOURNAL
 from hyperlab.sweep import (
     DATA_ATTR,
     FIRST_DATA_ATTR,
@@ -400,7 +401,7 @@ def test_the_command_refuses_to_mix_two_spaces_in_one_study(tmp_path: Path) -> N
     # More trials with another sampler: the same study, resumed.
     r = hyperlab(tmp_path, "search=lr", "sampler=log_uniform", *mine, "sweep.n_trials=3")
     assert r.returncode == 0, r.stderr
-    s = optuna.load_study(study_name="mine", storage=st.storage(str(tmp_path / st.DEFAULT_JOURNAL)))
+    s = optuna.load_study(study_name="mine", storage=st.storage(str(tmp_path / DEFAULT_JOURNAL)))
     assert len(s.trials) == 3 and set(s.trials[2].params) == {"lr"}
 
 
@@ -435,7 +436,7 @@ def test_a_loss_is_minimized_and_maximizing_it_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
     r = hyperlab(tmp_path, "search=lr", "objective.metric=dev_loss", *TINY)
     assert r.returncode == 0, r.stderr
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     s = optuna.load_study(study_name=name, storage=storage)
     assert s.direction == optuna.study.StudyDirection.MINIMIZE
@@ -471,7 +472,7 @@ def test_data_that_changes_during_a_study_is_recorded_and_warned_about(tmp_path:
     (summary,) = sorted((tmp_path / "outputs" / "multirun").glob("*/summary.md"))[-1:]
     assert "trial(s) 2, 3 trained on other data" in summary.read_text()
 
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     s = optuna.load_study(study_name=name, storage=storage)
     hashes = [t.user_attrs[DATA_ATTR] for t in s.trials]

@@ -124,7 +124,7 @@ class Retry:
             raise self.stopped(what, e.cause, e.waited) from None
 
     def stopped(self, what: str, e: BaseException, waited: float) -> WorkerStopped:
-        from hyperlab.search.study import where
+        from hyperlab.stores import where
 
         return WorkerStopped(
             f"the study's storage {where(self.url)} did "
@@ -273,7 +273,7 @@ def _check_joinable(
     would be mixed in one ranking. Reads only: a refused command writes nothing."""
     from hyperlab.errors import ConfigError
     from hyperlab.search import space
-    from hyperlab.search.study import where
+    from hyperlab.stores import where
 
     try:
         study_id = storage.get_study_id_from_name(setup.name)
@@ -733,7 +733,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
-    from hyperlab.search.study import where
+    from hyperlab.stores import where
     from hyperlab.validate import validate
 
     validate(cfg)  # the base config: a bad value stops the sweep before it starts
@@ -1163,7 +1163,7 @@ def _close_parent(
 
 
 def _study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
-    from hyperlab.search.study import where
+    from hyperlab.stores import where
     from hyperlab.tracking import versions
 
     params = {

@@ -1,27 +1,25 @@
 """Range checks on a composed config: every bad value is reported with its key, the allowed
 range and a fix, before anything is trained or recorded.
 
-Beyond the ranges of single keys: the data file must exist, the tracking URI must name a
-store MLflow can open, and a search space must be well formed, name keys the config has,
-and keep every value it can sample inside its key's allowed range (otherwise the study
-would start, record a parent run, and fail trial after trial)."""
+Beyond the ranges of single keys: the data file must exist and the tracking URI must name a
+store MLflow can open (hyperlab.stores), and a search space must be well formed, name keys
+the config has, and keep every value it can sample inside its key's allowed range
+(otherwise the study would start, record a parent run, and fail trial after trial)."""
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import importlib.util
 import math
-import os
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
-from hyperlab.errors import ConfigError, DataError, masked
+from hyperlab.errors import ConfigError
+from hyperlab.stores import check_data_path, check_tracking_uri
 
 if TYPE_CHECKING:
     from hyperlab.search.space import Param
@@ -230,7 +228,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         )
     if plain.get("task") == "retest" and not plain.get("study"):
         raise ConfigError("task=retest needs the study to retest", "add study=NAME")
-    _check_data_path(plain.get("dataset") or {})
+    check_data_path(plain.get("dataset") or {})
     tracking = plain.get("tracking") or {}
     if tracking.get("enabled") or plain.get("resume"):
         check_tracking_uri(str(tracking.get("uri", "")))
@@ -287,144 +285,6 @@ def _check_derived_seeds(plain: Mapping[str, Any]) -> None:
             "use a smaller seed, e.g. sweep.seed=0 "
             "(sweep.seed + sweep.workers - 1 must be at most 2**32 - 1)",
         )
-
-
-# --- files and stores ----------------------------------------------------------------------
-
-
-def _check_data_path(dataset: Mapping[str, Any]) -> None:
-    """A data file must be there before a run (or a study, or seed repeats) starts."""
-    path = dataset.get("path")
-    if not isinstance(path, str) or not path:
-        return
-    p = Path(path).expanduser()
-    kind = str(dataset.get("_target_", "")).rsplit(".", 1)[-1].upper() or "data"
-    if p.is_dir():
-        raise DataError(
-            f"dataset.path: '{p}' is a directory, not a {kind} file",
-            f"name the file itself: dataset.path={p}/<file>",
-        )
-    if not p.is_file():
-        raise DataError(
-            f"dataset.path: {kind} file '{p}' does not exist",
-            f"pass an existing file: dataset.path=/absolute/path/to/file.{kind.lower()}",
-        )
-
-
-# MLflow's tracking URI schemes (a "+driver" may follow a database's).
-TRACKING_SCHEMES = (
-    "file",
-    "sqlite",
-    "postgresql",
-    "mysql",
-    "mssql",
-    "http",
-    "https",
-    "databricks",
-    "databricks-uc",
-    "uc",
-)
-_tracking_checked: set[str] = set()
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Raise ConfigError unless MLflow can open `uri`: a known scheme, a driver that is
-    installed, a local store that is not a file of another kind. Checked once per process
-    (the writer reports a store that goes down later)."""
-    if uri in _tracking_checked:
-        return
-    shown = masked(uri)
-    fix = (
-        "use sqlite:///outputs/mlflow.db (the default), http://127.0.0.1:5000 (a tracking "
-        "server) or postgresql://user@host/db"
-    )
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme and scheme.split("+", 1)[0] not in TRACKING_SCHEMES:
-        raise ConfigError(f"tracking.uri={shown}: MLflow has no store for {scheme}://", fix)
-    local = uri.removeprefix("file://") if scheme in ("", "file") else None
-    if local and uri not in TRACKING_SCHEMES:
-        if Path(local).expanduser().is_file():
-            raise ConfigError(
-                f"tracking.uri={shown} is a file: MLflow keeps a local store in a directory",
-                fix,
-            )
-        if _file_store_refused():
-            raise ConfigError(
-                f"tracking.uri={shown} is a directory store, which this MLflow refuses "
-                "(its file store is in maintenance mode)",
-                "use tracking.uri=sqlite:///outputs/mlflow.db (the default), or set "
-                "MLFLOW_ALLOW_FILE_STORE=true to keep the directory store",
-            )
-    if scheme == "sqlite":
-        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).expanduser()
-        if path.is_dir() or any(p.exists() and not p.is_dir() for p in path.parents):
-            where = path if path.is_dir() else next(p for p in path.parents if p.exists())
-            raise ConfigError(
-                f"tracking.uri={shown}: {where} is in the way ("
-                f"{'a directory' if path.is_dir() else 'a file where a directory must be'})",
-                fix,
-            )
-    if scheme.split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
-        from hyperlab.search.study import check_database
-
-        check_database(uri, "tracking.uri")
-    if scheme in ("http", "https"):
-        _check_server(uri, shown)
-    _tracking_checked.add(uri)
-
-
-SERVER_SECONDS = 10.0  # how long a tracking server may take to answer the check
-
-
-def _check_server(uri: str, shown: str) -> None:
-    """A tracking server must answer before anything runs: a single run, every job of a
-    multirun and a study are refused here, rather than training first and then waiting
-    for a server that is not there. Any HTTP answer will do (the server, or a proxy or a
-    login in front of it); only no answer at all is refused."""
-    import ssl
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    parts = urllib.parse.urlsplit(uri)
-    netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials are MLflow's business, not ours
-    health = urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
-    )
-    try:
-        with urllib.request.urlopen(health, timeout=SERVER_SECONDS):
-            return
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        if isinstance(reason, ssl.SSLError):  # it speaks TLS: MLflow has its own CA settings
-            return
-        why = (
-            f"did not answer within {SERVER_SECONDS:g} s"
-            if isinstance(reason, TimeoutError) or "timed out" in str(reason)
-            else f"no server answers there ({reason})"
-        )
-        raise ConfigError(
-            f"tracking.uri={shown}: {why}; nothing was trained or recorded",
-            "start the tracking server (mlflow server --host HOST --port PORT), point "
-            "tracking.uri at one that runs, or run with tracking.enabled=false",
-        ) from None
-
-
-def _file_store_refused() -> bool:
-    """Whether the installed MLflow refuses a directory store (MLflow 3 does, unless
-    MLFLOW_ALLOW_FILE_STORE is set), told without importing MLflow (seconds)."""
-    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
-        return False
-    spec = importlib.util.find_spec("mlflow")
-    if spec is None or spec.origin is None:
-        return False
-    store = Path(spec.origin).parent / "store" / "tracking" / "file_store.py"
-    try:
-        return "MLFLOW_ALLOW_FILE_STORE" in store.read_text()
-    except OSError:
-        return False
 
 
 # --- search spaces -------------------------------------------------------------------------
