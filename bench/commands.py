@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 
 from hyperlab.search import study as st
+from hyperlab.stores import DEFAULT_JOURNAL
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
 BENCH = Path(__file__).resolve().parent
@@ -128,7 +129,7 @@ def study(args: list[str], prefix: str, keep: bool = False) -> StudyRun:
     cwd = fresh_dir(prefix)
     try:
         timed = run_command([HYPERLAB, *args], cwd)
-        storage = st.storage(str(cwd / st.DEFAULT_JOURNAL))
+        storage = st.storage(str(cwd / DEFAULT_JOURNAL))
         (summary,) = optuna.get_all_study_summaries(storage)
         s = optuna.load_study(study_name=summary.study_name, storage=storage)
         return StudyRun(args, timed.wall, timed.cpu, s.trials)

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from hyperlab.search import study as st
 from hyperlab.search.study import STALE_WORKER, STORAGE_LOST
+from hyperlab.stores import DEFAULT_JOURNAL
 from services import (
     NEVER_PRUNE,
     MlflowServer,
@@ -214,7 +215,7 @@ def test_the_tracking_server_goes_away_then_the_same_command_resumes(tmp_path: P
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server") as server:
         args = [*LONG, "sweep.n_trials=5", f"tracking.uri={server.uri}"]
         proc = start_hyperlab(tmp_path / "work", *args, **env)
-        journal = str(tmp_path / "work" / st.DEFAULT_JOURNAL)
+        journal = str(tmp_path / "work" / DEFAULT_JOURNAL)
         wait_for(
             lambda: [t.state for t in only_study(journal).trials].count(TrialState.COMPLETE) >= 2,
             "two trials",
@@ -337,7 +338,7 @@ def test_diverged_unloadable_and_too_big_trials_fail_with_their_reason(tmp_path:
     ]
     code, _, err = finish(start_hyperlab(tmp_path, *args))
     assert code == 0, err[-3000:]
-    s = only_study(str(tmp_path / st.DEFAULT_JOURNAL))
+    s = only_study(str(tmp_path / DEFAULT_JOURNAL))
     trials = s.get_trials(deepcopy=False)
     assert len(trials) == 8  # the whole grid: no failure stopped the study
     for t in trials:

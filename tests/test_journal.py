@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from hyperlab.errors import ConfigError
 from hyperlab.search import journal
 from hyperlab.search import study as st
+from hyperlab.stores import DEFAULT_JOURNAL
 from services import finish, start_hyperlab
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
@@ -270,7 +271,7 @@ def test_a_damaged_journal_is_repaired_and_the_study_resumes_to_n_trials(
     same study command with more trials: nothing told before is lost."""
     r = hyperlab(tmp_path, *STUDY, "sweep.n_trials=4")
     assert r.returncode == 0, r.stderr
-    path = tmp_path / st.DEFAULT_JOURNAL
+    path = tmp_path / DEFAULT_JOURNAL
     before = trials_of(path)
     assert [t.state for t in before] == [TrialState.COMPLETE] * 4
     if damage == "truncate":
@@ -343,7 +344,7 @@ def test_a_file_size_limit_stops_the_worker_cleanly_and_the_rerun_resumes(
     args = [*STUDY, "sweep.n_trials=8", "tracking.enabled=false"]
     r = hyperlab(tmp_path, *args, fsize=6000)
     clean_stop(r, "File too large (EFBIG)", "raise the file size limit")
-    path = tmp_path / st.DEFAULT_JOURNAL
+    path = tmp_path / DEFAULT_JOURNAL
     before = trials_of(path)
     r = hyperlab(tmp_path, *args)
     assert r.returncode == 0, r.stderr
@@ -416,7 +417,7 @@ def test_outputs_deleted_mid_study_stops_the_worker_with_what_happened(tmp_path:
     traceback; nothing is re-created under outputs/."""
     args = [*STUDY, "epochs=100", "dataset.n_samples=300", "sweep.n_trials=8"]
     proc = start_hyperlab(tmp_path, *args)
-    path = tmp_path / st.DEFAULT_JOURNAL
+    path = tmp_path / DEFAULT_JOURNAL
     deadline = time.monotonic() + 300
     while b'"state":1' not in (path.read_bytes() if path.exists() else b""):
         assert proc.poll() is None and time.monotonic() < deadline, "no trial completed"

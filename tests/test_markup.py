@@ -19,6 +19,7 @@ from hyperlab.display import exit_with
 from hyperlab.errors import DataError
 from hyperlab.search import report
 from hyperlab.search import study as st
+from hyperlab.stores import DEFAULT_JOURNAL
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
 TINY = ["epochs=1", "dataset=moons", "dataset.n_samples=200"]
@@ -92,7 +93,7 @@ def test_a_study_named_with_markup_runs(tmp_path: Path) -> None:
     r = hyperlab(tmp_path, *args, "tracking.enabled=false")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "study x[/bold]y in" in r.stdout and "study x[/bold]y (maximize)" in r.stdout
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     s = optuna.load_study(study_name="x[/bold]y", storage=storage)
     assert [t.state.name for t in s.trials] == ["COMPLETE"]
 

@@ -25,6 +25,7 @@ from hyperlab.search import report
 from hyperlab.search import study as st
 from hyperlab.search.samplers import GridSampler
 from hyperlab.search.setup import setup_of
+from hyperlab.stores import DEFAULT_JOURNAL
 from hyperlab.validate import validate
 
 HYPERLAB = str(Path(sys.executable).parent / "hyperlab")
@@ -260,7 +261,7 @@ def test_study_preset_runs_with_both_samplers(workdir: Path, name: str) -> None:
         assert r.returncode == 0, r.stderr
         assert "distinct values tried: lr " in r.stdout
         assert ("sampler=random samples every range" in r.stderr) == (sampler == "random")
-    storage = st.storage(str(workdir / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(workdir / DEFAULT_JOURNAL))
     studies = [
         s.study_name
         for s in optuna.get_all_study_summaries(storage)

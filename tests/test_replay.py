@@ -24,6 +24,7 @@ from hyperlab.overrides import is_study_setting
 from hyperlab.search import study as st
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.trial import replay, replay_args
+from hyperlab.stores import DEFAULT_JOURNAL
 
 BIN = Path(sys.executable).parent
 HYPERLAB = str(BIN / "hyperlab")
@@ -39,7 +40,7 @@ def hyperlab(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def only_study(cwd: Path) -> optuna.Study:
-    storage = st.storage(str(cwd / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(cwd / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=name, storage=storage)
 

@@ -31,7 +31,8 @@ from hyperlab.search.setup import (
     load_study,
     setup_of,
 )
-from hyperlab.validate import check_search, direction_of, validate
+from hyperlab.stores import DEFAULT_JOURNAL
+from hyperlab.validate import direction_of, validate
 from test_bad_input import check_refused, hyperlab, snapshot
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -51,62 +52,6 @@ def test_a_when_outside_its_parents_range_is_refused(condition: Any) -> None:
         space.parse(spec)
     assert "search.params.lr: when: model.layers=" in e.value.problem
     assert "can never hold: model.layers takes int in [1, 4]" in e.value.problem
-
-
-def plain_with(params: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config holding a search space, as check_search sees it."""
-    return {
-        "search": {"name": "s", "params": params},
-        "optimizer": {"beta2": 0.999},
-        "model": {"activation": "relu"},
-        "dataset": {"path": "a.csv"},
-        "lr": 0.1,
-    }
-
-
-@pytest.mark.parametrize(
-    ("parent", "condition", "shown"),
-    [
-        ("optimizer", "adamm", "'adamm' is not among optimizer's choices ['momentum', "),
-        ("optimizer", ["adam", "nadam"], "nor an option of the group optimizer (adam, "),
-        ("model.activation", "tahn", "'tahn' is not among model.activation's choices"),
-        ("dataset.path", "c.csv", "'c.csv' is not among dataset.path's choices"),
-    ],
-)
-def test_a_when_on_a_value_the_parent_cannot_take_is_refused(
-    parent: str, condition: Any, shown: str
-) -> None:
-    choices = {
-        "optimizer": OPTIMIZER,
-        "model.activation": {"choices": ["relu", "tanh"]},
-        "dataset.path": {"choices": ["a.csv", "b.csv"]},
-    }[parent]
-    params = {parent: choices, "lr": {"low": 0.1, "high": 0.2, "when": {parent: condition}}}
-    options = {"optimizer": ["adam", "adamw", "gd", "momentum", "rmsprop"]}
-    with pytest.raises(ConfigError) as e:
-        check_search(plain_with(params), options.get)
-    assert f"search.params.lr: when: {parent}=" in e.value.problem
-    assert "can never hold" in e.value.problem and shown in e.value.problem
-    assert "check its spelling" in e.value.fix
-
-
-def test_a_when_on_a_value_outside_narrowed_choices_is_kept(cfg: Compose) -> None:
-    """Narrowing a parent's choices on the command line keeps the conditions on its other
-    options: those parameters are off, as asked. Only a value the key cannot take at all
-    is a mistake."""
-    validate(cfg("search=optimizers", "search.params.optimizer.choices=[adam]"))
-    params = {
-        "model.activation": {"choices": ["relu"]},
-        "lr": {"low": 0.1, "high": 0.2, "when": {"model.activation": "tanh"}},
-    }
-    check_search(plain_with(params), lambda g: None)
-    with pytest.raises(ConfigError, match="nor an option of the group optimizer"):
-        validate(
-            cfg(
-                "search=optimizers",
-                "+search.params.batch_size={low:16,high:128,when:{optimizer:adamm}}",
-            )
-        )
 
 
 def test_a_when_on_a_value_the_parent_can_take_is_kept() -> None:
@@ -400,7 +345,7 @@ def test_the_command_refuses_to_mix_two_spaces_in_one_study(tmp_path: Path) -> N
     # More trials with another sampler: the same study, resumed.
     r = hyperlab(tmp_path, "search=lr", "sampler=log_uniform", *mine, "sweep.n_trials=3")
     assert r.returncode == 0, r.stderr
-    s = optuna.load_study(study_name="mine", storage=st.storage(str(tmp_path / st.DEFAULT_JOURNAL)))
+    s = optuna.load_study(study_name="mine", storage=st.storage(str(tmp_path / DEFAULT_JOURNAL)))
     assert len(s.trials) == 3 and set(s.trials[2].params) == {"lr"}
 
 
@@ -435,7 +380,7 @@ def test_a_loss_is_minimized_and_maximizing_it_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
     r = hyperlab(tmp_path, "search=lr", "objective.metric=dev_loss", *TINY)
     assert r.returncode == 0, r.stderr
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     s = optuna.load_study(study_name=name, storage=storage)
     assert s.direction == optuna.study.StudyDirection.MINIMIZE
@@ -471,7 +416,7 @@ def test_data_that_changes_during_a_study_is_recorded_and_warned_about(tmp_path:
     (summary,) = sorted((tmp_path / "outputs" / "multirun").glob("*/summary.md"))[-1:]
     assert "trial(s) 2, 3 trained on other data" in summary.read_text()
 
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     s = optuna.load_study(study_name=name, storage=storage)
     hashes = [t.user_attrs[DATA_ATTR] for t in s.trials]

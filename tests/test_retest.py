@@ -15,6 +15,7 @@ from hyperlab.errors import ConfigError
 from hyperlab.search import study as st
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.retest import retest
+from hyperlab.stores import DEFAULT_JOURNAL
 from hyperlab.tracking import PARENT_RUN_ID, drain
 from test_sweep import QUICK, hyperlab
 
@@ -84,7 +85,7 @@ def test_an_unknown_study_names_the_ones_there(cfg: Compose, tmp_path: Path) -> 
 def test_retest_from_the_command_line(tmp_path: Path) -> None:
     r = hyperlab(tmp_path, "search=lr", "sampler=log_uniform", *QUICK, "sweep.n_trials=3")
     assert r.returncode == 0, r.stderr
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     r = hyperlab(tmp_path, "task=retest", f"study={name}", "top_k=2", "seeds=2")
     assert r.returncode == 0, r.stderr

@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hyperlab.search import study as st
+from hyperlab.stores import DEFAULT_JOURNAL
 from services import (
     MlflowServer,
     Postgres,
@@ -139,7 +140,7 @@ def test_four_processes_share_the_default_journal(tmp_path: Path) -> None:
     results = run_all([tmp_path] * WORKERS, *args)
     for code, _, err in results:
         assert code == 0, err[-3000:]
-    s = only_study(str(tmp_path / st.DEFAULT_JOURNAL))
+    s = only_study(str(tmp_path / DEFAULT_JOURNAL))
     check_exactly_n(s, N_TRIALS)
     trials = s.get_trials(deepcopy=False)
     print(

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from hyperlab import stops
 from hyperlab.search import study as st
 from hyperlab.search.launch import alive, descendants
+from hyperlab.stores import DEFAULT_JOURNAL
 from services import NEVER_PRUNE, finish, only_study, runs_of, start_hyperlab, wait_for
 
 pytest_plugins = ["services"]
@@ -42,7 +43,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def journal(cwd: Path) -> str:
-    return str(cwd / st.DEFAULT_JOURNAL)
+    return str(cwd / DEFAULT_JOURNAL)
 
 
 def mlflow_runs(cwd: Path) -> list[Any]:

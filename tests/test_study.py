@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from hyperlab.errors import masked
 from hyperlab.search import study
+from hyperlab.stores import DEFAULT_JOURNAL
 
 
 def test_the_same_command_names_the_same_study() -> None:
@@ -128,12 +129,12 @@ def test_the_journal_lock_never_dangles(tmp_path: Path, monkeypatch: pytest.Monk
     # leaves it behind, and Optuna frees it after a grace period only if it resolves.
     # A relative journal path (the default) made it dangle: the next worker spun forever.
     monkeypatch.chdir(tmp_path)
-    storage = study.storage(study.DEFAULT_JOURNAL)
+    storage = study.storage(DEFAULT_JOURNAL)
     lock = storage._backend._lock  # type: ignore[attr-defined]
     assert lock.acquire()
     try:
         link = Path(lock._lock_file)
-        assert link.resolve() == (tmp_path / study.DEFAULT_JOURNAL).resolve()
+        assert link.resolve() == (tmp_path / DEFAULT_JOURNAL).resolve()
         assert link.exists()  # os.path.exists follows the link: it points at a file
     finally:
         lock.release()

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from hyperlab.search import study as st
+from hyperlab.stores import DEFAULT_JOURNAL
 from services import NEVER_PRUNE
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ def hyperlab(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def load(cwd: Path) -> optuna.Study:
-    storage = st.storage(str(cwd / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(cwd / DEFAULT_JOURNAL))
     (summary,) = optuna.get_all_study_summaries(storage)
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
@@ -85,7 +86,7 @@ def test_a_study_records_trials_parent_run_report_and_resumes(tmp_path: Path) ->
     assert value == pytest.approx(s.best_value, abs=1e-4)
 
     # optuna-dashboard reads the study from its storage.
-    assert dashboard_studies(tmp_path / st.DEFAULT_JOURNAL) == [s.study_name]
+    assert dashboard_studies(tmp_path / DEFAULT_JOURNAL) == [s.study_name]
 
     # The same command with a larger budget resumes the study and its parent run.
     r = hyperlab(tmp_path, *args, "sweep.n_trials=7")
@@ -183,7 +184,7 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes(tmp_path: Path) -> 
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    journal = tmp_path / st.DEFAULT_JOURNAL
+    journal = tmp_path / DEFAULT_JOURNAL
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait until a trial is done and another training
         storage = st.storage(str(journal)) if journal.exists() else None
@@ -248,7 +249,7 @@ def test_a_bad_space_fails_before_any_trial(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "search.params.lr" in r.stderr and "low > 0" in r.stderr
-    assert not (tmp_path / st.DEFAULT_JOURNAL).exists()
+    assert not (tmp_path / DEFAULT_JOURNAL).exists()
 
 
 def test_coarse_to_fine_tags_each_trials_stage_and_the_parent_with_regions(

@@ -18,6 +18,7 @@ from conftest import ROOT, Compose
 from hyperlab.search import study as st
 from hyperlab.search.retest import retest
 from hyperlab.search.setup import VERSIONS_ATTR
+from hyperlab.stores import DEFAULT_JOURNAL
 from hyperlab.tracking import default_tags, version_changes, versions
 from test_retest import stale_study
 from test_sweep import QUICK, hyperlab
@@ -112,7 +113,7 @@ def test_a_study_records_its_versions_and_retest_reports_a_change(tmp_path: Path
     args = ["search=lr", *QUICK, "sweep.n_trials=2"]
     r = hyperlab(tmp_path, *args)
     assert r.returncode == 0, r.stderr
-    storage = st.storage(str(tmp_path / st.DEFAULT_JOURNAL))
+    storage = st.storage(str(tmp_path / DEFAULT_JOURNAL))
     (name,) = optuna.get_all_study_names(storage)
     s = optuna.load_study(study_name=name, storage=storage)
     assert s.user_attrs[VERSIONS_ATTR] == versions()

@@ -1,30 +1,26 @@
 """Range checks on a composed config: every bad value is reported with its key, the allowed
 range and a fix, before anything is trained or recorded.
 
-Beyond the ranges of single keys: the data file must exist, the tracking URI must name a
-store MLflow can open, and a search space must be well formed, name keys the config has,
-and keep every value it can sample inside its key's allowed range (otherwise the study
-would start, record a parent run, and fail trial after trial)."""
+Beyond the ranges of single keys: the data file must exist and the tracking URI must name a
+store MLflow can open (hyperlab.stores), and a search space must be well formed, name keys
+the config has, and keep every value it can sample inside its key's allowed range
+(hyperlab.search.space_check, told the ranges here through rule_for)."""
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import importlib.util
 import math
-import os
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
-from hyperlab.errors import ConfigError, DataError, masked
-
-if TYPE_CHECKING:
-    from hyperlab.search.space import Param
+from hyperlab.errors import ConfigError
+from hyperlab.search.space_check import check_search, group_options
+from hyperlab.stores import check_data_path, check_tracking_uri
 
 # The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
 # step). Spelled out here so that checking a config does not import torch.
@@ -200,6 +196,14 @@ def _rule_error(key: str, value: Any) -> ConfigError | None:
     return None
 
 
+def rule_for(key: str) -> Callable[[Any], ConfigError | None] | None:
+    """The check of `key`'s rules (the error for a value they forbid, else None), or None
+    where no rule covers `key`: how a search space's values are checked against RULES."""
+    if not any(fnmatch.fnmatchcase(key, rule[0]) for rule in RULES):
+        return None
+    return functools.partial(_rule_error, key)
+
+
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every key that has a rule; return the resolved config or raise ConfigError
     (DataError for a data file that is not there)."""
@@ -230,12 +234,12 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         )
     if plain.get("task") == "retest" and not plain.get("study"):
         raise ConfigError("task=retest needs the study to retest", "add study=NAME")
-    _check_data_path(plain.get("dataset") or {})
+    check_data_path(plain.get("dataset") or {})
     tracking = plain.get("tracking") or {}
     if tracking.get("enabled") or plain.get("resume"):
         check_tracking_uri(str(tracking.get("uri", "")))
     if plain.get("search") is not None:
-        check_search(plain, group_options)
+        check_search(plain, group_options, rule_for)
     return plain
 
 
@@ -286,273 +290,4 @@ def _check_derived_seeds(plain: Mapping[str, Any]) -> None:
             "seed 2**32 - 1",
             "use a smaller seed, e.g. sweep.seed=0 "
             "(sweep.seed + sweep.workers - 1 must be at most 2**32 - 1)",
-        )
-
-
-# --- files and stores ----------------------------------------------------------------------
-
-
-def _check_data_path(dataset: Mapping[str, Any]) -> None:
-    """A data file must be there before a run (or a study, or seed repeats) starts."""
-    path = dataset.get("path")
-    if not isinstance(path, str) or not path:
-        return
-    p = Path(path).expanduser()
-    kind = str(dataset.get("_target_", "")).rsplit(".", 1)[-1].upper() or "data"
-    if p.is_dir():
-        raise DataError(
-            f"dataset.path: '{p}' is a directory, not a {kind} file",
-            f"name the file itself: dataset.path={p}/<file>",
-        )
-    if not p.is_file():
-        raise DataError(
-            f"dataset.path: {kind} file '{p}' does not exist",
-            f"pass an existing file: dataset.path=/absolute/path/to/file.{kind.lower()}",
-        )
-
-
-# MLflow's tracking URI schemes (a "+driver" may follow a database's).
-TRACKING_SCHEMES = (
-    "file",
-    "sqlite",
-    "postgresql",
-    "mysql",
-    "mssql",
-    "http",
-    "https",
-    "databricks",
-    "databricks-uc",
-    "uc",
-)
-_tracking_checked: set[str] = set()
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Raise ConfigError unless MLflow can open `uri`: a known scheme, a driver that is
-    installed, a local store that is not a file of another kind. Checked once per process
-    (the writer reports a store that goes down later)."""
-    if uri in _tracking_checked:
-        return
-    shown = masked(uri)
-    fix = (
-        "use sqlite:///outputs/mlflow.db (the default), http://127.0.0.1:5000 (a tracking "
-        "server) or postgresql://user@host/db"
-    )
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme and scheme.split("+", 1)[0] not in TRACKING_SCHEMES:
-        raise ConfigError(f"tracking.uri={shown}: MLflow has no store for {scheme}://", fix)
-    local = uri.removeprefix("file://") if scheme in ("", "file") else None
-    if local and uri not in TRACKING_SCHEMES:
-        if Path(local).expanduser().is_file():
-            raise ConfigError(
-                f"tracking.uri={shown} is a file: MLflow keeps a local store in a directory",
-                fix,
-            )
-        if _file_store_refused():
-            raise ConfigError(
-                f"tracking.uri={shown} is a directory store, which this MLflow refuses "
-                "(its file store is in maintenance mode)",
-                "use tracking.uri=sqlite:///outputs/mlflow.db (the default), or set "
-                "MLFLOW_ALLOW_FILE_STORE=true to keep the directory store",
-            )
-    if scheme == "sqlite":
-        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).expanduser()
-        if path.is_dir() or any(p.exists() and not p.is_dir() for p in path.parents):
-            where = path if path.is_dir() else next(p for p in path.parents if p.exists())
-            raise ConfigError(
-                f"tracking.uri={shown}: {where} is in the way ("
-                f"{'a directory' if path.is_dir() else 'a file where a directory must be'})",
-                fix,
-            )
-    if scheme.split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
-        from hyperlab.search.study import check_database
-
-        check_database(uri, "tracking.uri")
-    if scheme in ("http", "https"):
-        _check_server(uri, shown)
-    _tracking_checked.add(uri)
-
-
-SERVER_SECONDS = 10.0  # how long a tracking server may take to answer the check
-
-
-def _check_server(uri: str, shown: str) -> None:
-    """A tracking server must answer before anything runs: a single run, every job of a
-    multirun and a study are refused here, rather than training first and then waiting
-    for a server that is not there. Any HTTP answer will do (the server, or a proxy or a
-    login in front of it); only no answer at all is refused."""
-    import ssl
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    parts = urllib.parse.urlsplit(uri)
-    netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials are MLflow's business, not ours
-    health = urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
-    )
-    try:
-        with urllib.request.urlopen(health, timeout=SERVER_SECONDS):
-            return
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        if isinstance(reason, ssl.SSLError):  # it speaks TLS: MLflow has its own CA settings
-            return
-        why = (
-            f"did not answer within {SERVER_SECONDS:g} s"
-            if isinstance(reason, TimeoutError) or "timed out" in str(reason)
-            else f"no server answers there ({reason})"
-        )
-        raise ConfigError(
-            f"tracking.uri={shown}: {why}; nothing was trained or recorded",
-            "start the tracking server (mlflow server --host HOST --port PORT), point "
-            "tracking.uri at one that runs, or run with tracking.enabled=false",
-        ) from None
-
-
-def _file_store_refused() -> bool:
-    """Whether the installed MLflow refuses a directory store (MLflow 3 does, unless
-    MLFLOW_ALLOW_FILE_STORE is set), told without importing MLflow (seconds)."""
-    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
-        return False
-    spec = importlib.util.find_spec("mlflow")
-    if spec is None or spec.origin is None:
-        return False
-    store = Path(spec.origin).parent / "store" / "tracking" / "file_store.py"
-    try:
-        return "MLFLOW_ALLOW_FILE_STORE" in store.read_text()
-    except OSError:
-        return False
-
-
-# --- search spaces -------------------------------------------------------------------------
-
-
-def group_options(group: str) -> list[str] | None:
-    """The options of config group `group`, or None where it is no group (or Hydra is not
-    initialized, and nothing can tell). Kept per config loader: asking Hydra costs tens of
-    milliseconds, and every trial's config is validated."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    gh = GlobalHydra.instance()
-    if "/" in group or "." in group or not gh.is_initialized():
-        return None
-    return _options(id(gh.config_loader()), group)
-
-
-@functools.lru_cache(maxsize=256)
-def _options(loader: int, group: str) -> list[str] | None:
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.object_type import ObjectType
-
-    found = (
-        GlobalHydra.instance()
-        .config_loader()
-        .get_group_options(group, results_filter=ObjectType.CONFIG)
-    )
-    return list(found) or None
-
-
-_ABSENT = object()
-
-
-def _lookup(config: Mapping[str, Any], key: str) -> Any:
-    """The value at dotted `key`, or _ABSENT."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
-
-
-def check_search(
-    plain: Mapping[str, Any], group_options: Callable[[str], list[str] | None]
-) -> None:
-    """The search space: parsed (hyperlab.search.space), every key a setting of the config
-    or of a group the search selects, every group choice an option of its group, and every
-    value the space can produce within its key's allowed range (each range's ends: every
-    rule is an interval)."""
-    from hyperlab.search import space
-
-    search = plain["search"]
-    if not isinstance(search, Mapping) or not isinstance(search.get("params"), Mapping):
-        raise ConfigError(
-            "search must hold a name and params (a mapping of override keys to ranges)",
-            "select a space from conf/search/ (search=NAME), or write one like them",
-        )
-    if not search.get("name") or not isinstance(search["name"], str):
-        raise ConfigError(
-            f"search.name={search.get('name')!r} must be a non-empty name",
-            "give the space a name: search.name=my_space (it names the study)",
-        )
-    params = space.parse(search["params"])
-    # A group: Hydra knows it, or (Hydra not running) the config holds a node there.
-    groups = [
-        p.key
-        for p in params
-        if p.kind == "categorical"
-        and (group_options(p.key) or isinstance(_lookup(plain, p.key), Mapping))
-    ]
-    _check_conditions(params, groups, group_options)
-    for p in params:
-        where = f"search.params.{p.key}"
-        in_group = any(p.key.startswith(g + ".") for g in groups)
-        if p.key not in groups and not in_group and _lookup(plain, p.key) is _ABSENT:
-            raise ConfigError(
-                f"{where}: {p.key} is not a setting of the config",
-                "check its spelling (hyperlab --cfg job prints every setting), or search "
-                "the group that has it too, e.g. optimizer: {choices: [...]}",
-            )
-        if p.key in groups:
-            options = group_options(p.key) or []
-            for choice in p.choices if options else ():  # (no list: Hydra is not running)
-                if str(choice) not in options:
-                    raise ConfigError(
-                        f"{where}: {choice!r} is not an option of the group {p.key}",
-                        f"choose among {', '.join(options)}",
-                    )
-            continue
-        if p.kind == "categorical":
-            values: list[Any] = list(p.choices)
-        elif p.kind == "int":
-            values = [int(p.low), int(p.high)]
-        else:
-            values = [float(p.low), float(p.high)]
-        for v in values:
-            error = _rule_error(p.key, v)
-            if error:
-                raise ConfigError(
-                    f"{where} can produce {p.key}={v!r}, which is not allowed: "
-                    f"{error.problem.split(': ', 1)[1]}",
-                    "narrow the range (or the choices) to allowed values",
-                )
-
-
-def _check_conditions(
-    params: list[Param], groups: list[str], group_options: Callable[[str], list[str] | None]
-) -> None:
-    """A `when:` value that is not among its parent's choices never holds, which silently
-    turns the parameter off: refused, unless it is a value the parent's key can take (a
-    group's option, a value its rule allows), so that a space narrowed on the command line
-    (`search.params.optimizer.choices=[adam]`) keeps its other options' conditions."""
-    from hyperlab.search import space
-
-    for p, parent, value in space.unreachable(params):
-        if parent.key in groups:
-            options = group_options(parent.key)
-            if options is None or str(value) in options:
-                continue  # an option of the group (or Hydra cannot tell)
-            also = f", nor an option of the group {parent.key} ({', '.join(options)})"
-        else:
-            ruled = any(fnmatch.fnmatchcase(parent.key, rule[0]) for rule in RULES)
-            if ruled and _rule_error(parent.key, value) is None:
-                continue
-            also = ""
-        raise ConfigError(
-            f"search.params.{p.key}: when: {parent.key}={value!r} can never hold: "
-            f"{value!r} is not among {parent.key}'s choices {list(parent.choices)}{also}",
-            f"test a value {parent.key} can take (check its spelling), or drop the condition",
         )

@@ -75,6 +75,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
     import optuna
     from optuna.trial import TrialState
 
+    from hyperlab import stores
     from hyperlab.search import study as st
     from hyperlab.search.setup import VERSIONS_ATTR
     from hyperlab.tracking import PARENT_RUN_ID
@@ -86,7 +87,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
     names = optuna.get_all_study_names(storage)
     if name not in names:
         raise ConfigError(
-            f"no study named {name!r} in {st.where(url)}",
+            f"no study named {name!r} in {stores.where(url)}",
             f"use one of {sorted(names)}" if names else "run a study first (search=NAME)",
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -107,7 +108,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
     keep = [o for o in own if override_key(o) not in RETEST_KEYS]
     # The replay lines are data read from the storage: every one is composed and
     # validated (allowlist included) before the retest records anything.
-    where = f"study {name!r} in {st.where(url)}"
+    where = f"study {name!r} in {stores.where(url)}"
     plans = [_plan(t, keep, seeds, compose, where, cfg.get("allow_targets")) for t in best]
     tracking = cfg.tracking
     parent = None

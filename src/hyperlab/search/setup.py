@@ -160,7 +160,7 @@ def _check_joinable(
     would be mixed in one ranking. Reads only: a refused command writes nothing."""
     from hyperlab.errors import ConfigError
     from hyperlab.search import space
-    from hyperlab.search.study import where
+    from hyperlab.stores import where
 
     try:
         study_id = storage.get_study_id_from_name(setup.name)
@@ -328,7 +328,7 @@ def worker_ids(s: optuna.Study, url: str, workers: int) -> int:
 
 
 def study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
-    from hyperlab.search.study import where
+    from hyperlab.stores import where
     from hyperlab.tracking import versions
 
     params = {

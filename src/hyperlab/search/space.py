@@ -290,7 +290,7 @@ def unreachable(params: Sequence[Param]) -> list[tuple[Param, Param, Value]]:
     """(parameter, parent, value) for each value a condition tests that is not among its
     parent's choices: the condition never holds on it. A typo (`adamm`) to refuse, or the
     parent's choices narrowed on purpose (`search.params.optimizer.choices=[adam]`), which
-    only the config can tell apart (hyperlab.validate.check_search)."""
+    only the config can tell apart (hyperlab.search.space_check)."""
     by_key = {p.key: p for p in params}
     out = []
     for p in params:

@@ -1,9 +1,10 @@
-"""Studies: where they are stored, what they are named, how workers claim trials, and
-the retries of a storage that does not answer.
+"""Studies: their storage opened, what they are named, how workers claim trials, and the
+retries of a storage that does not answer.
 
 The default storage is an Optuna journal file under outputs/: append-only, so it survives
 a crash, and locked, so several local workers share it. Any Optuna RDB URL
 (postgresql://..., sqlite:///...) works as well and serves workers on several machines.
+Whether a URL can name a storage at all is checked in hyperlab.stores, before it is opened.
 """
 
 from __future__ import annotations
@@ -11,32 +12,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import socket
-import sqlite3
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hyperlab import stores
 from hyperlab.errors import ConfigError, HyperlabError, first_line, masked
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages._heartbeat import BaseHeartbeat
 
-DEFAULT_JOURNAL = "outputs/optuna/journal.log"
 T = TypeVar("T")
-
-
-def where(url: str) -> str:
-    """The storage as shown to the user: its URL with the password masked, or the default
-    journal file's path."""
-    return masked(url) or DEFAULT_JOURNAL
-
-
 FINISHED = ("COMPLETE", "PRUNED")
 # Trials that hold a place in the budget: finished, or about to be.
 TAKEN = (*FINISHED, "RUNNING", "WAITING")
@@ -48,31 +39,7 @@ STOPPED_WORKER = "its worker was stopped"  # by SIGTERM, SIGHUP or Ctrl-C
 # Trials that failed for their worker, not for their hyperparameters: sweep.retry_failed
 # tries them again.
 WORKER_DEATHS = (DEAD_WORKER, STALE_WORKER, STORAGE_LOST, STOPPED_WORKER)
-# Where a database server listens unless its URL names a port: first contact is tried there.
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
-# The pip package of a database driver, where its name differs from the module's.
-DRIVER_PACKAGES = {
-    "psycopg": "psycopg[binary]",
-    "psycopg2": "psycopg2-binary",
-    "MySQLdb": "mysqlclient",
-    "pymysql": "PyMySQL",
-}
-CONNECT_TIMEOUT = 5.0  # seconds: first contact with a database server, and its connections
-STORAGE_FIX = (
-    "give a journal file path (default outputs/optuna/journal.log) or a reachable database "
-    "URL (postgresql://user@host/db, sqlite:///path.db)"
-)
-_checked: set[str] = set()  # storage URLs check_storage() passed in this process
 _opened: set[str] = set()  # database URLs this process has opened a storage on
-
-
-def journal_path(url: str) -> Path | None:
-    """The journal file a storage URL names (a path, or empty for the default), else None."""
-    if not url:
-        return Path(DEFAULT_JOURNAL)
-    if "://" in url:
-        return None
-    return Path(url)
 
 
 def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorage:
@@ -82,19 +49,20 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
     A URL that cannot name a storage raises ConfigError at once, before anything is
     written: a directory, a file that is not a journal, an MLflow database, an unknown
     database kind, a driver that is not installed, a server never reached (first contact
-    waits CONNECT_TIMEOUT seconds at most). A server lost after it was reached raises
+    waits stores.CONNECT_TIMEOUT seconds at most). A server lost after it was reached raises
     the driver's own error, which the sweep's workers retry."""
     import optuna
 
-    check_storage(url)
-    path = journal_path(url)
+    stores.check_storage(url)
+    path = stores.journal_path(url)
     if path is not None:
         return _journal_storage(path, url)
     kwargs = {}
-    if url.split(":", 1)[0].split("+")[0] in DEFAULT_PORTS:
+    if url.split(":", 1)[0].split("+")[0] in stores.DEFAULT_PORTS:
         # libpq's and the MySQL drivers' setting: a server that does not answer fails the
         # connection instead of hanging it (the sweep's workers retry it).
-        kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": int(CONNECT_TIMEOUT)}}
+        timeout = int(stores.CONNECT_TIMEOUT)
+        kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": timeout}}
     error = None
     try:
         with warnings.catch_warnings():  # "heartbeat_interval is experimental": not the user's
@@ -110,10 +78,10 @@ def storage(url: str, heartbeat_seconds: int = 60) -> optuna.storages.BaseStorag
             raise  # lost after it was opened: the caller may retry
         error = ConfigError(
             f"sweep.storage={masked(url)} cannot be opened: {first_line(e)}",
-            STORAGE_FIX,
+            stores.STORAGE_FIX,
         )
     if error:
-        raise _plain(error)
+        raise stores.unchained(error)
     _opened.add(url)
     return rdb
 
@@ -128,7 +96,7 @@ def _journal_storage(path: Path, url: str) -> optuna.storages.BaseStorage:
     # Absolute: Optuna's lock is a symlink to this path, and a relative one dangles, so
     # a lock left by a killed worker would never be seen as stale (it spins forever).
     path = path.resolve()
-    if writable(path):
+    if stores.writable(path):
         # Without room for the backup (a full disk), it is left as it is: reading needs no
         # repair, and an append repairs first or stops the worker with this same error.
         with contextlib.suppress(journal.JournalError):
@@ -140,37 +108,10 @@ def _journal_storage(path: Path, url: str) -> optuna.storages.BaseStorage:
         if bad is not None:
             raise journal.bad_line(path, bad) from None
         raise ConfigError(
-            f"sweep.storage={url or DEFAULT_JOURNAL} cannot be read as an Optuna journal "
+            f"sweep.storage={url or stores.DEFAULT_JOURNAL} cannot be read as an Optuna journal "
             f"({type(e).__name__}: {e})",
-            STORAGE_FIX,
+            stores.STORAGE_FIX,
         ) from None
-
-
-def writable(path: Path) -> bool:
-    """Whether `path` (and its directory, where its lock file goes) can be written."""
-    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
-
-
-def _plain(error: ConfigError) -> ConfigError:
-    """`error`, raised outside the handler of its cause: without a cause or a context, no
-    retry loop mistakes a wrong URL for a lost connection (a ConfigError is final)."""
-    error.__cause__ = error.__context__ = None
-    return error
-
-
-def check_storage(url: str) -> None:
-    """Raise ConfigError unless `url` can name a study storage (see storage()); checked
-    once per process, before the storage or its budget lock is first used."""
-    if url in _checked:
-        return
-    path = journal_path(url)
-    if path is not None:
-        check_journal(path, url)
-    else:
-        check_database(url, "sweep.storage")
-        if not url.startswith("sqlite:"):
-            first_contact(url, "sweep.storage")
-    _checked.add(url)
 
 
 def transient(e: BaseException) -> bool:
@@ -199,164 +140,6 @@ def transient(e: BaseException) -> bool:
     return False
 
 
-def check_journal(path: Path, url: str) -> None:
-    """Raise ConfigError unless `path` can be an Optuna journal: a new file in a directory
-    that can be made, an empty file, or a file whose first line is a journal record. Nothing
-    is written to a file that is not a journal (an MLflow database, a data file...)."""
-    shown = url or DEFAULT_JOURNAL
-    if path.is_dir():
-        raise ConfigError(f"sweep.storage={shown} is a directory, not a journal file", STORAGE_FIX)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(
-            f"sweep.storage={shown}: its directory cannot be created ({e.strerror or e})",
-            "give a journal file in a directory you can write to",
-        ) from None
-    if not path.exists():
-        if not os.access(path.parent, os.W_OK):
-            raise ConfigError(
-                f"sweep.storage={shown}: the directory {path.parent} is not writable",
-                "give a journal file in a directory you can write to",
-            )
-        return
-    try:
-        with path.open("rb") as f:
-            head = f.read(16)
-            first = head + f.readline(1 << 20)
-    except OSError as e:
-        raise ConfigError(
-            f"sweep.storage={shown} cannot be read ({e.strerror or e})", STORAGE_FIX
-        ) from None
-    if not first.strip() or (first.startswith(b"{") and not first.endswith(b"\n")):
-        return  # empty, or its first record is being written by another worker
-    what = "a SQLite database" if head.startswith(b"SQLite format 3") else "another kind of file"
-    try:
-        record = json.loads(first)
-    except ValueError:
-        record = None
-    if not (isinstance(record, dict) and "op_code" in record):
-        raise ConfigError(
-            f"sweep.storage={shown} is not an Optuna journal file: it is {what}",
-            "give a new or existing journal file, e.g. sweep.storage=outputs/optuna/journal.log "
-            "(nothing was written to this one)",
-        )
-
-
-def sqlite_tables(path: Path, key: str = "the file") -> set[str] | None:
-    """The tables of an existing SQLite file (read-only), or None: no such file, an empty
-    one, or one that cannot be read now (busy). Raises ConfigError for a file that is not
-    a SQLite database."""
-    try:
-        if not path.is_file() or path.stat().st_size == 0:
-            return None
-        with path.open("rb") as f:
-            head = f.read(16)
-    except OSError:
-        return None
-    if not head.startswith(b"SQLite format 3"):
-        raise ConfigError(
-            f"{key}: {path} is not a SQLite database (nothing was written to it)",
-            "give a new file or an existing SQLite database",
-        )
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=1)
-        ) as db:
-            return {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
-    except sqlite3.Error:
-        return None
-
-
-def check_database(url: str, key: str) -> None:
-    """Raise ConfigError unless `url` names a database SQLAlchemy can open here: a known
-    kind whose driver is installed; for SQLite, not a file that another tool owns."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    shown = masked(url)
-    try:
-        dialect = make_url(url).get_dialect()
-    except NoSuchModuleError:  # (an ArgumentError itself: caught first)
-        kind = url.split("://", 1)[0]
-        fix = (
-            "write postgresql://... (SQLAlchemy dropped the postgres:// spelling)"
-            if kind.startswith("postgres") and not kind.startswith("postgresql")
-            else STORAGE_FIX
-        )
-        raise ConfigError(f"{key}={shown}: unknown database kind {kind!r}", fix) from None
-    except ArgumentError:
-        raise ConfigError(
-            f"{key}={shown} is not a database URL", f"write dialect://user@host/db; {STORAGE_FIX}"
-        ) from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as e:
-        module = getattr(e, "name", None) or str(e)
-        package = DRIVER_PACKAGES.get(str(module), str(module))
-        raise ConfigError(
-            f"{key}={shown} needs the database driver {module}, which is not installed",
-            f"pip install '{package}' (or name an installed driver: dialect+driver://...)",
-        ) from None
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-        tables = sqlite_tables(path, key)
-        if not tables:
-            return
-        mlflow, optuna = {"runs", "experiments"} <= tables, {"studies", "trials"} <= tables
-        if key == "sweep.storage" and mlflow:
-            raise ConfigError(
-                f"{key}={shown} is MLflow's tracking database, not a study storage",
-                "give a file of its own, e.g. sweep.storage=sqlite:///outputs/optuna.db, or "
-                "leave sweep.storage empty for the journal file (nothing was written)",
-            )
-        if key != "sweep.storage" and optuna and not mlflow:
-            raise ConfigError(
-                f"{key}={shown} is an Optuna study storage, not an MLflow database",
-                "give a file of its own, e.g. tracking.uri=sqlite:///outputs/mlflow.db",
-            )
-
-
-def first_contact(url: str, key: str, timeout: float = CONNECT_TIMEOUT) -> None:
-    """Check that a database server answers: its host resolves and its port accepts a
-    connection within `timeout` seconds, and the URL's user, password and database are
-    accepted. A wrong host, port or password is a ConfigError at once, not a connection
-    that hangs, or that is retried as if a server that worked were restarting."""
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    backend = u.get_backend_name()
-    port = u.port or DEFAULT_PORTS.get(backend)
-    error = None
-    if u.host and port:
-        try:
-            socket.create_connection((u.host, port), timeout=timeout).close()
-        except OSError as e:
-            why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-            error = ConfigError(
-                f"{key}={masked(url)}: the database server {u.host}:{port} cannot be "
-                f"reached ({why})",
-                "check the host and port (is the server running and reachable from here?)",
-            )
-    if error:
-        raise _plain(error)
-    args = {"connect_timeout": int(timeout)} if backend in DEFAULT_PORTS else {}
-    engine = sqlalchemy.create_engine(url, connect_args=args, poolclass=sqlalchemy.NullPool)
-    try:
-        with engine.connect():
-            pass
-    except Exception as e:
-        error = ConfigError(
-            f"{key}={masked(url)} cannot be opened: {first_line(e)}",
-            "check the user, the password and the database name in the URL",
-        )
-    finally:
-        engine.dispose()
-    if error:
-        raise _plain(error)
-
-
 def study_name(search: str, overrides: Sequence[str]) -> str:
     """A name fixed by what defines the study: the search space and the overrides that
     change the trials (sampler, pruner, data, model...), not how many trials or workers run.
@@ -375,8 +158,8 @@ def budget_lock(url: str) -> Iterator[None]:
     """Serializes "count the trials, then ask for one" among workers that share a storage:
     a file lock for a journal or SQLite file (workers on this machine), PostgreSQL's
     advisory lock for a PostgreSQL storage (workers on several machines)."""
-    check_storage(url)  # before the lock file or the lock's connection is made
-    path = journal_path(url)
+    stores.check_storage(url)  # before the lock file or the lock's connection is made
+    path = stores.journal_path(url)
     if path is None and url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
     if path is None:
@@ -389,7 +172,7 @@ def budget_lock(url: str) -> Iterator[None]:
         yield
         return
     lock = path.with_name(path.name + ".budget.lock")
-    if not lock.parent.is_dir() and journal_path(url) is not None:
+    if not lock.parent.is_dir() and stores.journal_path(url) is not None:
         # check_storage() made it: it was deleted since, with the journal in it
         from hyperlab.search.journal import deleted
 
@@ -608,7 +391,7 @@ class Retry:
 
     def stopped(self, what: str, e: BaseException, waited: float) -> WorkerStopped:
         return WorkerStopped(
-            f"the study's storage {where(self.url)} did "
+            f"the study's storage {stores.where(self.url)} did "
             f"not answer for {waited:.0f} s ({what}: {first_line(e)})",
             "the trials it recorded are kept; once it is back, run the same command "
             "again to resume the study (sweep.retry_seconds sets how long workers wait)",

@@ -50,8 +50,9 @@ from hyperlab.search.setup import (
     setup_of,
     worker_ids,
 )
-from hyperlab.search.study import Retry, WorkerStopped, where
+from hyperlab.search.study import Retry, WorkerStopped
 from hyperlab.search.worker import SweepFailed
+from hyperlab.stores import where
 from hyperlab.tracking import PARENT_RUN_ID
 
 if TYPE_CHECKING:
