@@ -75,6 +75,9 @@ def hand_written(
 def build_model_and_optimizer(
     config: dict[str, Any], parts: Parts
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A fresh model and optimizer, seeded alike, so that both loops start from the same
+    weights."""
+    torch.manual_seed(0)
     model = build_model(config, parts.data.n_features, parts.data.n_classes)
     return model, _instantiate(config["optimizer"])(model.parameters())
 
@@ -114,7 +117,6 @@ def loop_ratio(
     dev = (parts.data.x_dev, parts.data.y_dev)
 
     def ours() -> float:
-        torch.manual_seed(0)
         p = build_model_and_optimizer(config, parts)
         return timed(
             lambda: fit(
@@ -131,7 +133,6 @@ def loop_ratio(
         )
 
     def floor() -> float:
-        torch.manual_seed(0)
         p = build_model_and_optimizer(config, parts)
         return timed(
             lambda: hand_written(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ from hyperlab.search import study as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from commands import per_minute
+from render import markdown
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 T0 = datetime.datetime(2026, 1, 1)
 
@@ -46,3 +50,10 @@ def test_per_minute_is_undefined_without_a_steady_window() -> None:
     # A tiny study: every trial began while the slower worker was still on its first one.
     trials = [trial(0, 1, 0, 5), trial(1, 1, 5, 10), trial(2, 2, 0, 12)]
     assert math.isnan(per_minute(trials))
+
+
+def test_the_saved_results_render_the_saved_report() -> None:
+    # bench/run.py writes RESULTS.md from what results.json holds: the two committed files
+    # agree, so the tables and findings are computed from the JSON as the report shows them.
+    saved = json.loads((BENCH / "results.json").read_text())
+    assert markdown(saved) == (BENCH / "RESULTS.md").read_text()
