@@ -239,6 +239,23 @@ class Tracker:
             self._fail()
         return run_id
 
+    def close_stale(self, ended: Sequence[int]) -> None:
+        """Have the writer end as FAILED the RUNNING child runs of this (a study's parent)
+        run whose trials are among `ended` (trial numbers): runs that a trainer could not
+        close because the tracking store was down when its trial ended, or it died. Pass
+        only trials that ended before this sweep began: a later one's end may still be on
+        its way through another worker's writer."""
+        w = writer(self.uri)
+        # A request of its own (a new ref): a failure is printed by the writer, and does
+        # not fail this run's end.
+        w.send(
+            ref=next(w.refs),
+            op="close_stale",
+            uri=self.uri,
+            parent_run_id=self.run_id,
+            ended=list(ended),
+        )
+
     def _send(self, **request: Any) -> None:
         try:
             self._writer.send(ref=self._ref, **request)
