@@ -22,6 +22,7 @@ from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_reco
 from hyperlab.runner import Job, run
 from hyperlab.search import study
 from hyperlab.search.setup import setup_of
+from hyperlab.tracking import tracker
 from hyperlab.validate import validate
 from services import Postgres
 
@@ -188,11 +189,11 @@ def test_the_writer_process_is_not_given_a_password_on_its_command_line(
         def __init__(self, args: list[str], **kwargs: Any) -> None:
             started.append(args)
 
-    monkeypatch.setattr(tracking.subprocess, "Popen", Popen)
-    monkeypatch.setattr(tracking.atexit, "register", lambda f: f)
-    tracking._WriterProcess(f"postgresql://alice:{SECRET}@127.0.0.1:1/mlflow")
-    tracking._WriterProcess("sqlite:///outputs/mlflow.db")
-    assert started[0][-1] == "hyperlab.mlflow_writer"  # no URL: opened on first use
+    monkeypatch.setattr(tracker.subprocess, "Popen", Popen)
+    monkeypatch.setattr(tracker.atexit, "register", lambda f: f)
+    tracker._WriterProcess(f"postgresql://alice:{SECRET}@127.0.0.1:1/mlflow")
+    tracker._WriterProcess("sqlite:///outputs/mlflow.db")
+    assert started[0][-1] == "hyperlab.tracking.writer_process"  # no URL: opened on first use
     assert started[1][-1] == "sqlite:///outputs/mlflow.db"  # no password: opened early
 
 
@@ -237,7 +238,7 @@ def test_a_password_from_the_environment_is_masked_where_it_is_resolved(
     config = cfg("${oc.env:HYPERLAB_STORAGE}".join(["sweep.storage=", ""]))
     plain = validate(config)
     assert plain["sweep"]["storage"] == STORAGE
-    assert SECRET not in yaml.safe_dump(tracking.masked(plain))
+    assert SECRET not in yaml.safe_dump(masked(plain))
     assert SECRET not in repr(tracking.params_of(plain, {}))
 
 

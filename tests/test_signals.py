@@ -116,7 +116,7 @@ def test_a_stopped_study_stops_its_whole_tree_then_resumes(
     wait_for(lambda: both_training(tmp_path), "two trials training", proc, timeout=240)
     processes = tree(proc.pid)
     assert len(workers_of(processes)) == 2, processes
-    writers = [p for p, cmd in processes.items() if "hyperlab.mlflow_writer" in cmd]
+    writers = [p for p, cmd in processes.items() if "hyperlab.tracking.writer_process" in cmd]
     assert len(writers) == 3, processes  # the sweeper's and each worker's
     if how == "Ctrl-C":
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group

@@ -119,7 +119,7 @@ class MlflowParentRun(Callback):
             run_name=masked(f"multirun {overrides}")[:250],  # mask, then cut
             tags={**default_tags(f"hyperlab -m {overrides}"), "hyperlab.sweep_dir": str(sweep_dir)},
         )
-        # Waits for the writer, whose retries are bounded (hyperlab.mlflow_writer): a
+        # Waits for the writer, whose retries are bounded (hyperlab.tracking.store): a
         # store lost since the check stops the multirun here, before its first job.
         (sweep_dir / PARENT_RUN_ID).write_text(self.parent.run_id)
 

@@ -368,7 +368,7 @@ def _close_parent(
     left RUNNING while the tracking store was away (see the writer's close_stale)."""
     from hyperlab.display import console, plain
     from hyperlab.search import coarse_to_fine, report
-    from hyperlab.tracking import TrackingError, drain, writer
+    from hyperlab.tracking import TrackingError, drain
 
     metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
@@ -395,14 +395,7 @@ def _close_parent(
                 for t in s.get_trials(deepcopy=False)
                 if t.state.is_finished() and t.datetime_complete and t.datetime_complete < launched
             ]
-            w = writer(parent.uri)
-            w.send(
-                ref=next(w.refs),
-                op="close_stale",
-                uri=parent.uri,
-                parent_run_id=parent.run_id,
-                ended=ended,
-            )
+            parent.close_stale(ended)
     status = (
         "FINISHED"
         if failure is None

@@ -1,4 +1,4 @@
-"""The MLflow writer process: `python -m hyperlab.mlflow_writer`.
+"""The MLflow writer process: `python -m hyperlab.tracking.writer_process`.
 
 MLflow's store calls are pure Python (SQLAlchemy) costing milliseconds each; run in a thread
 of the training process they contend for the GIL and slow every training step. This
@@ -7,10 +7,8 @@ answers `start` and `end` requests on stdout. When stdin closes (the trainer exi
 killed), runs it started and was never told to end are ended as FAILED, so none is left
 RUNNING.
 
-A store that does not answer (a tracking server restarting, a database down, SQLite busy
-with other writers) is tried again with backoff for up to HYPERLAB_MLFLOW_RETRY_SECONDS
-(60) seconds per call; after that, the request fails and the trainer is told. MLflow's
-HTTP client retries on its own before that (MLFLOW_HTTP_REQUEST_MAX_RETRIES).
+A store that does not answer is tried again with backoff (hyperlab.tracking.store); when
+the retries run out, the request fails and the trainer is told.
 """
 
 from __future__ import annotations
@@ -20,86 +18,20 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hyperlab.errors import first_line
+from hyperlab.tracking.store import Retrying, client, experiment_id
 
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
-RETRY_SECONDS = float(os.environ.get("HYPERLAB_MLFLOW_RETRY_SECONDS", "60"))
 # Unless set: about 3 s per call to a server that refuses, 90 s to one that never answers.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-# MLflow's error codes for a store that is busy or down, rather than a bad request.
-TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
-TRANSIENT_TYPES = ("OperationalError", "InterfaceError", "ConnectionError", "Timeout")
-
-
-def transient(e: BaseException) -> bool:
-    """Whether `e` says the store is unreachable or busy (worth retrying), not that the
-    request was wrong: a connection refused or timed out, SQLite's "database is locked"."""
-    seen: BaseException | None = e
-    while seen is not None:
-        if "readonly database" in str(seen):  # SQLite's file deleted or made read-only
-            return False
-        if getattr(seen, "error_code", None) in TRANSIENT_CODES:
-            return True
-        if isinstance(seen, ConnectionError | TimeoutError) or any(
-            t in type(seen).__name__ for t in TRANSIENT_TYPES
-        ):
-            return True
-        # The REST client's own retries are spent: the server is down or unreachable.
-        if "API request to" in str(seen) and ("failed with" in str(seen)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-class Retrying:
-    """An MlflowClient whose calls are tried again with backoff while the store is down.
-
-    Once one call has given up, later calls get one attempt each until a call succeeds:
-    a store that stays down must not hold up every request for the full retry time."""
-
-    def __init__(self, client: Any, uri: str, down: set[str]) -> None:
-        self._client, self._uri, self._down = client, uri, down
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        from hyperlab.errors import masked
-        from hyperlab.retry import GaveUp, with_backoff
-
-        method = getattr(self._client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            def retrying(e: BaseException, delay: float) -> None:
-                print(
-                    f"hyperlab: MLflow {name} at {masked(self._uri)} failed "
-                    f"({first_line(e)}); retrying in {delay:.1f} s",
-                    file=sys.stderr,
-                )
-
-            # A store that stayed down gets one attempt per call until one succeeds.
-            seconds = 0.0 if self._uri in self._down else RETRY_SECONDS
-            try:
-                result = with_backoff(
-                    lambda: method(*args, **kwargs),
-                    transient=transient,
-                    seconds=seconds,
-                    on_retry=retrying,
-                    max_delay=15.0,
-                )
-            except GaveUp as e:
-                self._down.add(self._uri)
-                raise e.cause from None
-            self._down.discard(self._uri)
-            return result
-
-        return call
 
 
 class Writer:
@@ -112,8 +44,6 @@ class Writer:
 
     def client(self, uri: str) -> Any:
         """The retrying client for `uri`, one per store."""
-        from hyperlab.tracking import client
-
         if uri not in self.clients:
             self.clients[uri] = Retrying(client(uri), uri, self.down)
         return self.clients[uri]
@@ -159,8 +89,6 @@ class Writer:
 
     def start(self, ref: int, req: dict[str, Any]) -> None:
         from mlflow.entities import Param
-
-        from hyperlab.tracking import experiment_id
 
         c = self.client(req["uri"])
         if req.get("run_id"):  # reopen a run (a resumed study's parent): params stay as set
@@ -277,8 +205,6 @@ def main() -> None:
     # Import MLflow and open the store named on the command line before the first request:
     # this takes seconds, which pass while the trainer imports torch and loads its data.
     import mlflow  # noqa: F401  (it sets its loggers up on import: quiet them after)
-
-    from hyperlab.tracking import client
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -1,149 +1,37 @@
-"""MLflow records: one run per job, written by a separate writer process.
+"""The run client: a Tracker per MLflow run, fed by the training loop, and the handle on
+this process's writer process (hyperlab.tracking.writer_process), which does the writing.
 
 A call into MLflow on SQLite costs milliseconds of Python. Made from the training loop
 after every epoch it would cost more than a small model's training, and made from a
 thread it would contend with the loop for the GIL. So the training process only hands
-requests to hyperlab.mlflow_writer, a child process that writes them on another core:
-the loop buffers each epoch's metrics and sends them at most every `flush_seconds`.
+requests to the writer, a child process that writes them on another core: the loop
+buffers each epoch's metrics and sends them at most every `flush_seconds`.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
-import getpass
 import itertools
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, masked
-from hyperlab.schema import UNRECORDED
+from hyperlab.tracking.metadata import PARENT_TAG
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
-PARENT_TAG = "mlflow.parentRunId"
-# Where a study (a user attribute) or a multirun (a file in its sweep directory) keeps the
-# id of its MLflow parent run, for its trials and jobs to nest under.
-PARENT_RUN_ID = "mlflow_parent_run_id"
+# The writer process, started as a module (`python -m`), named in `ps` by it.
+WRITER_MODULE = "hyperlab.tracking.writer_process"
 
 
 class TrackingError(HyperlabError):
     """The tracking store could not be written."""
-
-
-def client(uri: str) -> MlflowClient:
-    """An MlflowClient for `uri`; a relative SQLite file gets its directory created."""
-    from mlflow import MlflowClient
-
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
-
-
-_experiments: dict[tuple[str, str], str] = {}
-
-
-def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | None) -> str:
-    """The id of experiment `name`, created (with its artifact root) when it does not exist."""
-    key = (uri, name)
-    if key not in _experiments:
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            location = None
-            # A local store keeps artifacts beside it; a server decides for itself.
-            if artifact_root and not uri.startswith(("http://", "https://", "databricks")):
-                location = Path(artifact_root).expanduser().resolve().as_uri()
-            try:
-                _experiments[key] = c.create_experiment(name, artifact_location=location)
-            except Exception:  # created by another process in the meantime
-                exp = c.get_experiment_by_name(name)
-                if exp is None:
-                    raise
-                _experiments[key] = exp.experiment_id
-        else:
-            _experiments[key] = exp.experiment_id
-    return _experiments[key]
-
-
-@functools.cache
-def git_commit() -> str | None:
-    """The HEAD commit of the git work tree the command runs in (the experiment's configs),
-    else of the one hyperlab's code is in (an editable install), else None."""
-    for cwd in (None, Path(__file__).parent):
-        try:
-            out = subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0:
-            return out.stdout.strip()
-    return None
-
-
-def params_of(config: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, str]:
-    """MLflow params: the chosen option of each group (`optimizer=adam`) and every leaf of
-    the resolved config under its dotted key (`optimizer.beta1`), without Hydra's
-    instantiation keys, Hydra's node or the tracking settings."""
-    from hyperlab.validate import flatten
-
-    params = {group: str(option) for group, option in choices.items()}
-    for key, value in flatten({k: v for k, v in config.items() if k not in UNRECORDED}):
-        if key.endswith(("._target_", "._partial_")):
-            continue
-        params[key] = masked(str(value))[:MAX_PARAM_LENGTH]
-    return params
-
-
-# Whose versions a run and a study record: a new release of any may change results
-# (sampler defaults, initializations) or the stores' schemas.
-VERSIONED = ("python", "hyperlab", "torch", "optuna", "mlflow", "hydra-core")
-
-
-@functools.cache
-def versions() -> dict[str, str]:
-    """The installed versions of VERSIONED, read from the packages' metadata (without
-    importing them)."""
-    from importlib import metadata
-
-    found = {"python": platform.python_version()}
-    for name in VERSIONED[1:]:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def version_changes(then: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    """`name then -> now` for each package recorded in `then` whose version differs now."""
-    return [
-        f"{name} {old} -> {now.get(name, 'not installed')}"
-        for name, old in then.items()
-        if now.get(name, "not installed") != old
-    ]
-
-
-def default_tags(command: str) -> dict[str, str]:
-    """The command line (its passwords masked), the user, the git commit and the versions
-    of the libraries that decide results (`version.torch` ...)."""
-    tags = {"hyperlab.command": masked(command), "mlflow.user": getpass.getuser()}
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    tags.update({f"version.{name}": v for name, v in versions().items()})
-    return tags
 
 
 class _WriterProcess:
@@ -158,7 +46,7 @@ class _WriterProcess:
         # A session of its own: Ctrl-C in the terminal must not kill the writer before
         # it has recorded the interrupted run as KILLED.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hyperlab.mlflow_writer", *([uri] if uri else [])],
+            [sys.executable, "-m", WRITER_MODULE, *([uri] if uri else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -350,6 +238,23 @@ class Tracker:
         if self._error:
             self._fail()
         return run_id
+
+    def close_stale(self, ended: Sequence[int]) -> None:
+        """Have the writer end as FAILED the RUNNING child runs of this (a study's parent)
+        run whose trials are among `ended` (trial numbers): runs that a trainer could not
+        close because the tracking store was down when its trial ended, or it died. Pass
+        only trials that ended before this sweep began: a later one's end may still be on
+        its way through another worker's writer."""
+        w = writer(self.uri)
+        # A request of its own (a new ref): a failure is printed by the writer, and does
+        # not fail this run's end.
+        w.send(
+            ref=next(w.refs),
+            op="close_stale",
+            uri=self.uri,
+            parent_run_id=self.run_id,
+            ended=list(ended),
+        )
 
     def _send(self, **request: Any) -> None:
         try:
