@@ -161,7 +161,7 @@ def test_a_gradcheck_too_big_for_memory_is_refused_before_the_model_is_built(
     cfg: Compose, monkeypatch: pytest.MonkeyPatch, no_build: None
 ) -> None:
     import hyperlab.runner
-    from hyperlab.runner import check_gradients
+    from hyperlab.gradcheck import check_gradients
 
     monkeypatch.setattr(hyperlab.runner, "_memory_bytes", lambda: 2**29)
     with pytest.raises(ConfigError) as e:
@@ -179,7 +179,7 @@ def test_the_fix_offers_a_sample_of_components_where_that_fits(
     cfg: Compose, monkeypatch: pytest.MonkeyPatch, no_build: None
 ) -> None:
     import hyperlab.runner
-    from hyperlab.runner import check_gradients
+    from hyperlab.gradcheck import check_gradients
 
     monkeypatch.setattr(hyperlab.runner, "_memory_bytes", lambda: 2**30)
     with pytest.raises(ConfigError) as e:

@@ -211,7 +211,7 @@ def main(cfg: DictConfig) -> float:
                 )
             cfg, overrides, checkpoint = _resumed(cfg, overrides)  # validated there
         if cfg.task == "gradcheck":
-            from hyperlab.runner import check_gradients
+            from hyperlab.gradcheck import check_gradients
 
             worst = check_gradients(cfg)
             sys.exit(0 if worst < cfg.gradcheck.fail_at else 1)

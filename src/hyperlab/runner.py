@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,18 +49,31 @@ class Job:
     run_id: str | None = None  # filled in: the MLflow run, once it is closed
 
 
-def _prepare(
-    cfg: DictConfig | Mapping[str, Any], *, gradcheck: bool = False
+# A limit on what a config may ask of this machine: (config, the model's layer sizes from
+# input to output, the machine's memory in bytes or None where unknown) -> None, or raises.
+SizeCheck = Callable[[Mapping[str, Any], list[int], int | None], None]
+
+
+def prepare(
+    cfg: DictConfig | Mapping[str, Any], *, check: SizeCheck | None = None
 ) -> tuple[dict[str, Any], Parts]:
-    """Check the config, set threads and the seed, and build the parts of a run (with
-    `gradcheck`, of a gradient check)."""
+    """Check the config, set threads and the seed, and build the parts of a run. `check`
+    refuses, before the model is built, what another task (the gradient check) would need
+    beyond the memory training takes."""
     config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
     torch.set_num_threads(config["threads"])
     torch.manual_seed(config["seed"])  # initialization and dropout masks
     data = build_data(config["dataset"])  # kept: build() below gets the same splits
-    _check_model_size(config, data.n_features, data.n_classes)
-    if gradcheck:
-        _check_gradcheck_size(config, data.n_features, data.n_classes)
+    model = config["model"]
+    sizes = [
+        data.n_features,
+        *hidden_sizes(model["hidden_units"], model["layers"]),
+        data.n_classes,
+    ]
+    memory = _memory_bytes()
+    _check_model_size(config, sizes, memory)
+    if check:
+        check(config, sizes, memory)
     try:
         return config, build(config)
     except Exception as e:  # torch's allocator error comes wrapped by Hydra's instantiate
@@ -78,14 +91,11 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def _check_model_size(config: Mapping[str, Any], n_features: int, n_classes: int) -> None:
+def _check_model_size(config: Mapping[str, Any], sizes: list[int], memory: int | None) -> None:
     """A model whose weights, gradients and optimizer state exceed the machine's memory
     fails here, before torch allocates it (a typo such as model.hidden_units=1000000 would
     otherwise exhaust the memory or stop with an allocator's traceback)."""
-    model = config["model"]
-    sizes = [n_features, *hidden_sizes(model["hidden_units"], model["layers"]), n_classes]
     weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
-    memory = _memory_bytes()
     # float32 weights, their gradients and up to two optimizer moments (Adam)
     if memory and weights * 4 * 4 > memory:
         raise _too_big(
@@ -94,50 +104,6 @@ def _check_model_size(config: Mapping[str, Any], n_features: int, n_classes: int
             f"state that is {weights * 16 / 2**30:.3g} GiB, more than this machine's "
             f"{memory / 2**30:.3g} GiB of memory",
         )
-
-
-def _check_gradcheck_size(config: Mapping[str, Any], n_features: int, n_classes: int) -> None:
-    """A gradient check whose float64 copy of the model, its gradient and the compared
-    components (hyperlab.gradcheck.bytes_needed) exceed the machine's memory fails here,
-    before the model is built: the kernel would otherwise kill the check without a word."""
-    from hyperlab.gradcheck import bytes_needed
-
-    model, settings = config["model"], config["gradcheck"]
-    sizes = [n_features, *hidden_sizes(model["hidden_units"], model["layers"]), n_classes]
-    weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
-
-    def need(sample: int) -> int:
-        return bytes_needed(
-            weights,
-            sample if 0 < sample < weights else weights,
-            largest=max(a * b for a, b in itertools.pairwise(sizes)),
-            activations=settings["batch"] * sum(sizes),
-            l2=config["regularization"]["l2"] > 0,
-            trained=settings["after_epochs"] > 0,
-        )
-
-    memory = _memory_bytes()
-    needed = need(settings["max_components"])
-    if not memory or needed <= memory:
-        return
-    sample = 1000
-    smaller = "a smaller model of the same design, e.g. model.hidden_units=128"
-    fix = (
-        f"check a sample of the components, e.g. gradcheck.max_components={sample} (about "
-        f"{need(sample) / 2**30:.3g} GiB), or {smaller}"
-        if need(sample) <= memory and settings["max_components"] != sample
-        else f"check {smaller}: its backprop is the same code (gradcheck.max_components "
-        "bounds the components compared, not the float64 copy)"
-    )
-    checked = settings["max_components"] if 0 < settings["max_components"] < weights else weights
-    raise ConfigError(
-        f"task=gradcheck with model.hidden_units={model['hidden_units']}, "
-        f"model.layers={model['layers']}: the check needs about {needed / 2**30:.3g} GiB "
-        f"(a float64 copy of the model's {weights:.3g} weights and its gradient, beside the "
-        f"model, and {checked:.3g} components compared), more than this machine's "
-        f"{memory / 2**30:.3g} GiB of memory",
-        fix,
-    )
 
 
 def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
@@ -166,7 +132,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     recorded."""
     job = job or Job()
     start = time.perf_counter()
-    config, parts = _prepare(cfg)
+    config, parts = prepare(cfg)
     job.timings["build"] = time.perf_counter() - start
     data = parts.data
     job.found["data.sha256"] = data.sha256
@@ -247,25 +213,12 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         listeners.append(progress)
 
     start = time.perf_counter()
-    reg = config["regularization"]
     try:
         if progress:
             progress.__enter__()
         try:
-            history = fit(
-                parts.model,
-                parts.optimizer,
-                parts.schedule,
-                (data.x_train, data.y_train),
-                (data.x_dev, data.y_dev),
-                lr=config["lr"],
-                epochs=config["epochs"],
-                batch_size=config["batch_size"],
-                l2=reg["l2"],
-                weights=parts.model.weights,
-                generator=generator,
-                listeners=listeners,
-                start_epoch=start_epoch,
+            history = fit_parts(
+                config, parts, generator, listeners=listeners, start_epoch=start_epoch
             )
         finally:
             if progress:
@@ -303,6 +256,34 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
     with stops.held(until_checked=True):
         value = _finish(config, parts, history, job, tracker, curve, title, start_epoch)
     return value
+
+
+def fit_parts(
+    config: Mapping[str, Any],
+    parts: Parts,
+    generator: torch.Generator,
+    *,
+    epochs: int | None = None,
+    listeners: Sequence[Listener] = (),
+    start_epoch: int = 0,
+) -> list[dict[str, float]]:
+    """Train the parts as the config says, for `epochs` (default: the config's)."""
+    data = parts.data
+    return fit(
+        parts.model,
+        parts.optimizer,
+        parts.schedule,
+        (data.x_train, data.y_train),
+        (data.x_dev, data.y_dev),
+        lr=config["lr"],
+        epochs=config["epochs"] if epochs is None else epochs,
+        batch_size=config["batch_size"],
+        l2=config["regularization"]["l2"],
+        weights=parts.model.weights,
+        generator=generator,
+        listeners=listeners,
+        start_epoch=start_epoch,
+    )
 
 
 def _finish(
@@ -370,66 +351,3 @@ def _finish(
             masked(tracking["uri"]) if tracker else None,
         )
     return value
-
-
-def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
-    """task=gradcheck: backprop against two-sided differences on a training batch, at the
-    initialization and optionally again after some epochs. Returns the largest difference."""
-    from rich.table import Table
-
-    from hyperlab.gradcheck import gradient_check
-
-    config, parts = _prepare(cfg, gradcheck=True)
-    settings, reg = config["gradcheck"], config["regularization"]
-    x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
-    m = len(parts.data.y_train)
-    console = display.console
-    if reg["keep_prob"] < 1:
-        console.print(
-            f"dropout (keep_prob={reg['keep_prob']}) is turned off for the check: "
-            "its random masks make the cost a different function at every evaluation"
-        )
-    stages = [("at initialization", 0)]
-    if settings["after_epochs"]:
-        stages.append((f"after {settings['after_epochs']} epochs", settings["after_epochs"]))
-    worst = 0.0
-    for label, epochs in stages:
-        if epochs:
-            fit(
-                parts.model,
-                parts.optimizer,
-                parts.schedule,
-                (parts.data.x_train, parts.data.y_train),
-                (parts.data.x_dev, parts.data.y_dev),
-                lr=config["lr"],
-                epochs=epochs,
-                batch_size=config["batch_size"],
-                l2=reg["l2"],
-                weights=parts.model.weights,
-                generator=torch.Generator().manual_seed(config["seed"]),
-            )
-        check = gradient_check(
-            parts.model,
-            x,
-            y,
-            l2=reg["l2"],
-            m=m,
-            eps=settings["eps"],
-            max_components=settings["max_components"],
-            seed=config["seed"],
-        )
-        worst = max(worst, check.difference)
-        console.print(
-            f"[bold]gradient check {label}[/]: {check.checked} of {check.total} components, "
-            f"eps={settings['eps']:g}, L2 lambda={reg['l2']:g}\n"
-            f"  ||approx - grad|| / (||approx|| + ||grad||) = {check.difference:.3e}  ->  "
-            f"{check.verdict}"
-        )
-        table = Table(title="parameters by their own difference", title_justify="left")
-        table.add_column("parameter")
-        table.add_column("difference", justify="right")
-        for name, diff in check.worst[:5]:
-            table.add_row(name, f"{diff:.3e}")
-        console.print(table)
-    console.print("scale: about 1e-7 great; 1e-5 look closer; 1e-3 or more a bug")
-    return worst
