@@ -2,7 +2,7 @@
 
 Each study composes its trial configs with Hydra's compose API (as a sweep worker does, via
 sweep._Composer), samples with the configured sampler seeded by `sweep.make_sampler`, and
-trains with `runner.run` on one thread, tracking and progress off. Studies run in a pool
+trains with `hyperlab.run.run` on one thread, tracking and progress off. Studies run in a pool
 of spawned processes (one torch thread each).
 
 Training is deterministic (the same config and training seed give the same value), so a
@@ -87,7 +87,7 @@ def run_study(spec: StudySpec) -> StudyResult:
 
     from hyperlab import sweep
     from hyperlab.cli import CONFIG_DIR
-    from hyperlab.runner import Job, run
+    from hyperlab.run import Job, run
     from hyperlab.search import space
 
     base = [

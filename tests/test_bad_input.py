@@ -34,8 +34,8 @@ from hyperlab.checkpoint import load, locate
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.errors import HyperlabError
 from hyperlab.retest import retest
-from hyperlab.runner import Job, run
-from hyperlab.runner import prepare as prepare_run
+from hyperlab.run import Job, run
+from hyperlab.run import prepare as prepare_run
 from hyperlab.search import space, study
 from hyperlab.sweep import setup_of
 from hyperlab.validate import validate

@@ -223,7 +223,7 @@ def main(cfg: DictConfig) -> float:
         _retest(cfg, overrides)
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
-    from hyperlab.runner import Job
+    from hyperlab.run import Job
 
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_ID
     job = Job(

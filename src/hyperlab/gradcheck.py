@@ -31,7 +31,7 @@ from torch import nn
 from hyperlab import display
 from hyperlab.errors import ConfigError
 from hyperlab.models import l2_penalty
-from hyperlab.runner import fit_parts, prepare
+from hyperlab.run import fit_parts, prepare
 
 GREAT, CLOSER = 1e-6, 1e-4
 

@@ -477,7 +477,7 @@ def _run_trial(w: _Worker, trial: optuna.Trial) -> _Outcome:
     from optuna.trial import TrialState
 
     from hyperlab.repeats import train
-    from hyperlab.runner import Job
+    from hyperlab.run import Job
     from hyperlab.search import space, study
     from hyperlab.search.report import REPLAY_ATTR
     from hyperlab.search.trial import PruningReporter, replay
