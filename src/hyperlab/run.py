@@ -1,4 +1,8 @@
-"""run(config) -> objective: one training job, as the CLI, the sweeper and the tests call it."""
+"""run(config) -> objective: one training job, as the CLI, the sweeper and the tests call it.
+
+Top to bottom as run() calls them: prepare (validate, build the parts), resume from a
+checkpoint, open the MLflow run, fit with listeners, record a run that ended early (the
+outcome sorting), finish (the final evaluation, recorded) and summarize."""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from hyperlab import display, stops
 from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
 from hyperlab.checkpoint import Checkpoint, Checkpointer
-from hyperlab.diagnose import bias_variance
+from hyperlab.data import Splits
+from hyperlab.diagnose import Reading, bias_variance
 from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import hidden_sizes
@@ -47,6 +52,44 @@ class Job:
     # Filled in: data.sha256, the hash of the data trained on (one dict for seed repeats)
     found: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None  # filled in: the MLflow run, once it is closed
+
+
+def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
+    """Train the configured model and return the objective (NaN when training diverged).
+
+    Bad config values raise ConfigError and bad data DataError, before anything is
+    recorded."""
+    job = job or Job()
+    start = time.perf_counter()
+    config, parts = prepare(cfg)
+    job.timings["build"] = time.perf_counter() - start
+    job.found["data.sha256"] = parts.data.sha256
+    generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
+    start_epoch, resume_tags = _resume(config, parts, generator, job.resume)
+    _announce(config, parts.data, job.choices)
+    record = _open(config, job, parts.data.sha256, resume_tags)
+    progress = (
+        display.ProgressDisplay(config["epochs"], start_epoch) if config["progress"] else None
+    )
+    listeners = _listeners(config, parts, generator, job, record, progress)
+    start = time.perf_counter()
+    try:
+        with progress or contextlib.nullcontext():
+            history = fit_parts(
+                config, parts, generator, listeners=listeners, start_epoch=start_epoch
+            )
+    except BaseException as e:
+        _end_early(e, config, job, record)
+        if isinstance(e, Diverged):
+            return math.nan
+        raise
+    job.timings["fit"] = time.perf_counter() - start
+    # Trained: a stop from here on would lose the result for a moment's work. It is kept
+    # for the caller (stops.take), which records this run as it ended, then stops.
+    with stops.held(until_checked=True):
+        final = _finish(config, parts, history, job, record, start_epoch)
+        _summarize(config, final, job, record)
+    return final.value
 
 
 # A limit on what a config may ask of this machine: (config, the model's layer sizes from
@@ -114,55 +157,71 @@ def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
     )
 
 
-def _yaml(data: Any) -> str:
-    """YAML text, by libyaml where PyYAML has it: ten times faster than the pure-Python
-    dumper, which cost 10 ms per config, every trial of a study."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(data, Dumper=dumper, sort_keys=False)  # type: ignore[no-any-return]
+def _resume(
+    config: Mapping[str, Any],
+    parts: Parts,
+    generator: torch.Generator,
+    ckpt: Checkpoint | None,
+) -> tuple[int, dict[str, str]]:
+    """The epoch to start at, and the tags saying where from: with a checkpoint, its
+    model, optimizer and shuffle state restored."""
+    if ckpt is None:
+        return 0, {}
+    if config["epochs"] <= ckpt.epoch:
+        raise ConfigError(
+            f"epochs={config['epochs']}: the checkpoint has trained {ckpt.epoch} epochs already",
+            f"ask for more in all, e.g. epochs={ckpt.epoch + max(ckpt.epoch, 10)}",
+        )
+    ckpt.restore(parts.model, parts.optimizer, generator)
+    return ckpt.epoch, {
+        "hyperlab.resumed_from": ckpt.run_id,
+        "hyperlab.resumed_at_epoch": str(ckpt.epoch),
+        "hyperlab.resumed_checkpoint": str(ckpt.path),
+    }
 
 
-def _is_pruned(e: BaseException) -> bool:
-    return type(e).__name__ == "TrialPruned"
-
-
-def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
-    """Train the configured model and return the objective (NaN when training diverged).
-
-    Bad config values raise ConfigError and bad data DataError, before anything is
-    recorded."""
-    job = job or Job()
-    start = time.perf_counter()
-    config, parts = prepare(cfg)
-    job.timings["build"] = time.perf_counter() - start
-    data = parts.data
-    job.found["data.sha256"] = data.sha256
-    generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
-    start_epoch, resume_tags = 0, {}
-    if job.resume:
-        ckpt = job.resume
-        if config["epochs"] <= ckpt.epoch:
-            raise ConfigError(
-                f"epochs={config['epochs']}: the checkpoint has trained {ckpt.epoch} epochs "
-                "already",
-                f"ask for more in all, e.g. epochs={ckpt.epoch + max(ckpt.epoch, 10)}",
-            )
-        ckpt.restore(parts.model, parts.optimizer, generator)
-        start_epoch = ckpt.epoch
-        resume_tags = {
-            "hyperlab.resumed_from": ckpt.run_id,
-            "hyperlab.resumed_at_epoch": str(ckpt.epoch),
-            "hyperlab.resumed_checkpoint": str(ckpt.path),
-        }
+def _announce(config: Mapping[str, Any], data: Splits, choices: Mapping[str, str]) -> None:
+    """One line on what is trained on what, with the progress display on."""
+    if not config["progress"]:
+        return
     header = (
-        f"{job.choices.get('model', 'model')} on {job.choices.get('dataset', 'data')}: "
+        f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}: "
         f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
         f"{data.n_features} features, {data.n_classes} classes; "
-        f"{job.choices.get('optimizer', 'optimizer')} lr={config['lr']:g}, "
+        f"{choices.get('optimizer', 'optimizer')} lr={config['lr']:g}, "
         f"{config['epochs']} epochs, batch {config['batch_size']}"
     )
-    if config["progress"]:
-        display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
+    display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
 
+
+@dataclass(frozen=True)
+class _Record:
+    """Where a run is recorded: its MLflow run (None with tracking off), its directory
+    (learning curve, checkpoints), and the learning curve's file and title."""
+
+    tracker: Tracker | None
+    out: Path
+    curve: Path | None
+    title: str
+
+    def close(
+        self,
+        status: str,
+        tags: Mapping[str, str],
+        metrics: Mapping[str, float] = {},
+        step: int = 0,
+    ) -> str:
+        """End the MLflow run with `status` and draw its curve; return the run's id."""
+        assert self.tracker, "closed with tracking off"
+        return self.tracker.finish(
+            status, metrics=metrics, step=step, tags=tags, curve=self.curve, title=self.title
+        )
+
+
+def _open(
+    config: Mapping[str, Any], job: Job, sha256: str, resume_tags: Mapping[str, str]
+) -> _Record:
+    """Start the MLflow run, with tracking on: the params, the tags, the config."""
     tracking = config["tracking"]
     tracker = None
     if tracking["enabled"]:
@@ -172,7 +231,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
             artifact_root=tracking["artifacts"],
             run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
-            params={**params_of(config, job.choices), "data.sha256": data.sha256},
+            params={**params_of(config, job.choices), "data.sha256": sha256},
             tags={**default_tags(job.command), **resume_tags, **job.tags},
             # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
             # masked in every param, tag and artifact; the Tracker masks them as well.
@@ -184,78 +243,47 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
     curve = out / "learning_curve.png" if tracking["curve"] else None
-    title = masked(f"hyperlab {' '.join(job.overrides)}")
-    listeners: list[Listener] = [*([tracker] if tracker else []), *job.listeners]
-    every = config["checkpoint"]["every"]
-    if every:
-        listeners.insert(
-            len(listeners) - len(job.listeners),  # saved before a pruner may stop the run
-            Checkpointer(
-                out / CHECKPOINT_DIR,
-                every,
-                config["epochs"],
-                parts.model,
-                parts.optimizer,
-                generator,
-                # A checkpoint replays its run's overrides on resume, and is logged to
-                # MLflow: an override holding a password stays out (give it again).
-                [o for o in job.overrides if masked(o) == o],
-                run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
-                on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
-                if tracker
-                else (lambda p: None),
-            ),
+    return _Record(tracker, out, curve, masked(f"hyperlab {' '.join(job.overrides)}"))
+
+
+def _yaml(data: Any) -> str:
+    """YAML text, by libyaml where PyYAML has it: ten times faster than the pure-Python
+    dumper, which cost 10 ms per config, every trial of a study."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=dumper, sort_keys=False)  # type: ignore[no-any-return]
+
+
+def _listeners(
+    config: Mapping[str, Any],
+    parts: Parts,
+    generator: torch.Generator,
+    job: Job,
+    record: _Record,
+    progress: display.ProgressDisplay | None,
+) -> list[Listener]:
+    """Who hears of each epoch, in this order: the tracker, the checkpointer (it saves
+    before a pruner among the job's listeners may stop the run), the job's listeners and
+    the progress bar."""
+    tracker = record.tracker
+    checkpointer = None
+    if config["checkpoint"]["every"]:
+        checkpointer = Checkpointer(
+            record.out / CHECKPOINT_DIR,
+            config["checkpoint"]["every"],
+            config["epochs"],
+            parts.model,
+            parts.optimizer,
+            generator,
+            # A checkpoint replays its run's overrides on resume, and is logged to MLflow:
+            # an override holding a password stays out (give it again).
+            [o for o in job.overrides if masked(o) == o],
+            run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
+            on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
+            if tracker
+            else (lambda p: None),
         )
-    progress = (
-        display.ProgressDisplay(config["epochs"], start_epoch) if config["progress"] else None
-    )
-    if progress:
-        listeners.append(progress)
-
-    start = time.perf_counter()
-    try:
-        if progress:
-            progress.__enter__()
-        try:
-            history = fit_parts(
-                config, parts, generator, listeners=listeners, start_epoch=start_epoch
-            )
-        finally:
-            if progress:
-                progress.__exit__(None, None, None)
-    except Diverged as e:
-        reason = f"{e}; lower the learning rate (lr={config['lr']:g}) or check the data"
-        display.error_console.print(f"[bold red]diverged:[/] {display.plain(reason)}")
-        if tracker:
-            tags = {"hyperlab.failure_reason": reason, "hyperlab.outcome": "diverged"}
-            tracker.finish("FAILED", tags=tags, curve=curve, title=title)
-        return math.nan
-    except BaseException as e:
-        if tracker:
-            stopped = isinstance(e, stops.STOPS)
-            outcome = "pruned" if _is_pruned(e) else "stopped" if stopped else "failed"
-            why = {
-                "hyperlab.failure_reason": f"stopped by {stops.describe(e)}"
-                if stopped
-                else f"{type(e).__name__}: {e}",
-                "hyperlab.outcome": outcome,
-            }
-            # The original error matters more than a failure to record it.
-            with contextlib.suppress(TrackingError):
-                job.run_id = tracker.finish(
-                    "FAILED" if outcome == "failed" else "KILLED",
-                    tags=why,
-                    curve=curve,
-                    title=title,
-                )
-        raise
-
-    job.timings["fit"] = time.perf_counter() - start
-    # Trained: a stop from here on would lose the result for a moment's work. It is kept
-    # for the caller (stops.take), which records this run as it ended, then stops.
-    with stops.held(until_checked=True):
-        value = _finish(config, parts, history, job, tracker, curve, title, start_epoch)
-    return value
+    found = [tracker, checkpointer, *job.listeners, progress]
+    return [listener for listener in found if listener is not None]
 
 
 def fit_parts(
@@ -286,68 +314,117 @@ def fit_parts(
     )
 
 
+def _outcome(e: BaseException, lr: float) -> tuple[str, dict[str, str]]:
+    """How a run that did not finish ends in MLflow: its status (FAILED when it diverged
+    or failed, KILLED when pruned or stopped) and the tags saying why."""
+    if isinstance(e, Diverged):
+        outcome = "diverged"
+        reason = f"{e}; lower the learning rate (lr={lr:g}) or check the data"
+    else:
+        stopped = isinstance(e, stops.STOPS)
+        outcome = "pruned" if _is_pruned(e) else "stopped" if stopped else "failed"
+        reason = f"stopped by {stops.describe(e)}" if stopped else f"{type(e).__name__}: {e}"
+    status = "KILLED" if outcome in ("pruned", "stopped") else "FAILED"
+    return status, {"hyperlab.failure_reason": reason, "hyperlab.outcome": outcome}
+
+
+def _is_pruned(e: BaseException) -> bool:
+    return type(e).__name__ == "TrialPruned"
+
+
+def _end_early(e: BaseException, config: Mapping[str, Any], job: Job, record: _Record) -> None:
+    """Record a run that did not finish: diverged (said on stderr too), or pruned, stopped
+    or failed (then the error goes on up)."""
+    status, tags = _outcome(e, config["lr"])
+    if isinstance(e, Diverged):
+        reason = tags["hyperlab.failure_reason"]
+        display.error_console.print(f"[bold red]diverged:[/] {display.plain(reason)}")
+        if record.tracker:
+            record.close(status, tags)
+    elif record.tracker:
+        # The original error matters more than a failure to record it.
+        with contextlib.suppress(TrackingError):
+            job.run_id = record.close(status, tags)
+
+
+@dataclass(frozen=True)
+class _Final:
+    """A trained run's end: loss and accuracy per split, the bias/variance reading, and
+    the objective's metric and value."""
+
+    splits: dict[str, tuple[float, float]]
+    reading: Reading
+    metric: str
+    value: float
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "test_loss": self.splits["test"][0],
+            "test_acc": self.splits["test"][1],
+            "train_error": 1 - self.splits["train"][1],
+            "dev_error": 1 - self.splits["dev"][1],
+        }
+
+    def tags(self, direction: str) -> dict[str, str]:
+        return {
+            "hyperlab.bias_variance": self.reading.verdict,
+            "hyperlab.avoidable_bias": f"{self.reading.avoidable_bias:.4f}",
+            "hyperlab.variance": f"{self.reading.variance:.4f}",
+            "hyperlab.next_step": self.reading.advice,
+            "hyperlab.objective": f"{self.metric} ({direction})",
+            "hyperlab.outcome": "complete",
+        }
+
+
 def _finish(
     config: Mapping[str, Any],
     parts: Parts,
     history: list[dict[str, float]],
     job: Job,
-    tracker: Tracker | None,
-    curve: Path | None,
-    title: str,
+    record: _Record,
     start_epoch: int,
-) -> float:
-    """The final evaluation, and the run recorded as FINISHED."""
-    data = parts.data
-    tracking = config["tracking"]
-    if curve and tracker is None and job.output_dir:
+) -> _Final:
+    """The learning curve of an untracked run, the final evaluation, and the run recorded
+    as FINISHED."""
+    if record.curve and record.tracker is None and job.output_dir:
         from hyperlab.curves import draw
 
         epochs = range(start_epoch, config["epochs"])
         draw(
             {k: list(zip(epochs, [h[k] for h in history], strict=True)) for k in history[0]},
-            curve,
-            title,
+            record.curve,
+            record.title,
         )
     start = time.perf_counter()
-    final = {split: evaluate(parts.model, *data.split(split)) for split in ("train", "dev", "test")}
+    splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in ("train", "dev", "test")}
     reading = bias_variance(
-        1 - final["train"][1],
-        1 - final["dev"][1],
+        1 - splits["train"][1],
+        1 - splits["dev"][1],
         config["bayes_error"],
         config["diagnosis_threshold"],
     )
     metric = config["objective"]["metric"]
-    value = history[-1][metric]
-    run_id = None
-    if tracker:
-        run_id = job.run_id = tracker.finish(
+    final = _Final(splits, reading, metric, history[-1][metric])
+    if record.tracker:
+        job.run_id = record.close(
             "FINISHED",
-            metrics={
-                "test_loss": final["test"][0],
-                "test_acc": final["test"][1],
-                "train_error": 1 - final["train"][1],
-                "dev_error": 1 - final["dev"][1],
-            },
+            final.tags(config["objective"]["direction"]),
+            final.metrics(),
             step=config["epochs"] - 1,
-            tags={
-                "hyperlab.bias_variance": reading.verdict,
-                "hyperlab.avoidable_bias": f"{reading.avoidable_bias:.4f}",
-                "hyperlab.variance": f"{reading.variance:.4f}",
-                "hyperlab.next_step": reading.advice,
-                "hyperlab.objective": f"{metric} ({config['objective']['direction']})",
-                "hyperlab.outcome": "complete",
-            },
-            curve=curve,
-            title=title,
         )
     job.timings["finish"] = time.perf_counter() - start
+    return final
+
+
+def _summarize(config: Mapping[str, Any], final: _Final, job: Job, record: _Record) -> None:
+    """The end-of-run table, with the progress display on."""
     if config["progress"]:
+        tracked = record.tracker is not None
         display.summary(
             "final evaluation (eval mode)",
-            final,
-            reading,
-            (metric, value),
-            run_id,
-            masked(tracking["uri"]) if tracker else None,
+            final.splits,
+            final.reading,
+            (final.metric, final.value),
+            job.run_id if tracked else None,
+            masked(config["tracking"]["uri"]) if tracked else None,
         )
-    return value
