@@ -34,7 +34,7 @@ from torch import nn
 from hyperlab.build import Parts, _instantiate, build, build_model
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.loop import fit
-from hyperlab.runner import run
+from hyperlab.run import run
 from hyperlab.schema import register
 from hyperlab.tracking import drain
 from hyperlab.validate import validate

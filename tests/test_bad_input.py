@@ -33,7 +33,8 @@ from conftest import Compose
 from hyperlab.checkpoint import load, locate
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.errors import HyperlabError
-from hyperlab.runner import Job, _prepare, run
+from hyperlab.run import Job, run
+from hyperlab.run import prepare as prepare_run
 from hyperlab.search import space, study
 from hyperlab.search.retest import retest
 from hyperlab.search.setup import setup_of
@@ -163,7 +164,7 @@ def tracked(*overrides: str) -> Step:
 def prepare(*overrides: str) -> Step:
     """validate, load and check the data, build the model: what a run does before it
     starts recording."""
-    return lambda env: _prepare(env.compose(*overrides))
+    return lambda env: prepare_run(env.compose(*overrides))
 
 
 def composing(*overrides: str) -> Step:

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from conftest import Compose
 from hyperlab.checkpoint import CheckpointError, load, locate
 from hyperlab.errors import ConfigError
-from hyperlab.runner import Job, run
+from hyperlab.run import Job, run
 from hyperlab.tracking import drain
 from test_cli import hyperlab
 

@@ -144,12 +144,12 @@ class Built(Exception):
 
 @pytest.fixture
 def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    import hyperlab.runner
+    import hyperlab.run
 
     def build(config: object) -> None:
         raise Built
 
-    monkeypatch.setattr(hyperlab.runner, "build", build)
+    monkeypatch.setattr(hyperlab.run, "build", build)
 
 
 # digits (64 features, 10 classes), 5000 x 5000 units: 25.4M weights, 406 MB to train, about
@@ -160,10 +160,10 @@ BIG = ("model.hidden_units=5000", "model.layers=2", "task=gradcheck")
 def test_a_gradcheck_too_big_for_memory_is_refused_before_the_model_is_built(
     cfg: Compose, monkeypatch: pytest.MonkeyPatch, no_build: None
 ) -> None:
-    import hyperlab.runner
-    from hyperlab.runner import check_gradients
+    import hyperlab.run
+    from hyperlab.gradcheck import check_gradients
 
-    monkeypatch.setattr(hyperlab.runner, "_memory_bytes", lambda: 2**29)
+    monkeypatch.setattr(hyperlab.run, "_memory_bytes", lambda: 2**29)
     with pytest.raises(ConfigError) as e:
         check_gradients(cfg(*BIG))
     problem = e.value.problem
@@ -178,10 +178,10 @@ def test_a_gradcheck_too_big_for_memory_is_refused_before_the_model_is_built(
 def test_the_fix_offers_a_sample_of_components_where_that_fits(
     cfg: Compose, monkeypatch: pytest.MonkeyPatch, no_build: None
 ) -> None:
-    import hyperlab.runner
-    from hyperlab.runner import check_gradients
+    import hyperlab.run
+    from hyperlab.gradcheck import check_gradients
 
-    monkeypatch.setattr(hyperlab.runner, "_memory_bytes", lambda: 2**30)
+    monkeypatch.setattr(hyperlab.run, "_memory_bytes", lambda: 2**30)
     with pytest.raises(ConfigError) as e:
         check_gradients(cfg(*BIG))
     assert "gradcheck.max_components=1000" in e.value.fix
@@ -189,7 +189,7 @@ def test_the_fix_offers_a_sample_of_components_where_that_fits(
     with pytest.raises(Built):  # the fix passes the estimate
         check_gradients(cfg(*BIG, "gradcheck.max_components=1000"))
     with pytest.raises(Built):  # and training the same model is not held to it
-        hyperlab.runner.run(cfg(*BIG[:2]))
+        hyperlab.run.run(cfg(*BIG[:2]))
 
 
 def test_the_estimate_counts_what_the_check_allocates() -> None:
@@ -217,7 +217,7 @@ def within_4_gib() -> None:
 def one_layer_sized_from_memory(tmp_path: Path, *args: str) -> tuple[int, str]:
     """`hyperlab ARGS` on a model this machine could train but not check: one hidden layer
     of memory/2000 units (75 weights a unit: 16 bytes each to train, about 48 to check)."""
-    from hyperlab.runner import _memory_bytes
+    from hyperlab.run import _memory_bytes
 
     memory = _memory_bytes()
     assert memory

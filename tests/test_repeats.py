@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from conftest import Compose
 from hyperlab.repeats import spread, train
-from hyperlab.runner import Job
+from hyperlab.run import Job
 from hyperlab.tracking import drain
 from test_sweep import QUICK, hyperlab, load
 

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from conftest import Compose
 from hyperlab import tracking
-from hyperlab.runner import Job, run
+from hyperlab.run import Job, run
 
 EPOCH_METRICS = {"train_loss", "train_acc", "dev_loss", "dev_acc", "lr"}
 
@@ -77,7 +77,7 @@ def test_run_records_params_metrics_artifacts_and_tags(
 
 def test_same_config_and_seed_give_the_same_metrics(cfg: Compose) -> None:
     config = cfg("epochs=3", "regularization=dropout", "normalization=batchnorm")
-    from hyperlab.runner import run as run_again
+    from hyperlab.run import run as run_again
 
     histories = []
     for _ in range(2):

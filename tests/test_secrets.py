@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from conftest import Compose
 from hyperlab import tracking
 from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_records, masked
-from hyperlab.runner import Job, run
+from hyperlab.run import Job, run
 from hyperlab.search import study
 from hyperlab.search.setup import setup_of
 from hyperlab.tracking import tracker

@@ -211,7 +211,7 @@ def main(cfg: DictConfig) -> float:
                 )
             cfg, overrides, checkpoint = _resumed(cfg, overrides)  # validated there
         if cfg.task == "gradcheck":
-            from hyperlab.runner import check_gradients
+            from hyperlab.gradcheck import check_gradients
 
             worst = check_gradients(cfg)
             sys.exit(0 if worst < cfg.gradcheck.fail_at else 1)
@@ -223,7 +223,7 @@ def main(cfg: DictConfig) -> float:
         _retest(cfg, overrides)
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
-    from hyperlab.runner import Job
+    from hyperlab.run import Job
 
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_ID
     job = Job(

@@ -7,6 +7,9 @@ differences, all parameters flattened into one vector theta, in float64.
 About 1e-7 is great; 1e-5 deserves a closer look; 1e-3 or more is a bug. J includes the
 L2 term; dropout is turned off, since its random masks make J a different function at
 every evaluation.
+
+check_gradients is the task (task=gradcheck): the check on a configured model, its memory
+estimate, and the report.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ import bisect
 import copy
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
+from rich.table import Table
 from torch import nn
 
+from hyperlab import display
+from hyperlab.errors import ConfigError
 from hyperlab.models import l2_penalty
+from hyperlab.run import fit_parts, prepare
 
 GREAT, CLOSER = 1e-6, 1e-4
 
@@ -132,3 +141,98 @@ def gradient_check(
             worst.append((name, (a - b).norm().item() / denom if denom else 0.0))
     worst.sort(key=lambda nv: nv[1], reverse=True)
     return Check(difference, len(index), total, worst)
+
+
+# --- the task: task=gradcheck -------------------------------------------------------------
+
+
+def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
+    """task=gradcheck: backprop against two-sided differences on a training batch, at the
+    initialization and optionally again after some epochs. Returns the largest difference."""
+    config, parts = prepare(cfg, check=_check_size)
+    settings, reg = config["gradcheck"], config["regularization"]
+    x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
+    m = len(parts.data.y_train)
+    console = display.console
+    if reg["keep_prob"] < 1:
+        console.print(
+            f"dropout (keep_prob={reg['keep_prob']}) is turned off for the check: "
+            "its random masks make the cost a different function at every evaluation"
+        )
+    stages = [("at initialization", 0)]
+    if settings["after_epochs"]:
+        stages.append((f"after {settings['after_epochs']} epochs", settings["after_epochs"]))
+    worst = 0.0
+    for label, epochs in stages:
+        if epochs:
+            fit_parts(config, parts, torch.Generator().manual_seed(config["seed"]), epochs=epochs)
+        check = gradient_check(
+            parts.model,
+            x,
+            y,
+            l2=reg["l2"],
+            m=m,
+            eps=settings["eps"],
+            max_components=settings["max_components"],
+            seed=config["seed"],
+        )
+        worst = max(worst, check.difference)
+        _report(label, check, settings["eps"], reg["l2"])
+    console.print("scale: about 1e-7 great; 1e-5 look closer; 1e-3 or more a bug")
+    return worst
+
+
+def _report(label: str, check: Check, eps: float, l2: float) -> None:
+    console = display.console
+    console.print(
+        f"[bold]gradient check {label}[/]: {check.checked} of {check.total} components, "
+        f"eps={eps:g}, L2 lambda={l2:g}\n"
+        f"  ||approx - grad|| / (||approx|| + ||grad||) = {check.difference:.3e}  ->  "
+        f"{check.verdict}"
+    )
+    table = Table(title="parameters by their own difference", title_justify="left")
+    table.add_column("parameter")
+    table.add_column("difference", justify="right")
+    for name, diff in check.worst[:5]:
+        table.add_row(name, f"{diff:.3e}")
+    console.print(table)
+
+
+def _check_size(config: Mapping[str, Any], sizes: list[int], memory: int | None) -> None:
+    """A gradient check whose float64 copy of the model, its gradient and the compared
+    components (bytes_needed) exceed the machine's memory fails here, before the model is
+    built: the kernel would otherwise kill the check without a word."""
+    model, settings = config["model"], config["gradcheck"]
+    weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+    def need(sample: int) -> int:
+        return bytes_needed(
+            weights,
+            sample if 0 < sample < weights else weights,
+            largest=max(a * b for a, b in itertools.pairwise(sizes)),
+            activations=settings["batch"] * sum(sizes),
+            l2=config["regularization"]["l2"] > 0,
+            trained=settings["after_epochs"] > 0,
+        )
+
+    needed = need(settings["max_components"])
+    if not memory or needed <= memory:
+        return
+    sample = 1000
+    smaller = "a smaller model of the same design, e.g. model.hidden_units=128"
+    fix = (
+        f"check a sample of the components, e.g. gradcheck.max_components={sample} (about "
+        f"{need(sample) / 2**30:.3g} GiB), or {smaller}"
+        if need(sample) <= memory and settings["max_components"] != sample
+        else f"check {smaller}: its backprop is the same code (gradcheck.max_components "
+        "bounds the components compared, not the float64 copy)"
+    )
+    checked = settings["max_components"] if 0 < settings["max_components"] < weights else weights
+    raise ConfigError(
+        f"task=gradcheck with model.hidden_units={model['hidden_units']}, "
+        f"model.layers={model['layers']}: the check needs about {needed / 2**30:.3g} GiB "
+        f"(a float64 copy of the model's {weights:.3g} weights and its gradient, beside the "
+        f"model, and {checked:.3g} components compared), more than this machine's "
+        f"{memory / 2**30:.3g} GiB of memory",
+        fix,
+    )

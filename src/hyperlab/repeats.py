@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperlab import display
 from hyperlab.build import build_data
 from hyperlab.errors import masked
-from hyperlab.runner import Job, run
+from hyperlab.run import Job, run
 from hyperlab.tracking import default_tags, params_of, start_run
 from hyperlab.validate import validate
 

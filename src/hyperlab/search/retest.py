@@ -21,7 +21,7 @@ from hyperlab.allowlist import check_unwidened, stored
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.overrides import override_key
 from hyperlab.repeats import Spread, train
-from hyperlab.runner import Job
+from hyperlab.run import Job
 from hyperlab.schema import RETEST_KEYS
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.setup import Compose

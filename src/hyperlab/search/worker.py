@@ -207,7 +207,7 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
     from optuna.trial import TrialState
 
     from hyperlab.repeats import train
-    from hyperlab.runner import Job
+    from hyperlab.run import Job
     from hyperlab.search import study
     from hyperlab.search.trial import PruningReporter
     from hyperlab.tracking import TrackingError

@@ -1,0 +1,430 @@
+"""run(config) -> objective: one training job, as the CLI, the sweeper and the tests call it.
+
+Top to bottom as run() calls them: prepare (validate, build the parts), resume from a
+checkpoint, open the MLflow run, fit with listeners, record a run that ended early (the
+outcome sorting), finish (the final evaluation, recorded) and summarize."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from omegaconf import DictConfig
+
+from hyperlab import display, stops
+from hyperlab.build import Parts, build, build_data
+from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
+from hyperlab.checkpoint import Checkpoint, Checkpointer
+from hyperlab.data import Splits
+from hyperlab.diagnose import Reading, bias_variance
+from hyperlab.errors import ConfigError, masked
+from hyperlab.loop import Diverged, Listener, evaluate, fit
+from hyperlab.models import hidden_sizes
+from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
+from hyperlab.validate import validate
+
+
+@dataclass
+class Job:
+    """What the caller knows about a job beyond its config."""
+
+    choices: Mapping[str, str] = field(default_factory=dict)  # group -> option
+    overrides: Sequence[str] = ()
+    command: str = "hyperlab"
+    parent_run_id: str | None = None
+    listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
+    tags: Mapping[str, str] = field(default_factory=dict)
+    run_name: str = ""  # default: the overrides
+    output_dir: Path | None = None  # learning curve and checkpoints (default: a temp dir)
+    resume: Checkpoint | None = None  # continue from this checkpoint
+    timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
+    # Filled in: data.sha256, the hash of the data trained on (one dict for seed repeats)
+    found: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None  # filled in: the MLflow run, once it is closed
+
+
+def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
+    """Train the configured model and return the objective (NaN when training diverged).
+
+    Bad config values raise ConfigError and bad data DataError, before anything is
+    recorded."""
+    job = job or Job()
+    start = time.perf_counter()
+    config, parts = prepare(cfg)
+    job.timings["build"] = time.perf_counter() - start
+    job.found["data.sha256"] = parts.data.sha256
+    generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
+    start_epoch, resume_tags = _resume(config, parts, generator, job.resume)
+    _announce(config, parts.data, job.choices)
+    record = _open(config, job, parts.data.sha256, resume_tags)
+    progress = (
+        display.ProgressDisplay(config["epochs"], start_epoch) if config["progress"] else None
+    )
+    listeners = _listeners(config, parts, generator, job, record, progress)
+    start = time.perf_counter()
+    try:
+        with progress or contextlib.nullcontext():
+            history = fit_parts(
+                config, parts, generator, listeners=listeners, start_epoch=start_epoch
+            )
+    except BaseException as e:
+        _end_early(e, config, job, record)
+        if isinstance(e, Diverged):
+            return math.nan
+        raise
+    job.timings["fit"] = time.perf_counter() - start
+    # Trained: a stop from here on would lose the result for a moment's work. It is kept
+    # for the caller (stops.take), which records this run as it ended, then stops.
+    with stops.held(until_checked=True):
+        final = _finish(config, parts, history, job, record, start_epoch)
+        _summarize(config, final, job, record)
+    return final.value
+
+
+# A limit on what a config may ask of this machine: (config, the model's layer sizes from
+# input to output, the machine's memory in bytes or None where unknown) -> None, or raises.
+SizeCheck = Callable[[Mapping[str, Any], list[int], int | None], None]
+
+
+def prepare(
+    cfg: DictConfig | Mapping[str, Any], *, check: SizeCheck | None = None
+) -> tuple[dict[str, Any], Parts]:
+    """Check the config, set threads and the seed, and build the parts of a run. `check`
+    refuses, before the model is built, what another task (the gradient check) would need
+    beyond the memory training takes."""
+    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])  # initialization and dropout masks
+    data = build_data(config["dataset"])  # kept: build() below gets the same splits
+    model = config["model"]
+    sizes = [
+        data.n_features,
+        *hidden_sizes(model["hidden_units"], model["layers"]),
+        data.n_classes,
+    ]
+    memory = _memory_bytes()
+    _check_model_size(config, sizes, memory)
+    if check:
+        check(config, sizes, memory)
+    try:
+        return config, build(config)
+    except Exception as e:  # torch's allocator error comes wrapped by Hydra's instantiate
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        lines = str(e).splitlines() or [type(e).__name__]
+        why = next((line for line in lines if "allocate" in line), lines[0])
+        raise _too_big(config, f"the model cannot be allocated ({why.strip()})") from None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_model_size(config: Mapping[str, Any], sizes: list[int], memory: int | None) -> None:
+    """A model whose weights, gradients and optimizer state exceed the machine's memory
+    fails here, before torch allocates it (a typo such as model.hidden_units=1000000 would
+    otherwise exhaust the memory or stop with an allocator's traceback)."""
+    weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    # float32 weights, their gradients and up to two optimizer moments (Adam)
+    if memory and weights * 4 * 4 > memory:
+        raise _too_big(
+            config,
+            f"the model has {weights:.3g} weights: with their gradients and the optimizer's "
+            f"state that is {weights * 16 / 2**30:.3g} GiB, more than this machine's "
+            f"{memory / 2**30:.3g} GiB of memory",
+        )
+
+
+def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
+    model = config["model"]
+    return ConfigError(
+        f"model.hidden_units={model['hidden_units']}, model.layers={model['layers']}: {why}",
+        "use fewer hidden units or layers, e.g. model.hidden_units=128",
+    )
+
+
+def _resume(
+    config: Mapping[str, Any],
+    parts: Parts,
+    generator: torch.Generator,
+    ckpt: Checkpoint | None,
+) -> tuple[int, dict[str, str]]:
+    """The epoch to start at, and the tags saying where from: with a checkpoint, its
+    model, optimizer and shuffle state restored."""
+    if ckpt is None:
+        return 0, {}
+    if config["epochs"] <= ckpt.epoch:
+        raise ConfigError(
+            f"epochs={config['epochs']}: the checkpoint has trained {ckpt.epoch} epochs already",
+            f"ask for more in all, e.g. epochs={ckpt.epoch + max(ckpt.epoch, 10)}",
+        )
+    ckpt.restore(parts.model, parts.optimizer, generator)
+    return ckpt.epoch, {
+        "hyperlab.resumed_from": ckpt.run_id,
+        "hyperlab.resumed_at_epoch": str(ckpt.epoch),
+        "hyperlab.resumed_checkpoint": str(ckpt.path),
+    }
+
+
+def _announce(config: Mapping[str, Any], data: Splits, choices: Mapping[str, str]) -> None:
+    """One line on what is trained on what, with the progress display on."""
+    if not config["progress"]:
+        return
+    header = (
+        f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}: "
+        f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
+        f"{data.n_features} features, {data.n_classes} classes; "
+        f"{choices.get('optimizer', 'optimizer')} lr={config['lr']:g}, "
+        f"{config['epochs']} epochs, batch {config['batch_size']}"
+    )
+    display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Where a run is recorded: its MLflow run (None with tracking off), its directory
+    (learning curve, checkpoints), and the learning curve's file and title."""
+
+    tracker: Tracker | None
+    out: Path
+    curve: Path | None
+    title: str
+
+    def close(
+        self,
+        status: str,
+        tags: Mapping[str, str],
+        metrics: Mapping[str, float] = {},
+        step: int = 0,
+    ) -> str:
+        """End the MLflow run with `status` and draw its curve; return the run's id."""
+        assert self.tracker, "closed with tracking off"
+        return self.tracker.finish(
+            status, metrics=metrics, step=step, tags=tags, curve=self.curve, title=self.title
+        )
+
+
+def _open(
+    config: Mapping[str, Any], job: Job, sha256: str, resume_tags: Mapping[str, str]
+) -> _Record:
+    """Start the MLflow run, with tracking on: the params, the tags, the config."""
+    tracking = config["tracking"]
+    tracker = None
+    if tracking["enabled"]:
+        tracker = Tracker(
+            tracking["uri"],
+            tracking["experiment"],
+            artifact_root=tracking["artifacts"],
+            run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
+            parent_run_id=job.parent_run_id,
+            params={**params_of(config, job.choices), "data.sha256": sha256},
+            tags={**default_tags(job.command), **resume_tags, **job.tags},
+            # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
+            # masked in every param, tag and artifact; the Tracker masks them as well.
+            artifacts={
+                "config.yaml": _yaml(masked(config)),
+                "overrides.yaml": _yaml(masked(list(job.overrides))),
+            },
+            flush_seconds=tracking["flush_seconds"],
+        )
+    out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
+    curve = out / "learning_curve.png" if tracking["curve"] else None
+    return _Record(tracker, out, curve, masked(f"hyperlab {' '.join(job.overrides)}"))
+
+
+def _yaml(data: Any) -> str:
+    """YAML text, by libyaml where PyYAML has it: ten times faster than the pure-Python
+    dumper, which cost 10 ms per config, every trial of a study."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=dumper, sort_keys=False)  # type: ignore[no-any-return]
+
+
+def _listeners(
+    config: Mapping[str, Any],
+    parts: Parts,
+    generator: torch.Generator,
+    job: Job,
+    record: _Record,
+    progress: display.ProgressDisplay | None,
+) -> list[Listener]:
+    """Who hears of each epoch, in this order: the tracker, the checkpointer (it saves
+    before a pruner among the job's listeners may stop the run), the job's listeners and
+    the progress bar."""
+    tracker = record.tracker
+    checkpointer = None
+    if config["checkpoint"]["every"]:
+        checkpointer = Checkpointer(
+            record.out / CHECKPOINT_DIR,
+            config["checkpoint"]["every"],
+            config["epochs"],
+            parts.model,
+            parts.optimizer,
+            generator,
+            # A checkpoint replays its run's overrides on resume, and is logged to MLflow:
+            # an override holding a password stays out (give it again).
+            [o for o in job.overrides if masked(o) == o],
+            run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
+            on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
+            if tracker
+            else (lambda p: None),
+        )
+    found = [tracker, checkpointer, *job.listeners, progress]
+    return [listener for listener in found if listener is not None]
+
+
+def fit_parts(
+    config: Mapping[str, Any],
+    parts: Parts,
+    generator: torch.Generator,
+    *,
+    epochs: int | None = None,
+    listeners: Sequence[Listener] = (),
+    start_epoch: int = 0,
+) -> list[dict[str, float]]:
+    """Train the parts as the config says, for `epochs` (default: the config's)."""
+    data = parts.data
+    return fit(
+        parts.model,
+        parts.optimizer,
+        parts.schedule,
+        (data.x_train, data.y_train),
+        (data.x_dev, data.y_dev),
+        lr=config["lr"],
+        epochs=config["epochs"] if epochs is None else epochs,
+        batch_size=config["batch_size"],
+        l2=config["regularization"]["l2"],
+        weights=parts.model.weights,
+        generator=generator,
+        listeners=listeners,
+        start_epoch=start_epoch,
+    )
+
+
+def _outcome(e: BaseException, lr: float) -> tuple[str, dict[str, str]]:
+    """How a run that did not finish ends in MLflow: its status (FAILED when it diverged
+    or failed, KILLED when pruned or stopped) and the tags saying why."""
+    if isinstance(e, Diverged):
+        outcome = "diverged"
+        reason = f"{e}; lower the learning rate (lr={lr:g}) or check the data"
+    else:
+        stopped = isinstance(e, stops.STOPS)
+        outcome = "pruned" if _is_pruned(e) else "stopped" if stopped else "failed"
+        reason = f"stopped by {stops.describe(e)}" if stopped else f"{type(e).__name__}: {e}"
+    status = "KILLED" if outcome in ("pruned", "stopped") else "FAILED"
+    return status, {"hyperlab.failure_reason": reason, "hyperlab.outcome": outcome}
+
+
+def _is_pruned(e: BaseException) -> bool:
+    return type(e).__name__ == "TrialPruned"
+
+
+def _end_early(e: BaseException, config: Mapping[str, Any], job: Job, record: _Record) -> None:
+    """Record a run that did not finish: diverged (said on stderr too), or pruned, stopped
+    or failed (then the error goes on up)."""
+    status, tags = _outcome(e, config["lr"])
+    if isinstance(e, Diverged):
+        reason = tags["hyperlab.failure_reason"]
+        display.error_console.print(f"[bold red]diverged:[/] {display.plain(reason)}")
+        if record.tracker:
+            record.close(status, tags)
+    elif record.tracker:
+        # The original error matters more than a failure to record it.
+        with contextlib.suppress(TrackingError):
+            job.run_id = record.close(status, tags)
+
+
+@dataclass(frozen=True)
+class _Final:
+    """A trained run's end: loss and accuracy per split, the bias/variance reading, and
+    the objective's metric and value."""
+
+    splits: dict[str, tuple[float, float]]
+    reading: Reading
+    metric: str
+    value: float
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "test_loss": self.splits["test"][0],
+            "test_acc": self.splits["test"][1],
+            "train_error": 1 - self.splits["train"][1],
+            "dev_error": 1 - self.splits["dev"][1],
+        }
+
+    def tags(self, direction: str) -> dict[str, str]:
+        return {
+            "hyperlab.bias_variance": self.reading.verdict,
+            "hyperlab.avoidable_bias": f"{self.reading.avoidable_bias:.4f}",
+            "hyperlab.variance": f"{self.reading.variance:.4f}",
+            "hyperlab.next_step": self.reading.advice,
+            "hyperlab.objective": f"{self.metric} ({direction})",
+            "hyperlab.outcome": "complete",
+        }
+
+
+def _finish(
+    config: Mapping[str, Any],
+    parts: Parts,
+    history: list[dict[str, float]],
+    job: Job,
+    record: _Record,
+    start_epoch: int,
+) -> _Final:
+    """The learning curve of an untracked run, the final evaluation, and the run recorded
+    as FINISHED."""
+    if record.curve and record.tracker is None and job.output_dir:
+        from hyperlab.curves import draw
+
+        epochs = range(start_epoch, config["epochs"])
+        draw(
+            {k: list(zip(epochs, [h[k] for h in history], strict=True)) for k in history[0]},
+            record.curve,
+            record.title,
+        )
+    start = time.perf_counter()
+    splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in ("train", "dev", "test")}
+    reading = bias_variance(
+        1 - splits["train"][1],
+        1 - splits["dev"][1],
+        config["bayes_error"],
+        config["diagnosis_threshold"],
+    )
+    metric = config["objective"]["metric"]
+    final = _Final(splits, reading, metric, history[-1][metric])
+    if record.tracker:
+        job.run_id = record.close(
+            "FINISHED",
+            final.tags(config["objective"]["direction"]),
+            final.metrics(),
+            step=config["epochs"] - 1,
+        )
+    job.timings["finish"] = time.perf_counter() - start
+    return final
+
+
+def _summarize(config: Mapping[str, Any], final: _Final, job: Job, record: _Record) -> None:
+    """The end-of-run table, with the progress display on."""
+    if config["progress"]:
+        tracked = record.tracker is not None
+        display.summary(
+            "final evaluation (eval mode)",
+            final.splits,
+            final.reading,
+            (final.metric, final.value),
+            job.run_id if tracked else None,
+            masked(config["tracking"]["uri"]) if tracked else None,
+        )
