@@ -247,7 +247,6 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
         listeners.append(progress)
 
     start = time.perf_counter()
-    reg = config["regularization"]
     try:
         if progress:
             progress.__enter__()
@@ -261,7 +260,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 lr=config["lr"],
                 epochs=config["epochs"],
                 batch_size=config["batch_size"],
-                l2=reg["l2"],
+                l2=parts.regularization.l2,
                 weights=parts.model.weights,
                 generator=generator,
                 listeners=listeners,
