@@ -379,13 +379,13 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
     from hyperlab.gradcheck import gradient_check
 
     config, parts = _prepare(cfg, gradcheck=True)
-    settings, reg = config["gradcheck"], config["regularization"]
+    settings, reg = config["gradcheck"], parts.regularization
     x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
     m = len(parts.data.y_train)
     console = display.console
-    if reg["keep_prob"] < 1:
+    if reg.keep_prob < 1:
         console.print(
-            f"dropout (keep_prob={reg['keep_prob']}) is turned off for the check: "
+            f"dropout (keep_prob={reg.keep_prob}) is turned off for the check: "
             "its random masks make the cost a different function at every evaluation"
         )
     stages = [("at initialization", 0)]
@@ -403,7 +403,7 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
                 lr=config["lr"],
                 epochs=epochs,
                 batch_size=config["batch_size"],
-                l2=reg["l2"],
+                l2=reg.l2,
                 weights=parts.model.weights,
                 generator=torch.Generator().manual_seed(config["seed"]),
             )
@@ -411,7 +411,7 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
             parts.model,
             x,
             y,
-            l2=reg["l2"],
+            l2=reg.l2,
             m=m,
             eps=settings["eps"],
             max_components=settings["max_components"],
@@ -420,7 +420,7 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
         worst = max(worst, check.difference)
         console.print(
             f"[bold]gradient check {label}[/]: {check.checked} of {check.total} components, "
-            f"eps={settings['eps']:g}, L2 lambda={reg['l2']:g}\n"
+            f"eps={settings['eps']:g}, L2 lambda={reg.l2:g}\n"
             f"  ||approx - grad|| / (||approx|| + ||grad||) = {check.difference:.3e}  ->  "
             f"{check.verdict}"
         )
