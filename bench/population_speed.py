@@ -29,9 +29,9 @@ import time
 
 import torch
 
-from hyperlab import data, optim
+from hyperlab import data, init, optim
 from hyperlab.loop import Metrics, fit
-from hyperlab.models import MLP, Init
+from hyperlab.models import MLP, batchnorm
 from hyperlab.population import Member, fit_population
 from hyperlab.schedules import Constant
 
@@ -47,13 +47,13 @@ def splits(name: str) -> tuple[Split, Split, int, int]:
 
 
 def members(task: str, k: int, n_features: int, n_classes: int) -> list[Member]:
-    hidden, norm = ([10, 5], "none") if task == "moons" else ([128, 128], "batchnorm")
+    hidden, norm = ([10, 5], None) if task == "moons" else ([128, 128], batchnorm())
     out = []
     for i in range(k):
         lr = 10 ** (-4 + 3 * i / max(k - 1, 1))
         torch.manual_seed(i)
         model = MLP(n_features, n_classes, hidden, normalization=norm)
-        Init("he")(model)
+        init.he(model)
         out.append(Member(model, optim.adam(model.parameters(), lr=lr), Constant(), lr=lr, seed=i))
     return out
 

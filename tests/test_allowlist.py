@@ -127,7 +127,7 @@ def test_prefixes_end_with_a_dot_or_name_one_thing() -> None:
         ),
         # Hydra resolves targets inside _args_ lists too.
         (
-            ["+model.extra={_target_:hyperlab.models.Init,_args_:[{_target_:builtins.bytes}]}"],
+            ["+model.extra={_target_:hyperlab.models.MLP,_args_:[{_target_:builtins.bytes}]}"],
             "model.extra._args_.0._target_=builtins.bytes",
         ),
         # Outside any group that is built: still refused.
@@ -167,7 +167,7 @@ def test_the_builder_checks_again_before_it_builds(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("lr._target_=builtins.open")):
         _instantiate(nested)
     with pytest.raises(ConfigError, match=re.escape("args_.0._target_=builtins.open")):
-        build.instantiate({"_target_": "hyperlab.models.Init", "_args_": [node]})
+        build.instantiate({"_target_": "hyperlab.models.MLP", "_args_": [node]})
     assert victim.read_text() == "precious"
 
 

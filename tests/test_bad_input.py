@@ -259,6 +259,7 @@ CASES = [
     Case("retry_seconds<0", config("sweep.retry_seconds=-5"), "a number >= 0"),
     Case("flush_seconds<0", config("tracking.flush_seconds=-1"), "a number >= 0"),
     Case("batchnorm batch 1", config("normalization=batchnorm", "batch_size=1"), "at least 2"),
+    Case("init label alone", config("init.scheme=xavier"), "it does not choose it"),
     Case(
         "unset env var",
         config("lr=${oc.env:HYPERLAB_TEST_UNSET_VARIABLE}"),
@@ -565,6 +566,7 @@ CLI = [
     ("hydra override syntax", ["lr=[1,2"], 1, "no viable alternative"),
     ("model too big", ["model.hidden_units=10000000"], 2, "more than this machine's"),
     ("tracking scheme", ["tracking.uri=bogus://x"], 2, "MLflow has no store for bogus://"),
+    ("label alone", ["normalization.kind=batchnorm"], 2, "e.g. normalization=batchnorm"),
     (
         "space range",
         ["search=lr", "search.params.lr.low=-1", "search.params.lr.scale=linear"],

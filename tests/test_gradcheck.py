@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from hyperlab import init, models
 from hyperlab.gradcheck import gradient_check
-from hyperlab.models import MLP, Init
+from hyperlab.models import MLP
 
 
 class HalfGradTanh(torch.autograd.Function):
@@ -32,7 +33,7 @@ class BuggyTanh(nn.Module):
 
 def small_model(**kw: object) -> MLP:
     torch.manual_seed(0)
-    return Init("xavier")(MLP(4, 3, hidden_units=6, layers=2, activation="tanh", **kw))  # type: ignore[arg-type, return-value]
+    return init.xavier(MLP(4, 3, hidden_units=6, layers=2, activation="tanh", **kw))  # type: ignore[arg-type, return-value]
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,13 +43,14 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("normalization", ["none", "batchnorm", "layernorm"])
 def test_a_correct_model_passes(normalization: str) -> None:
-    check = gradient_check(small_model(normalization=normalization), *batch(), l2=0.7, m=100)
+    norm = getattr(models, normalization)()  # the function conf/normalization/<name> names
+    check = gradient_check(small_model(normalization=norm), *batch(), l2=0.7, m=100)
     assert check.difference < 1e-7
     assert check.verdict.startswith("great")
     assert (
         check.checked
         == check.total
-        == sum(p.numel() for p in small_model(normalization=normalization).parameters())
+        == sum(p.numel() for p in small_model(normalization=norm).parameters())
     )
 
 

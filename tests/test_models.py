@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyperlab.models import MLP, Init, l2_penalty
+from hyperlab import init
+from hyperlab.models import MLP, batchnorm, l2_penalty, layernorm, none
+
+NORMALIZATIONS = {"none": none, "batchnorm": batchnorm, "layernorm": layernorm}
 
 
 def test_hidden_layers_from_units_and_layers_or_a_list() -> None:
@@ -23,7 +26,7 @@ def test_softmax_regression_is_one_linear_layer() -> None:
 
 
 def test_batchnorm_drops_the_hidden_bias_and_uses_the_course_beta() -> None:
-    model = MLP(4, 2, hidden_units=6, layers=2, normalization="batchnorm", running_beta=0.8)
+    model = MLP(4, 2, hidden_units=6, layers=2, normalization=batchnorm(running_beta=0.8))
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert [m.bias is None for m in linears] == [True, True, False]
     bn = next(m for m in model if isinstance(m, nn.BatchNorm1d))
@@ -37,7 +40,7 @@ def test_batchnorm_drops_the_hidden_bias_and_uses_the_course_beta() -> None:
 
 def test_batchnorm_evaluates_with_running_averages() -> None:
     torch.manual_seed(0)
-    model = MLP(3, 2, hidden_units=4, layers=1, normalization="batchnorm", norm_eps=1e-5)
+    model = MLP(3, 2, hidden_units=4, layers=1, normalization=batchnorm(eps=1e-5))
     model.train()
     for _ in range(5):
         model(torch.randn(16, 3) * 3 + 1)
@@ -70,7 +73,7 @@ def test_inverted_dropout_keeps_the_expected_activation() -> None:
 @pytest.mark.parametrize(("scheme", "std"), [("he", 2.0), ("xavier", 1.0)])
 def test_variance_scaled_inits(scheme: str, std: float) -> None:
     torch.manual_seed(0)
-    model = Init(scheme)(MLP(400, 2, hidden_units=300, layers=1))
+    model = getattr(init, scheme)(MLP(400, 2, hidden_units=300, layers=1))
     w = model[0].weight
     assert w.std().item() == pytest.approx(math.sqrt(std / 400), rel=0.02)
     assert w.mean().item() == pytest.approx(0.0, abs=0.002)
@@ -78,10 +81,10 @@ def test_variance_scaled_inits(scheme: str, std: float) -> None:
 
 
 def test_zeros_and_random_large_inits() -> None:
-    model = Init("zeros")(MLP(5, 2, hidden_units=4, layers=1))
+    model = init.zeros(MLP(5, 2, hidden_units=4, layers=1))
     assert all(p.abs().sum() == 0 for p in model.parameters())
     torch.manual_seed(0)
-    model = Init("random_large", scale=10.0)(MLP(500, 2, hidden_units=400, layers=1))
+    model = init.random_large(MLP(500, 2, hidden_units=400, layers=1), scale=10.0)
     assert model[0].weight.std().item() == pytest.approx(10.0, rel=0.02)
 
 
@@ -99,7 +102,7 @@ def test_l2_penalty_value_and_gradient() -> None:
 
 
 def test_l2_covers_weights_only() -> None:
-    model = MLP(3, 2, hidden_units=4, layers=2, normalization="batchnorm")
+    model = MLP(3, 2, hidden_units=4, layers=2, normalization=batchnorm())
     assert [tuple(w.shape) for w in model.weights] == [(4, 3), (4, 4), (2, 4)]
 
 
@@ -109,10 +112,9 @@ def test_gradients_pass_a_two_sided_finite_difference_check(
     normalization: str, activation: str
 ) -> None:
     torch.manual_seed(0)
-    model = MLP(
-        4, 3, hidden_units=5, layers=2, activation=activation, normalization=normalization
-    ).double()
-    Init("xavier")(model)
+    norm = NORMALIZATIONS[normalization]()
+    model = MLP(4, 3, hidden_units=5, layers=2, activation=activation, normalization=norm)
+    init.xavier(model.double())
     with torch.no_grad():  # non-zero biases: ReLU's kink at exactly 0 is not differentiable
         for p in model.parameters():
             if p.ndim == 1:
@@ -145,7 +147,14 @@ def test_the_validator_knows_the_builders_names() -> None:
     from hyperlab import models, validate
 
     assert set(validate.ACTIVATIONS) == set(models.ACTIVATIONS)
-    for kind in validate.NORMALIZATIONS:
-        MLP(2, 2, hidden_units=3, layers=1, normalization=kind)
-    for scheme in validate.INIT_SCHEMES:
-        Init(scheme)(MLP(2, 2, hidden_units=3, layers=1))
+
+
+def test_layer_norm_and_no_normalization_keep_the_hidden_bias() -> None:
+    model = MLP(4, 2, hidden_units=6, layers=1, normalization=layernorm(eps=1e-3))
+    assert [type(m) for m in model] == [nn.Linear, nn.LayerNorm, nn.ReLU, nn.Linear]
+    assert model[0].bias is not None and model[1].eps == 1e-3
+    assert [type(m) for m in MLP(4, 2, hidden_units=6, layers=1, normalization=none())] == [
+        nn.Linear,
+        nn.ReLU,
+        nn.Linear,
+    ]

@@ -10,10 +10,10 @@ import torch
 from sklearn.datasets import make_moons
 
 from conftest import Compose
-from hyperlab import optim
+from hyperlab import init, models, optim
 from hyperlab.build import Parts, build
 from hyperlab.loop import Diverged, Metrics, fit
-from hyperlab.models import MLP, Init
+from hyperlab.models import MLP
 from hyperlab.population import Member, Population, fit_population, groups, structure
 from hyperlab.schedules import Constant, InverseTime
 from hyperlab.validate import validate
@@ -52,8 +52,9 @@ def member(
 ) -> Member:
     """The trial as hyperlab builds it: seeded, initialized, its own optimizer."""
     torch.manual_seed(seed)
-    model = MLP(2, 2, [10, 5], normalization=normalization, keep_prob=keep_prob)
-    Init("he")(model)
+    norm = getattr(models, normalization)()  # the function conf/normalization/<name> names
+    model = MLP(2, 2, [10, 5], normalization=norm, keep_prob=keep_prob)
+    init.he(model)
     opt = getattr(optim, kind)(model.parameters(), lr=lr, **{**SETTINGS[kind], **settings})
     return Member(model, opt, schedule or Constant(), lr=lr, seed=seed, l2=l2)
 
@@ -232,7 +233,7 @@ def test_members_built_from_configs_train_as_their_runs_would(cfg: Compose) -> N
             parts.schedule,
             lr=config["lr"],
             seed=config["seed"],
-            l2=config["regularization"]["l2"],
+            l2=parts.regularization.l2,
         )
         return member, parts
 

@@ -40,10 +40,14 @@ def test_run_records_params_metrics_artifacts_and_tags(
         overrides=overrides,
         command="hyperlab " + " ".join(overrides),
     )
-    value = run(cfg(*overrides, tracking=True), job)
+    result = run(cfg(*overrides, tracking=True), job)
+    value = result.objective
     (r,) = runs_of(mlflow_uri, request.node.name)
     assert r.info.status == "FINISHED"
     p = r.data.params
+    # The result says which run recorded it, on which data, and where the time went.
+    assert result.run_id == r.info.run_id and result.data_sha256 == p["data.sha256"]
+    assert set(result.timings) == {"build", "fit", "finish"}
     assert p["optimizer"] == "momentum" and p["dataset"] == "digits"
     assert p["optimizer.beta"] == "0.95" and p["lr"] == "0.05" and p["optimizer.lr"] == "0.05"
     assert p["model.hidden_units"] == "128" and p["dataset.split.train"] == "0.7"
@@ -106,7 +110,7 @@ def test_objective_metric_is_configurable(cfg: Compose) -> None:
     value = run(
         cfg("epochs=2", "objective.metric=dev_loss", "objective.direction=minimize"),
         Job(listeners=[rec]),
-    )
+    ).objective
     assert value == rec.history[-1]["dev_loss"]
 
 
@@ -117,7 +121,7 @@ def test_divergence_stops_fails_the_run_and_returns_nan(
     value = run(
         cfg("optimizer=gd", "lr=1e6", "init=random_large", "epochs=10", tracking=True),
         Job(listeners=[rec]),
-    )
+    ).objective
     assert math.isnan(value)
     assert len(rec.history) < 10  # it stopped at once
     (r,) = runs_of(mlflow_uri, request.node.name)

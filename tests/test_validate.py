@@ -37,6 +37,9 @@ BAD = [
     ("model.activation=swish", "model.activation", "relu"),
     ("model.layers=-1", "model.layers", ">= 0"),
     ("init=random_large init.scale=0", "init.scale", "> 0"),
+    # A label names the option for the record: set alone, it would not change what is built.
+    ("init.scheme=xavier", "init.scheme='xavier'", "init=xavier"),
+    ("normalization.kind=bogus", "hyperlab.models.none", "normalization=bogus"),
     ("objective.metric=test_acc", "objective.metric", "dev_acc"),
     ("objective.direction=up", "objective.direction", "maximize"),
     ("bayes_error=1.5", "bayes_error", "[0, 1)"),

@@ -18,13 +18,14 @@ from hydra.errors import InstantiationException
 
 from hyperlab.allowlist import check_node
 from hyperlab.errors import DataError, HyperlabError
+from hyperlab.schema import LABELS
 
 if TYPE_CHECKING:
     import optuna
     from torch.optim import Optimizer
 
     from hyperlab.data import Splits
-    from hyperlab.models import MLP
+    from hyperlab.models import MLP, Regularization
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Parts:
     model: MLP
     optimizer: Optimizer
     schedule: Callable[[int], float]
+    regularization: Regularization
 
 
 def instantiate(node: Any, *, allow: Sequence[str] = (), **kwargs: Any) -> Any:
@@ -93,28 +95,47 @@ def _build_data(key: str) -> Splits:
     return dataclasses.replace(splits, sha256=content_hash(x, y, classes))
 
 
+def build_regularization(config: Mapping[str, Any]) -> Regularization:
+    """L2's lambda and dropout's keep_prob: read here alone (the model takes keep_prob, the
+    training loop l2)."""
+    return _instantiate(config["regularization"])  # type: ignore[no-any-return]
+
+
 def build_model(config: Mapping[str, Any], n_features: int, n_classes: int) -> MLP:
-    norm = config["normalization"]
-    model: MLP = _instantiate(
-        config["model"],
+    """The config's MLP, with its normalization layers and dropout, initialized."""
+    return _model(config, n_features, n_classes, build_regularization(config))
+
+
+def _model(
+    config: Mapping[str, Any], n_features: int, n_classes: int, regularization: Regularization
+) -> MLP:
+    # Called here, not through instantiate(), which would turn the layer factory into a
+    # config node.
+    model: MLP = _instantiate(config["model"], _partial_=True)(
         n_features=n_features,
         n_classes=n_classes,
-        normalization=norm["kind"],
-        norm_eps=norm.get("eps", 1e-5),
-        running_beta=norm.get("running_beta", 0.9),
-        keep_prob=config["regularization"]["keep_prob"],
+        normalization=_instantiate(_unlabelled(config, "normalization")),
+        keep_prob=regularization.keep_prob,
     )
-    _instantiate(config["init"])(model)
+    _instantiate(_unlabelled(config, "init"))(model)
     return model
 
 
+def _unlabelled(config: Mapping[str, Any], group: str) -> dict[str, Any]:
+    """The group's node without its label (schema.LABELS), which names the option for the
+    record and is no argument of the function."""
+    return {k: v for k, v in config[group].items() if k != LABELS.get(group)}
+
+
 def build(config: Mapping[str, Any]) -> Parts:
-    """Data, model (initialized), optimizer over the model's parameters, and lr schedule."""
+    """Data, model (initialized), optimizer over the model's parameters, lr schedule, and
+    the regularization (its l2 is the training loop's)."""
     data = build_data(config["dataset"])
-    model = build_model(config, data.n_features, data.n_classes)
+    regularization = build_regularization(config)
+    model = _model(config, data.n_features, data.n_classes, regularization)
     optimizer = _instantiate(config["optimizer"])(model.parameters())
     schedule = _instantiate(config["schedule"])
-    return Parts(data, model, optimizer, schedule)
+    return Parts(data, model, optimizer, schedule, regularization)
 
 
 def build_sampler(

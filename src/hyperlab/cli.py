@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -17,7 +18,7 @@ from hyperlab.display import exit_with
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.overrides import merge, override_key
 from hyperlab.schema import register
-from hyperlab.tracking import PARENT_RUN_ID
+from hyperlab.tracking import PARENT_RUN_ID, Tracker
 
 if TYPE_CHECKING:
     from hyperlab.checkpoint import Checkpoint
@@ -128,7 +129,7 @@ Config groups (group=option; * marks the default; conf/<group>/<option>.yaml):
 """
 
 
-def _stopped(cfg: DictConfig, run_id: str | None, e: BaseException) -> NoReturn:
+def _stopped(cfg: DictConfig, opened: Sequence[Tracker], e: BaseException) -> NoReturn:
     """Say what a stopped run left recorded, once it is written, and exit 128 + signal."""
     from hyperlab.tracking import TrackingError, drain
 
@@ -136,6 +137,7 @@ def _stopped(cfg: DictConfig, run_id: str | None, e: BaseException) -> NoReturn:
     if cfg.tracking.enabled:
         try:
             drain()
+            run_id = opened[0].run_id if len(opened) == 1 else None  # seed repeats: several
             recorded = (
                 f"MLflow run {run_id} is recorded as KILLED"
                 if run_id
@@ -226,6 +228,7 @@ def main(cfg: DictConfig) -> float:
     from hyperlab.run import Job
 
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_ID
+    opened: list[Tracker] = []  # the run's MLflow run, once opened: a stop's message names it
     job = Job(
         choices=_choices(overrides) if checkpoint else _choices(),
         overrides=overrides,
@@ -235,6 +238,7 @@ def main(cfg: DictConfig) -> float:
         if multirun and parent_file.is_file()
         else None,
         resume=checkpoint,
+        on_opened=opened.append,
     )
     if checkpoint:
         job.run_name = f"resumed at epoch {checkpoint.epoch}: {' '.join(overrides)}"
@@ -245,7 +249,7 @@ def main(cfg: DictConfig) -> float:
     except HyperlabError as e:
         exit_with(e)
     except stops.STOPS as e:
-        _stopped(cfg, job.run_id, e)
+        _stopped(cfg, opened, e)
     if math.isnan(value) and not multirun:
         sys.exit(1)  # diverged: a single run failed; in a multirun the other jobs go on
     return value

@@ -150,13 +150,13 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
     """task=gradcheck: backprop against two-sided differences on a training batch, at the
     initialization and optionally again after some epochs. Returns the largest difference."""
     config, parts = prepare(cfg, check=_check_size)
-    settings, reg = config["gradcheck"], config["regularization"]
+    settings, reg = config["gradcheck"], parts.regularization
     x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
     m = len(parts.data.y_train)
     console = display.console
-    if reg["keep_prob"] < 1:
+    if reg.keep_prob < 1:
         console.print(
-            f"dropout (keep_prob={reg['keep_prob']}) is turned off for the check: "
+            f"dropout (keep_prob={reg.keep_prob}) is turned off for the check: "
             "its random masks make the cost a different function at every evaluation"
         )
     stages = [("at initialization", 0)]
@@ -170,14 +170,14 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
             parts.model,
             x,
             y,
-            l2=reg["l2"],
+            l2=reg.l2,
             m=m,
             eps=settings["eps"],
             max_components=settings["max_components"],
             seed=config["seed"],
         )
         worst = max(worst, check.difference)
-        _report(label, check, settings["eps"], reg["l2"])
+        _report(label, check, settings["eps"], reg.l2)
     console.print("scale: about 1e-7 great; 1e-5 look closer; 1e-3 or more a bug")
     return worst
 

@@ -1,10 +1,10 @@
-"""Fully connected networks (softmax regression when there is no hidden layer) and their
-initialization, normalization, dropout and L2 penalty."""
+"""Fully connected networks (softmax regression when there is no hidden layer), their
+normalization layers, dropout and L2 penalty (initializations: hyperlab.init)."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,13 +25,42 @@ def hidden_sizes(hidden_units: int | Sequence[int], layers: int) -> list[int]:
     return [int(h) for h in hidden_units]
 
 
+@dataclass(frozen=True)
+class Normalization:
+    """What follows each hidden Linear layer, before its activation: `norm(width)` builds
+    the layer for `width` units. conf/normalization/<kind>.yaml names the function of the
+    same name below, which returns one (or None: no normalization)."""
+
+    layer: Callable[[int], nn.Module]
+    # Batch norm drops the Linear layer's bias: beta of the normalization replaces it,
+    # since subtracting the mini-batch mean removes any constant bias.
+    linear_bias: bool = True
+
+    def __call__(self, width: int) -> nn.Module:
+        return self.layer(width)
+
+
+def none() -> Normalization | None:
+    """No normalization: z goes straight to the activation."""
+    return None
+
+
+def batchnorm(eps: float = 1e-5, running_beta: float = 0.9) -> Normalization:
+    """Batch norm on z. At evaluation z is normalized with exponentially weighted averages
+    of the mini-batch means and variances: running = beta * running + (1 - beta) * batch."""
+    # torch's momentum weighs the new batch: the course's beta is 1 - momentum.
+    layer = functools.partial(nn.BatchNorm1d, eps=eps, momentum=1.0 - running_beta)
+    return Normalization(layer, linear_bias=False)
+
+
+def layernorm(eps: float = 1e-5) -> Normalization:
+    """Layer norm on z: each example over its units, the same in training and evaluation."""
+    return Normalization(functools.partial(nn.LayerNorm, eps=eps))
+
+
 class MLP(nn.Sequential):
     """Linear -> [norm] -> activation -> [inverted dropout], per hidden layer, then a linear
-    output of one logit per class (softmax is applied by the cross-entropy loss).
-
-    With batch norm the hidden Linear layers have no bias: beta of the normalization
-    replaces it, since subtracting the mini-batch mean removes any constant bias.
-    """
+    output of one logit per class (softmax is applied by the cross-entropy loss)."""
 
     def __init__(
         self,
@@ -40,22 +69,16 @@ class MLP(nn.Sequential):
         hidden_units: int | Sequence[int] = 128,
         layers: int = 2,
         activation: str = "relu",
-        normalization: str = "none",
-        norm_eps: float = 1e-5,
-        running_beta: float = 0.9,
+        normalization: Normalization | None = None,
         keep_prob: float = 1.0,
     ) -> None:
-        if normalization not in ("none", "batchnorm", "layernorm"):
-            raise ValueError(f"unknown normalization {normalization!r}")
         modules: list[nn.Module] = []
         width = n_features
+        bias = normalization is None or normalization.linear_bias
         for units in hidden_sizes(hidden_units, layers):
-            modules.append(nn.Linear(width, units, bias=normalization != "batchnorm"))
-            if normalization == "batchnorm":
-                # torch's momentum weighs the new batch: the course's beta is 1 - momentum.
-                modules.append(nn.BatchNorm1d(units, eps=norm_eps, momentum=1.0 - running_beta))
-            elif normalization == "layernorm":
-                modules.append(nn.LayerNorm(units, eps=norm_eps))
+            modules.append(nn.Linear(width, units, bias=bias))
+            if normalization is not None:
+                modules.append(normalization(units))
             modules.append(ACTIVATIONS[activation]())
             if keep_prob < 1.0:
                 # torch's Dropout is inverted dropout: it scales kept units by 1/keep_prob
@@ -72,35 +95,12 @@ class MLP(nn.Sequential):
 
 
 @dataclass(frozen=True)
-class Init:
-    """Weight initialization of every Linear layer; biases start at zero.
+class Regularization:
+    """conf/regularization/*.yaml: L2's lambda (the loop adds l2_penalty to the cost) and
+    dropout's keep_prob (the MLP's inverted dropout; 1 = off)."""
 
-    he: N(0, 2/n_in); xavier (the course's form): N(0, 1/n_in); zeros: 0;
-    random_large: N(0, 1) * scale.
-    """
-
-    scheme: str = "he"
-    scale: float = 10.0
-
-    def __call__(self, model: nn.Module) -> nn.Module:
-        with torch.no_grad():
-            for m in model.modules():
-                if not isinstance(m, nn.Linear):
-                    continue
-                n_in = m.in_features
-                if self.scheme == "he":
-                    m.weight.normal_(0.0, math.sqrt(2.0 / n_in))
-                elif self.scheme == "xavier":
-                    m.weight.normal_(0.0, math.sqrt(1.0 / n_in))
-                elif self.scheme == "zeros":
-                    m.weight.zero_()
-                elif self.scheme == "random_large":
-                    m.weight.normal_(0.0, 1.0).mul_(self.scale)
-                else:
-                    raise ValueError(f"unknown init scheme {self.scheme!r}")
-                if m.bias is not None:
-                    m.bias.zero_()
-        return model
+    l2: float = 0.0
+    keep_prob: float = 1.0
 
 
 def l2_penalty(weights: Sequence[torch.Tensor], lambd: float, m: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperlab import display
 from hyperlab.build import build_data
 from hyperlab.errors import masked
-from hyperlab.run import Job, run
+from hyperlab.run import Job, RunResult, run
 from hyperlab.tracking import default_tags, params_of, start_run
 from hyperlab.validate import validate
 
@@ -35,6 +35,7 @@ class Spread:
     mean: float
     std: float  # sample standard deviation (0 for one seed)
     objective: float  # the mean, or the bound: what a study sees
+    runs: tuple[RunResult, ...] = ()  # each seed's run, as it ended
 
     def describe(self) -> str:
         if len(self.values) == 1:
@@ -83,8 +84,9 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
     objective = config["objective"]
     repeats, first = config["repeats"], config["seed"]
     if repeats == 1:
-        value = run(cfg, job)
-        return spread([first], [value], direction=objective["direction"])
+        ran = run(cfg, job)
+        one = spread([first], [ran.objective], direction=objective["direction"])
+        return dataclasses.replace(one, runs=(ran,))
     seeds = list(range(first, first + repeats))
     build_data(config["dataset"])  # bad data fails here, before a parent run is recorded
     tracking = config["tracking"]
@@ -99,12 +101,12 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
             tags={**default_tags(job.command), **job.tags, "hyperlab.repeats": str(repeats)},
             params=params_of(config, job.choices),
         )
-    values = []
+    runs = []
     for i, seed in enumerate(seeds):
         label = f"seed {seed} ({i + 1} of {repeats})"
         if config["progress"]:
             display.console.rule(label)
-        values.append(
+        runs.append(
             run(
                 with_seed(cfg, seed),
                 dataclasses.replace(
@@ -115,10 +117,11 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
                     output_dir=job.output_dir / f"seed_{seed}" if job.output_dir else None,
                     parent_run_id=parent.run_id if parent else job.parent_run_id,
                     tags={**job.tags, "hyperlab.repeat": str(i), "hyperlab.seed": str(seed)},
-                    timings={},
+                    on_opened=None,  # the caller learns of the seeds' runs from this parent
                 ),
             )
         )
+    values = [r.objective for r in runs]
     result = spread(
         seeds,
         values,
@@ -126,6 +129,7 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
         over_seeds=objective["over_seeds"],
         z=objective["z"],
     )
+    result = dataclasses.replace(result, runs=tuple(runs))
     metric = objective["metric"]
     if config["progress"]:
         how = "mean" if objective["over_seeds"] == "mean" else f"bound (z={objective['z']:g})"

@@ -1,4 +1,5 @@
-"""run(config) -> objective: one training job, as the CLI, the sweeper and the tests call it.
+"""run(config, job) -> RunResult: one training job, as the CLI, the sweeper and the tests
+call it.
 
 Top to bottom as run() calls them: prepare (validate, build the parts), resume from a
 checkpoint, open the MLflow run, fit with listeners, record a run that ended early (the
@@ -48,26 +49,39 @@ class Job:
     run_name: str = ""  # default: the overrides
     output_dir: Path | None = None  # learning curve and checkpoints (default: a temp dir)
     resume: Checkpoint | None = None  # continue from this checkpoint
-    timings: dict[str, float] = field(default_factory=dict)  # filled in: build, fit, finish
-    # Filled in: data.sha256, the hash of the data trained on (one dict for seed repeats)
-    found: dict[str, str] = field(default_factory=dict)
-    run_id: str | None = None  # filled in: the MLflow run, once it is closed
+    # Told of the run's MLflow client once the run is opened: a caller whose run is then
+    # stopped or fails learns that the run recorded it (and its id, from the client).
+    on_opened: Callable[[Tracker], None] | None = None
 
 
-def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
-    """Train the configured model and return the objective (NaN when training diverged).
+@dataclass(frozen=True)
+class RunResult:
+    """How a run that trained ended: the objective (NaN when training diverged), its MLflow
+    run (None with tracking off), seconds spent building, fitting and finishing, and the
+    hash of the data it trained on."""
+
+    objective: float
+    run_id: str | None
+    timings: dict[str, float]
+    data_sha256: str
+
+
+def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResult:
+    """Train the configured model and return how it ended.
 
     Bad config values raise ConfigError and bad data DataError, before anything is
-    recorded."""
+    recorded. A run pruned, stopped or failed is recorded as such, and its error raised."""
     job = job or Job()
     start = time.perf_counter()
     config, parts = prepare(cfg)
-    job.timings["build"] = time.perf_counter() - start
-    job.found["data.sha256"] = parts.data.sha256
+    timings = {"build": time.perf_counter() - start}
+    sha256 = parts.data.sha256
     generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
     start_epoch, resume_tags = _resume(config, parts, generator, job.resume)
     _announce(config, parts.data, job.choices)
-    record = _open(config, job, parts.data.sha256, resume_tags)
+    record = _open(config, job, sha256, resume_tags)
+    if record.tracker and job.on_opened:
+        job.on_opened(record.tracker)
     progress = (
         display.ProgressDisplay(config["epochs"], start_epoch) if config["progress"] else None
     )
@@ -79,17 +93,19 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> float:
                 config, parts, generator, listeners=listeners, start_epoch=start_epoch
             )
     except BaseException as e:
-        _end_early(e, config, job, record)
+        run_id = _end_early(e, config, record)
         if isinstance(e, Diverged):
-            return math.nan
+            return RunResult(math.nan, run_id, timings, sha256)
         raise
-    job.timings["fit"] = time.perf_counter() - start
+    timings["fit"] = time.perf_counter() - start
     # Trained: a stop from here on would lose the result for a moment's work. It is kept
     # for the caller (stops.take), which records this run as it ended, then stops.
     with stops.held(until_checked=True):
-        final = _finish(config, parts, history, job, record, start_epoch)
-        _summarize(config, final, job, record)
-    return final.value
+        start = time.perf_counter()
+        final, run_id = _finish(config, parts, history, job, record, start_epoch)
+        timings["finish"] = time.perf_counter() - start
+        _summarize(config, final, run_id, record)
+    return RunResult(final.value, run_id, timings, sha256)
 
 
 # A limit on what a config may ask of this machine: (config, the model's layer sizes from
@@ -306,7 +322,7 @@ def fit_parts(
         lr=config["lr"],
         epochs=config["epochs"] if epochs is None else epochs,
         batch_size=config["batch_size"],
-        l2=config["regularization"]["l2"],
+        l2=parts.regularization.l2,
         weights=parts.model.weights,
         generator=generator,
         listeners=listeners,
@@ -332,19 +348,19 @@ def _is_pruned(e: BaseException) -> bool:
     return type(e).__name__ == "TrialPruned"
 
 
-def _end_early(e: BaseException, config: Mapping[str, Any], job: Job, record: _Record) -> None:
+def _end_early(e: BaseException, config: Mapping[str, Any], record: _Record) -> str | None:
     """Record a run that did not finish: diverged (said on stderr too), or pruned, stopped
-    or failed (then the error goes on up)."""
+    or failed (then the error goes on up). Returns the MLflow run's id, with tracking on."""
     status, tags = _outcome(e, config["lr"])
     if isinstance(e, Diverged):
         reason = tags["hyperlab.failure_reason"]
         display.error_console.print(f"[bold red]diverged:[/] {display.plain(reason)}")
-        if record.tracker:
-            record.close(status, tags)
-    elif record.tracker:
+        return record.close(status, tags) if record.tracker else None
+    if record.tracker:
         # The original error matters more than a failure to record it.
         with contextlib.suppress(TrackingError):
-            job.run_id = record.close(status, tags)
+            return record.close(status, tags)
+    return None
 
 
 @dataclass(frozen=True)
@@ -383,9 +399,9 @@ def _finish(
     job: Job,
     record: _Record,
     start_epoch: int,
-) -> _Final:
+) -> tuple[_Final, str | None]:
     """The learning curve of an untracked run, the final evaluation, and the run recorded
-    as FINISHED."""
+    as FINISHED (its id returned with the evaluation, with tracking on)."""
     if record.curve and record.tracker is None and job.output_dir:
         from hyperlab.curves import draw
 
@@ -395,7 +411,6 @@ def _finish(
             record.curve,
             record.title,
         )
-    start = time.perf_counter()
     splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in ("train", "dev", "test")}
     reading = bias_variance(
         1 - splits["train"][1],
@@ -405,18 +420,20 @@ def _finish(
     )
     metric = config["objective"]["metric"]
     final = _Final(splits, reading, metric, history[-1][metric])
+    run_id = None
     if record.tracker:
-        job.run_id = record.close(
+        run_id = record.close(
             "FINISHED",
             final.tags(config["objective"]["direction"]),
             final.metrics(),
             step=config["epochs"] - 1,
         )
-    job.timings["finish"] = time.perf_counter() - start
-    return final
+    return final, run_id
 
 
-def _summarize(config: Mapping[str, Any], final: _Final, job: Job, record: _Record) -> None:
+def _summarize(
+    config: Mapping[str, Any], final: _Final, run_id: str | None, record: _Record
+) -> None:
     """The end-of-run table, with the progress display on."""
     if config["progress"]:
         tracked = record.tracker is not None
@@ -425,6 +442,6 @@ def _summarize(config: Mapping[str, Any], final: _Final, job: Job, record: _Reco
             final.splits,
             final.reading,
             (final.metric, final.value),
-            job.run_id if tracked else None,
+            run_id if tracked else None,
             masked(config["tracking"]["uri"]) if tracked else None,
         )

@@ -21,6 +21,10 @@ STUDY_NODES = (*STUDY_GROUPS, "sweep", "hydra")
 RETEST_KEYS = ("task", "study", "top_k", "seeds")
 # Left out of a run's MLflow params: Hydra's node and where the run is recorded.
 UNRECORDED = ("hydra", "tracking")
+# The key of a group's node that names its chosen option (`init.scheme=he`), for the
+# recorded params and the checks that read it: not an argument of the function the node's
+# `_target_` names, and equal to that function's name (hyperlab.validate).
+LABELS = {"init": "scheme", "normalization": "kind"}
 
 
 @dataclass

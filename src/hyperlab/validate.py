@@ -19,14 +19,13 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
 from hyperlab.errors import ConfigError
+from hyperlab.schema import LABELS
 from hyperlab.search.space_check import check_search, group_options
 from hyperlab.stores import check_data_path, check_tracking_uri
 
 # The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
 # step). Spelled out here so that checking a config does not import torch.
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
-NORMALIZATIONS = ("none", "batchnorm", "layernorm")
-INIT_SCHEMES = ("he", "xavier", "zeros", "random_large")
 METRICS = ("dev_acc", "dev_loss", "train_acc", "train_loss")
 Check = Callable[[Any], bool]
 
@@ -112,7 +111,6 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("optimizer.beta*", PROBABILITY, "a number in [0, 1)", "0.9"),
     ("optimizer.eps", POSITIVE, "a number > 0", "1e-8"),
     ("optimizer.weight_decay", NON_NEGATIVE, "a number >= 0", "0.01"),
-    ("normalization.kind", one_of(*NORMALIZATIONS), f"one of {NORMALIZATIONS}", "batchnorm"),
     ("normalization.eps", POSITIVE, "a number > 0", "1e-5"),
     ("normalization.running_beta", PROBABILITY, "a number in [0, 1)", "0.9"),
     ("regularization.l2", NON_NEGATIVE, "a number >= 0", "0.7"),
@@ -136,7 +134,6 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("model.hidden_units", _hidden_units, "an integer >= 1 or a list of them", "128"),
     ("model.layers", at_least(0, integer=True), "an integer >= 0", "2"),
     ("model.activation", one_of(*ACTIVATIONS), f"one of {ACTIVATIONS}", "relu"),
-    ("init.scheme", one_of(*INIT_SCHEMES), f"one of {INIT_SCHEMES}", "he"),
     ("init.scale", POSITIVE, "a number > 0", "10.0"),
     ("objective.metric", one_of(*METRICS), f"one of {METRICS}", "dev_acc"),
     (
@@ -204,6 +201,24 @@ def rule_for(key: str) -> Callable[[Any], ConfigError | None] | None:
     return functools.partial(_rule_error, key)
 
 
+def _label_error(plain: Mapping[str, Any]) -> ConfigError | None:
+    """A group's label (schema.LABELS) must name the function its `_target_` builds: an
+    override of the label alone (`init.scheme=xavier`) would be recorded, not built."""
+    for group, label in LABELS.items():
+        node = plain.get(group)
+        if not isinstance(node, Mapping) or label not in node:
+            continue
+        built = str(node.get("_target_", ""))
+        if built.rsplit(".", 1)[-1] != node[label]:
+            return ConfigError(
+                f"{group}.{label}={node[label]!r} does not name what {group} builds "
+                f"({built}): {group}.{label} records the chosen option, it does not choose it",
+                f"choose the option with its group instead, e.g. {group}={node[label]} "
+                "(hyperlab --help lists the options)",
+            )
+    return None
+
+
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every key that has a rule; return the resolved config or raise ConfigError
     (DataError for a data file that is not there)."""
@@ -215,6 +230,9 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         error = _rule_error(key, value)
         if error:
             raise error
+    error = _label_error(plain)
+    if error:
+        raise error
     plain["objective"]["direction"] = direction_of(plain["objective"])
     _check_derived_seeds(plain)
     split = plain["dataset"].get("split", {})

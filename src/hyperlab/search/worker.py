@@ -212,7 +212,12 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
     from hyperlab.search.trial import PruningReporter
     from hyperlab.tracking import TrackingError
 
-    trial, job = c.trial, None
+    trial, opened = c.trial, False
+
+    def on_opened(tracker: object) -> None:
+        nonlocal opened
+        opened = True
+
     try:
         if c.config is None:
             raise c.error or RuntimeError("the trial's config was not composed")
@@ -225,10 +230,13 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
             parent_run_id=w.parent,
             listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(c.config.epochs))],
             tags=_trial_tags(w, trial, c.line),
+            on_opened=on_opened,
         )
         result = train(c.config, job)
-        check_data(w, trial, job.found.get(DATA_ATTR, ""))
-        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in job.timings.items()})
+        check_data(w, trial, _data_hash(c.config))
+        # A trial of seed repeats has several runs: its seconds are each seed's run's.
+        timings = result.runs[0].timings if len(result.runs) == 1 else {}
+        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in timings.items()})
         if len(result.values) > 1:
             trial.set_user_attr(
                 SEEDS_ATTR,
@@ -240,7 +248,7 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
             return Outcome(TrialState.FAIL, reason=DIVERGED)
         return Outcome(TrialState.COMPLETE, result.objective)
     except optuna.TrialPruned:
-        check_data(w, trial, job.found.get(DATA_ATTR, "") if job else "")
+        check_data(w, trial, _data_hash(c.config))
         return Outcome(TrialState.PRUNED)
     except TrackingError as e:  # the run could not be recorded: stop before the next one
         return Outcome(TrialState.FAIL, reason=f"TrackingError: {e.problem}", stop=stopped_for(e))
@@ -248,12 +256,23 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
         if study.transient(e):  # the storage went away under the pruner's report
             return Outcome(TrialState.FAIL, reason=f"{study.STORAGE_LOST}: {first_line(e)}")
         reason = f"{type(e).__name__}: {e}"
-        if job is None or "build" not in job.timings:
-            # It failed before the runner opened its MLflow run (composing the config,
-            # loading the data, allocating the model): record the failure there too.
+        if not opened:
+            # It failed before its MLflow run was opened (composing the config, loading
+            # the data, allocating the model): record the failure there too.
             stop = _record_failed_run(w, c, reason)
             return Outcome(TrialState.FAIL, reason=reason, stop=stop)
         return Outcome(TrialState.FAIL, reason=reason)
+
+
+def _data_hash(config: DictConfig | None) -> str:
+    """The hash of the data a trial trained on (its splits are cached: no second load)."""
+    from omegaconf import OmegaConf
+
+    from hyperlab.build import build_data
+
+    if config is None:
+        return ""
+    return build_data(OmegaConf.to_container(config.dataset, resolve=True)).sha256  # type: ignore[arg-type]
 
 
 def check_data(w: Worker, trial: optuna.Trial, sha: str) -> None:
