@@ -1,4 +1,7 @@
-"""The `hyperlab` command: Hydra composes conf/ with the overrides and calls run()."""
+"""The `hyperlab` command: Hydra composes conf/ with the overrides and calls run().
+
+What --help and --cfg do not need (rich, the tracking package, torch) is imported where it
+is used: those answer in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -14,14 +17,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hyperlab import stops
-from hyperlab.display import exit_with
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.overrides import merge, override_key
 from hyperlab.schema import register
-from hyperlab.tracking import PARENT_RUN_ID, Tracker
 
 if TYPE_CHECKING:
     from hyperlab.checkpoint import Checkpoint
+    from hyperlab.tracking import Tracker
 
 register()
 
@@ -112,7 +114,7 @@ def _retest(cfg: DictConfig, overrides: list[str]) -> NoReturn:
         retest(cfg, overrides, lambda o: (compose_stored(o), _choices(o)))
         drain()
     except HyperlabError as e:
-        exit_with(e)
+        _exit_with(e)
     sys.exit(0)
 
 
@@ -127,6 +129,12 @@ HELP = """hyperlab: train a model, or search its hyperparameters, from config fi
 
 Config groups (group=option; * marks the default; conf/<group>/<option>.yaml):
 """
+
+
+def _exit_with(e: HyperlabError) -> NoReturn:
+    from hyperlab.display import exit_with
+
+    exit_with(e)
 
 
 def _stopped(cfg: DictConfig, opened: Sequence[Tracker], e: BaseException) -> NoReturn:
@@ -218,7 +226,7 @@ def main(cfg: DictConfig) -> float:
             worst = check_gradients(cfg)
             sys.exit(0 if worst < cfg.gradcheck.fail_at else 1)
     except HyperlabError as e:
-        exit_with(e)
+        _exit_with(e)
     if cfg.tracking.enabled:
         writer(cfg.tracking.uri)  # start it now: its imports overlap with torch's below
     if cfg.task == "retest":
@@ -226,6 +234,7 @@ def main(cfg: DictConfig) -> float:
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
     from hyperlab.run import Job
+    from hyperlab.tracking import PARENT_RUN_ID
 
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_ID
     opened: list[Tracker] = []  # the run's MLflow run, once opened: a stop's message names it
@@ -247,7 +256,7 @@ def main(cfg: DictConfig) -> float:
         if not multirun:
             drain()  # a multirun drains once, when it ends
     except HyperlabError as e:
-        exit_with(e)
+        _exit_with(e)
     except stops.STOPS as e:
         _stopped(cfg, opened, e)
     if math.isnan(value) and not multirun:

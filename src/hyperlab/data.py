@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hyperlab.errors import DataError
+from hyperlab.stores import existing_file
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -106,24 +107,9 @@ def spirals(n_samples: int = 900, n_classes: int = 3, noise: float = 0.2, seed: 
 HUGE = 1e150
 
 
-def _existing(path: str | Path, what: str) -> Path:
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise DataError(
-            f"dataset.path: '{p}' is a directory, not a {what} file",
-            f"name the file itself: dataset.path={p}/<file>.{what.lower()}",
-        )
-    if not p.is_file():
-        raise DataError(
-            f"dataset.path: {what} file '{p}' does not exist",
-            f"pass an existing file: dataset.path=/absolute/path/to/file.{what.lower()}",
-        )
-    return p
-
-
 def csv(path: str, label: str | int = -1, delimiter: str = ",") -> tuple[np.ndarray, np.ndarray]:
     """A CSV file with a header row; `label` names the label column (header name or index)."""
-    p = _existing(path, "CSV")
+    p = existing_file(path, "CSV")
     try:
         with p.open(newline="", encoding="utf-8-sig") as f:
             rows = [row for row in _csv.reader(f, delimiter=delimiter) if row]
@@ -201,7 +187,7 @@ def _first_non_numeric(rows: list[list[str]], header: list[str], col: int) -> tu
 
 def npz(path: str, x_key: str = "X", y_key: str = "y") -> tuple[np.ndarray, np.ndarray]:
     """A NumPy .npz archive holding the inputs under `x_key` and the labels under `y_key`."""
-    p = _existing(path, "NPZ")
+    p = existing_file(path, "NPZ")
     if not zipfile.is_zipfile(p):
         with p.open("rb") as f:
             single = f.read(6) == b"\x93NUMPY"
