@@ -1,13 +1,6 @@
-"""Bad input, table-driven: every case fails with a message naming the problem and a fix,
-before anything is trained or recorded.
-
-Most cases run in-process through the path the `hyperlab` command takes (compose and
-validate, the data loaders, the space parser, the study storage, checkpoints); a
-representative subset runs the real command in a directory that already holds a finished
-MLflow run and a study, and checks the exit code, the message, the absence of a traceback,
-and that the runs and the trials are exactly as they were.
-
-Here: through the `hyperlab` command; integration/test_bad_input.py holds the rest."""
+"""Bad input through the real command, in a directory that already holds a finished MLflow
+run and a study: the exit code, the message, no traceback, and the runs and the trials
+exactly as they were. integration/test_bad_input.py runs the full table in-process."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""Nothing runs from a shared file: every `_target_` a config names passes an allowlist
-before anything is built or recorded, and the overrides a checkpoint or a study stores are
-data that pass it too (issue 11, section 1).
-
-The three attacks of the issue run as real commands: a `_target_` on the command line that
-would truncate a file, a checkpoint whose stored overrides would run a pickle, and a study
-whose replay line would. Each is refused (exit 2, the key or the file named), the victim
-file is unchanged, the pickle's payload (it creates a marker file) never runs, and the
-MLflow store and the journal are byte for byte as they were.
-
-Here: in this process, from composed configs;
+"""The allowlist of `_target_`s (issue 11, section 1), in this process: validation, resume,
+retest and the sweep worker check every target a config, a checkpoint or a study names.
 unit/test_allowlist.py and e2e/test_allowlist.py hold the rest."""
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """Bad input, table-driven: every case fails with a message naming the problem and a fix,
-before anything is trained or recorded.
-
-Most cases run in-process through the path the `hyperlab` command takes (compose and
-validate, the data loaders, the space parser, the study storage, checkpoints); a
-representative subset runs the real command in a directory that already holds a finished
-MLflow run and a study, and checks the exit code, the message, the absence of a traceback,
-and that the runs and the trials are exactly as they were.
-
-Here: in this process, from composed configs; e2e/test_bad_input.py holds the rest."""
+before anything is trained or recorded. Each runs in-process through the path the
+`hyperlab` command takes (compose and validate, the data loaders, the space parser, the
+study storage, checkpoints); e2e/test_bad_input.py runs a representative subset through
+the real command."""
 
 from __future__ import annotations
 

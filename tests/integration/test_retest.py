@@ -6,36 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import pytest
 from hydra import compose
 from mlflow import MlflowClient
-from optuna.distributions import FloatDistribution
 
 from hyperlab.errors import ConfigError
-from hyperlab.search import study as st
-from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.retest import retest
-from hyperlab.tracking import PARENT_RUN_ID, drain
+from hyperlab.tracking import drain
 from support.paths import Compose
-
-RUN = "hyperlab dataset=moons epochs=4"
-
-
-def stale_study(path: Path) -> str:
-    """A study whose records no longer hold: the tiny rate was recorded as the best."""
-    s = optuna.create_study(study_name="stale", storage=st.storage(str(path)), direction="maximize")
-    s.set_user_attr(PARENT_RUN_ID, "f" * 32)
-    lr = FloatDistribution(1e-6, 1.0, log=True)
-    for value, rate in ((0.99, 1e-6), (0.60, 0.05), (0.50, 0.1)):
-        trial = optuna.trial.create_trial(
-            params={"lr": rate},
-            distributions={"lr": lr},
-            value=value,
-            user_attrs={REPLAY_ATTR: f"{RUN} lr={rate}"},
-        )
-        s.add_trial(trial)
-    return str(path)
+from support.records import stale_study
 
 
 def test_retest_reranks_and_warns_where_the_record_is_stale(
