@@ -1,7 +1,11 @@
+"""Fixtures for every test: unit/ (library pieces), integration/ (configs composed in this
+process), e2e/ (the `hyperlab` command, real servers, signals). Shared helpers live in
+support/."""
+
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,20 +14,18 @@ from omegaconf import DictConfig
 
 from hyperlab.cli import CONFIG_DIR
 
-# tests/services.py holds helpers that assert; test modules import it before pytest loads
-# it as a plugin (pytest_plugins), so its asserts are rewritten from here, before any.
-pytest.register_assert_rewrite("services")
+# support/ holds helpers that assert: their asserts are rewritten if this comes before
+# anything imports them (test modules and the plugin below import them after conftest).
+pytest.register_assert_rewrite("support")
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+from support.paths import Compose  # noqa: E402
+
+# Fixtures for the tests that ask for them: real servers (postgres, tracking_server), a
+# user's own package (user_package).
+pytest_plugins = ["support.servers", "support.hostile"]
+
 # Keep the suite on one thread per process, as the runner does.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-Compose = Callable[..., DictConfig]
-
-
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 @pytest.fixture(scope="session")

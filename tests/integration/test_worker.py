@@ -1,0 +1,94 @@
+"""The worker's cycle on its own (Hydra's compose API standing in for the sweeper): batches
+of trials through one train function, outcomes told per trial, a stop mid-batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from hyperlab import stops
+from hyperlab.search import setup, worker
+from hyperlab.search.report import REPLAY_ATTR
+from hyperlab.search.study import STOPPED_WORKER, Retry
+from hyperlab.search.sweeper import hydra_compose
+from support.paths import Compose
+
+
+def make_worker(cfg: Compose, tmp_path: Path, n_trials: int) -> worker.Worker:
+    base = [
+        "search=lr",
+        f"sweep.n_trials={n_trials}",
+        f"sweep.storage={tmp_path / 'journal.log'}",
+        "tracking.enabled=false",
+        "progress=false",
+    ]
+    config = cfg(*base)
+    s = setup.setup_of(config, base)
+    retry = Retry(s.url, 5.0)
+    _, choices = hydra_compose("config", base)
+    return worker.Worker(
+        cfg=config,
+        setup=s,
+        study=setup.load_study(config, s, 0, retry),
+        retry=retry,
+        base=base,
+        compose=setup.TrialComposer(
+            lambda o: hydra_compose("config", o), base, {g for g in choices if "/" not in g}
+        ),
+        root_choices=hydra_compose("config", [])[1],
+        fixed=choices,
+        output_dir=tmp_path,
+        parent=None,
+    )
+
+
+def test_a_batch_of_trials_goes_through_one_train_call(cfg: Compose, tmp_path: Path) -> None:
+    w = make_worker(cfg, tmp_path, n_trials=7)
+    batches: list[list[int]] = []
+
+    def train(w: worker.Worker, batch: Sequence[worker.Claimed]) -> list[worker.Outcome]:
+        batches.append([c.trial.number for c in batch])
+        assert all(c.config is not None and c.config.lr == c.values["lr"] for c in batch)
+        return [worker.Outcome(TrialState.COMPLETE, float(c.values["lr"])) for c in batch]
+
+    done = worker.run(w, train, batch=3)
+    assert batches == [[0, 1, 2], [3, 4, 5], [6]]  # the last batch: what the budget has left
+    assert done == {"COMPLETE": 7}
+    trials = w.study.get_trials()
+    assert [t.value for t in trials] == [t.params["lr"] for t in trials]
+    for t in trials:  # each replays alone: the command's overrides, then the trial's values
+        line = t.user_attrs[REPLAY_ATTR].split()
+        assert line[0] == "hyperlab" and "progress=false" in line and line[-1].startswith("lr=")
+
+
+def test_a_batch_of_one_trains_each_trial_as_a_sweep_does(cfg: Compose, tmp_path: Path) -> None:
+    w = make_worker(cfg, tmp_path, n_trials=2)
+    assert worker.run(w) == {"COMPLETE": 2}
+    trials = w.study.get_trials()
+    assert all(0 <= (t.value or -1) <= 1 for t in trials)  # dev accuracy
+    assert all("fit" in t.user_attrs["seconds"] for t in trials)
+
+
+def test_a_stop_mid_batch_fails_the_trials_in_hand_and_stops(
+    cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_worker(cfg, tmp_path, n_trials=6)
+    trained: list[int] = []
+
+    def train_trial(w: worker.Worker, c: worker.Claimed) -> worker.Outcome:
+        if len(trained) == 1:
+            raise KeyboardInterrupt
+        trained.append(c.trial.number)
+        return worker.Outcome(TrialState.COMPLETE, 0.5)
+
+    monkeypatch.setattr(worker, "train_trial", train_trial)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run(w, batch=3)
+    states = [(t.state, t.user_attrs.get("fail_reason", "")) for t in w.study.get_trials()]
+    assert states[0] == (TrialState.COMPLETE, "")
+    assert [s for s, _ in states[1:]] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(r.startswith(STOPPED_WORKER) for _, r in states[1:])
+    assert stops.take() is None  # nothing left pending for the next test

@@ -1,0 +1,89 @@
+"""The study report (hyperlab.search.report) on a small in-memory study: its counts, best
+trial, top trials, distinct values, importances and Markdown text."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from hyperlab.search import report
+from hyperlab.search.report import REPLAY_ATTR
+
+LR = {"lr": FloatDistribution(1e-4, 1.0, log=True)}
+
+
+def study(direction: str, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
+    s = optuna.create_study(study_name="small", direction=direction)
+    for t in trials:
+        s.add_trial(t)
+    return s
+
+
+def complete(value: float, lr: float) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        params={"lr": lr},
+        distributions=LR,
+        value=value,
+        user_attrs={REPLAY_ATTR: f"hyperlab lr={lr}"},
+    )
+
+
+def mixed(direction: str) -> optuna.Study:
+    """Trials 0-2 complete, 3 pruned, 4 failed before it was sampled."""
+    return study(
+        direction,
+        [
+            complete(0.5, 0.1),
+            complete(0.9, 0.01),
+            complete(0.7, 0.001),
+            create_trial(state=TrialState.PRUNED, params={"lr": 0.5}, distributions=LR),
+            create_trial(state=TrialState.FAIL),
+        ],
+    )
+
+
+def test_counts_best_and_top_of_a_maximized_study() -> None:
+    rep = report.build(mixed("maximize"), None, top_k=2)
+    assert rep.name == "small" and rep.direction == "maximize"
+    assert rep.counts == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1}
+    assert rep.best is not None and rep.best.number == 1
+    assert [t.number for t in rep.top] == [1, 2]
+    # Distinct values count every sampled trial, the pruned one too; the failed one had none.
+    assert rep.distinct == {"lr": 4} and rep.sampled == 4
+    assert rep.importances == {"lr": pytest.approx(1.0)}
+    assert rep.plots == []  # no directory given: nothing drawn
+
+
+def test_a_minimized_study_ranks_the_lowest_first() -> None:
+    rep = report.build(mixed("minimize"), None)
+    assert rep.best is not None and rep.best.number == 0
+    assert [t.number for t in rep.top] == [0, 2, 1]  # complete trials only
+
+
+def test_markdown_names_the_best_its_replay_line_and_the_top_trials() -> None:
+    text = report.markdown(report.build(mixed("maximize"), None, top_k=2))
+    lines = text.splitlines()
+    assert lines[0] == "# Study small"
+    assert "direction: maximize; trials: {'COMPLETE': 3, 'PRUNED': 1, 'FAIL': 1}" in lines
+    assert "best: trial 1, value 0.9" in lines
+    assert "    hyperlab lr=0.01" in lines
+    table = lines.index("| trial | value | lr |")
+    assert lines[table + 1 : table + 4] == [
+        "|---|---|---|",
+        "| 1 | 0.9 | 0.01 |",
+        "| 2 | 0.7 | 0.001 |",
+    ]
+    assert "| lr | 4 |" in lines and "| parameter | distinct values tried (in 4 trials) |" in lines
+    assert "| lr | 1.0000 |" in lines
+    assert text.endswith("\n")
+
+
+def test_a_study_without_a_complete_trial_has_no_best() -> None:
+    s = study("maximize", [create_trial(state=TrialState.FAIL)])
+    rep = report.build(s, None)
+    assert rep.counts == {"FAIL": 1} and rep.best is None and rep.top == []
+    assert rep.importances == {} and rep.distinct == {}
+    text = report.markdown(rep)
+    assert "best:" not in text and "| trial |" not in text
