@@ -91,7 +91,7 @@ def run_study(spec: StudySpec) -> StudyResult:
     from hyperlab.search import setup as study_setup
     from hyperlab.search import worker
     from hyperlab.search.study import Retry
-    from hyperlab.search.sweeper import hydra_compose
+    from hyperlab.search.sweeper import hydra_choices, hydra_compose
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(CONFIG_DIR, version_base=None):
@@ -128,7 +128,7 @@ def run_study(spec: StudySpec) -> StudyResult:
             retry=retry,
             base=base,
             compose=study_setup.TrialComposer(lambda o: hydra_compose("config", o), base, groups),
-            root_choices=hydra_compose("config", [])[1],
+            root_choices=hydra_choices("config", []),
             fixed=choices,
             output_dir=Path(tmp),
             parent=None,

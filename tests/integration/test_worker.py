@@ -13,7 +13,7 @@ from hyperlab import stops
 from hyperlab.search import setup, worker
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.study import STOPPED_WORKER, Retry
-from hyperlab.search.sweeper import hydra_compose
+from hyperlab.search.sweeper import hydra_choices, hydra_compose
 from support.paths import Compose
 
 
@@ -38,7 +38,7 @@ def make_worker(cfg: Compose, tmp_path: Path, n_trials: int) -> worker.Worker:
         compose=setup.TrialComposer(
             lambda o: hydra_compose("config", o), base, {g for g in choices if "/" not in g}
         ),
-        root_choices=hydra_compose("config", [])[1],
+        root_choices=hydra_choices("config", []),
         fixed=choices,
         output_dir=tmp_path,
         parent=None,
@@ -51,7 +51,7 @@ def test_a_batch_of_trials_goes_through_one_train_call(cfg: Compose, tmp_path: P
 
     def train(w: worker.Worker, batch: Sequence[worker.Claimed]) -> list[worker.Outcome]:
         batches.append([c.trial.number for c in batch])
-        assert all(c.config is not None and c.config.lr == c.values["lr"] for c in batch)
+        assert all(worker.compose_trial(w, c).lr == c.values["lr"] for c in batch)
         return [worker.Outcome(TrialState.COMPLETE, float(c.values["lr"])) for c in batch]
 
     done = worker.run(w, train, batch=3)

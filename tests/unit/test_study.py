@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from hyperlab.errors import masked
 from hyperlab.search import study
+from hyperlab.search.samplers import GridSampler
 from hyperlab.stores import DEFAULT_JOURNAL
 
 
@@ -156,3 +157,33 @@ def test_trials_report_each_epoch_only_to_a_pruner(
         reporter.on_epoch_end(epoch, {"dev_acc": acc})
     s.tell(trial, 0.6)
     assert s.trials[0].intermediate_values == reported
+
+
+def test_a_grid_is_walked_for_exhaustion_only_once_it_may_be_exhausted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """is_exhausted() walks every grid point (millions on a large space): claim() asks it
+    only once the study holds as many trials as it needs, and it still ends a grid whose
+    points failed trials used up."""
+    url = str(tmp_path / "journal.log")
+    grid = GridSampler({"x": [0, 1, 2]})
+    s = optuna.create_study(study_name="g", storage=study.storage(url), sampler=grid)
+    walks: list[int] = []
+    real = optuna.samplers.GridSampler.is_exhausted
+
+    def counted(self: optuna.samplers.GridSampler, st: optuna.Study) -> bool:
+        walks.append(len(st.trials))
+        return real(self, st)
+
+    monkeypatch.setattr(optuna.samplers.GridSampler, "is_exhausted", counted)
+    for _ in range(2):
+        t = study.claim(s, url, n_trials=3)
+        assert t is not None
+        t.suggest_categorical("x", [0, 1, 2])
+        s.tell(t, state=TrialState.FAIL)  # failed: the budget still wants three
+    t = study.claim(s, url, n_trials=3)
+    assert t is not None and walks == []
+    t.suggest_categorical("x", [0, 1, 2])
+    s.tell(t, state=TrialState.FAIL)
+    assert study.claim(s, url, n_trials=3) is None  # every point used up, by failures
+    assert walks == [3]

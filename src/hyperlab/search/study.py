@@ -250,7 +250,13 @@ def claim(
         trials = study.get_trials(deepcopy=False)
         enqueued = _enqueue_retries(study, trials, retry_failed) if retry_failed > 0 else 0
         grid = study.sampler
-        if isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study):
+        # A grid of at least n_trials points (setup_of) is exhausted only once the study has
+        # that many trials: is_exhausted walks every point (millions, on a large space).
+        if (
+            isinstance(grid, optuna.samplers.GridSampler)
+            and len(trials) >= n_trials
+            and grid.is_exhausted(study)
+        ):
             return None
         # A WAITING trial (a retry) holds its place in the budget already: it is claimed
         # even when the budget is full, or it would wait forever.

@@ -89,7 +89,7 @@ def _worker(cfg: DictConfig) -> worker_.Worker:
         retry=retry,
         base=base,
         compose=TrialComposer(lambda o: hydra_compose(config_name, o), base, groups),
-        root_choices=hydra_compose(config_name, [])[1],
+        root_choices=hydra_choices(config_name, []),
         fixed={g: c for g, c in hc.runtime.choices.items() if c is not None},
         output_dir=Path(hc.runtime.output_dir),
         parent=retry("reading the study", lambda: s.user_attrs.get(PARENT_RUN_ID)),
@@ -101,9 +101,15 @@ def hydra_compose(config_name: str, overrides: list[str]) -> tuple[DictConfig, d
     config: copying it for every trial would cost more than the rest)."""
     from hydra import compose
 
+    return compose(config_name, overrides=overrides), hydra_choices(config_name, overrides)
+
+
+def hydra_choices(config_name: str, overrides: list[str]) -> dict[str, str]:
+    """The group options a config composed with `overrides` selects."""
+    from hydra import compose
+
     with_hydra = compose(config_name, overrides=overrides, return_hydra_config=True)
-    choices = {g: c for g, c in with_hydra.hydra.runtime.choices.items() if c is not None}
-    return compose(config_name, overrides=overrides), choices
+    return {g: c for g, c in with_hydra.hydra.runtime.choices.items() if c is not None}
 
 
 def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:

@@ -61,15 +61,15 @@ class Worker:
 
 @dataclass
 class Claimed:
-    """A trial in hand: its values, and its config once composed (None if that failed)."""
+    """A trial in hand: its values, and its config once composed (compose_trial: the train
+    function composes, so that one that needs no config for a trial skips the cost)."""
 
     trial: optuna.Trial
     values: dict[str, Any]
     overrides: list[str]
-    line: str  # the `hyperlab ...` line that trains it alone
+    line: str  # the `hyperlab ...` line that trains it alone, once composed
     config: DictConfig | None = None
     choices: dict[str, str] = field(default_factory=dict)
-    error: Exception | None = None  # why it could not be composed
 
 
 @dataclass
@@ -140,7 +140,7 @@ def _timed(w: Worker, what: str) -> Any:
 
 
 def _claim(w: Worker, batch: int) -> list[Claimed]:
-    """Up to `batch` trials the study still needs, each sampled and composed."""
+    """Up to `batch` trials the study still needs, each sampled."""
     claimed: list[Claimed] = []
     while len(claimed) < batch and (c := _claim_one(w)) is not None:
         claimed.append(c)
@@ -149,8 +149,6 @@ def _claim(w: Worker, batch: int) -> list[Claimed]:
 
 def _claim_one(w: Worker) -> Claimed | None:
     from hyperlab.search import space, study
-    from hyperlab.search.report import REPLAY_ATTR
-    from hyperlab.search.trial import replay
 
     s, setup = w.study, w.setup
     retries = int(w.cfg.sweep.retry_failed)
@@ -166,15 +164,19 @@ def _claim_one(w: Worker) -> Claimed | None:
             lambda: space.suggest(trial, setup.params, fixed=w.fixed, naive=setup.naive),
         )
     overrides = space.overrides(values)
-    c = Claimed(trial, values, overrides, "hyperlab " + " ".join(overrides))
-    try:
-        c.config, c.choices = w.compose(values)
-    except Exception as e:  # a sample the config refuses fails this trial only
-        c.error = e
-        return c
-    c.line = replay(w.base, overrides, c.choices, w.root_choices)
-    w.retry("recording the replay line", lambda: trial.set_user_attr(REPLAY_ATTR, c.line))
-    return c
+    return Claimed(trial, values, overrides, "hyperlab " + " ".join(overrides))
+
+
+def compose_trial(w: Worker, c: Claimed) -> DictConfig:
+    """The claimed trial's config, and its replay line recorded in the study. A sample the
+    config refuses raises: it fails this trial only."""
+    from hyperlab.search.report import REPLAY_ATTR
+    from hyperlab.search.trial import replay
+
+    c.config, c.choices = w.compose(c.values)
+    c.line = replay(w.base, c.overrides, c.choices, w.root_choices)
+    c.trial.set_user_attr(REPLAY_ATTR, c.line)
+    return c.config
 
 
 def stopped(e: BaseException) -> Outcome:
@@ -219,8 +221,7 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
         opened = True
 
     try:
-        if c.config is None:
-            raise c.error or RuntimeError("the trial's config was not composed")
+        config = compose_trial(w, c)
         job = Job(
             choices={g: o for g, o in c.choices.items() if not g.startswith("hydra/")},
             overrides=c.overrides,
@@ -228,12 +229,12 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
             run_name=f"trial {trial.number}: {' '.join(c.overrides)}",
             output_dir=w.output_dir / f"trial_{trial.number}",
             parent_run_id=w.parent,
-            listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(c.config.epochs))],
+            listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(config.epochs))],
             tags=_trial_tags(w, trial, c.line),
             on_opened=on_opened,
         )
-        result = train(c.config, job)
-        check_data(w, trial, _data_hash(c.config))
+        result = train(config, job)
+        check_data(w, trial, _data_hash(config))
         # A trial of seed repeats has several runs: its seconds are each seed's run's.
         timings = result.runs[0].timings if len(result.runs) == 1 else {}
         trial.set_user_attr("seconds", {k: round(v, 6) for k, v in timings.items()})
