@@ -249,19 +249,20 @@ def claim(
         _fail_lost(study)
         trials = study.get_trials(deepcopy=False)
         enqueued = _enqueue_retries(study, trials, retry_failed) if retry_failed > 0 else 0
-        grid = study.sampler
+        # A WAITING trial (a retry) holds its place in the budget already: it is claimed
+        # even when the budget is full, or it would wait forever.
+        waiting = enqueued or any(t.state.name == "WAITING" for t in trials)
+        if not waiting and sum(t.state.name in TAKEN for t in trials) >= n_trials:
+            return None
         # A grid of at least n_trials points (setup_of) is exhausted only once the study has
-        # that many trials: is_exhausted walks every point (millions, on a large space).
+        # that many trials (failed ones used up points too): is_exhausted walks every point,
+        # millions on a large space, so it is asked only then.
+        grid = study.sampler
         if (
             isinstance(grid, optuna.samplers.GridSampler)
             and len(trials) >= n_trials
             and grid.is_exhausted(study)
         ):
-            return None
-        # A WAITING trial (a retry) holds its place in the budget already: it is claimed
-        # even when the budget is full, or it would wait forever.
-        waiting = enqueued or any(t.state.name == "WAITING" for t in trials)
-        if not waiting and sum(t.state.name in TAKEN for t in trials) >= n_trials:
             return None
         trial = study.ask()
         trial.set_user_attr(HOST_ATTR, socket.gethostname())
