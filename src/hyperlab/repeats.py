@@ -74,6 +74,12 @@ def with_seed(cfg: DictConfig | Mapping[str, Any], seed: int) -> DictConfig:
     return out
 
 
+def of_one(config: Mapping[str, Any], result: RunResult) -> Spread:
+    """The spread of one run: its objective, for a validated `config`'s single seed."""
+    one = spread([config["seed"]], [result.objective], direction=config["objective"]["direction"])
+    return dataclasses.replace(one, runs=(result,))
+
+
 def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread:
     """Train the configuration `repeats` times (once by default) and return its spread.
 
@@ -84,9 +90,7 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
     objective = config["objective"]
     repeats, first = config["repeats"], config["seed"]
     if repeats == 1:
-        ran = run(cfg, job)
-        one = spread([first], [ran.objective], direction=objective["direction"])
-        return dataclasses.replace(one, runs=(ran,))
+        return of_one(config, run(cfg, job))
     seeds = list(range(first, first + repeats))
     build_data(config["dataset"])  # bad data fails here, before a parent run is recorded
     tracking = config["tracking"]

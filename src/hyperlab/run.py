@@ -79,7 +79,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResul
     generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
     start_epoch, resume_tags = _resume(config, parts, generator, job.resume)
     _announce(config, parts.data, job.choices)
-    record = _open(config, job, sha256, resume_tags)
+    record = open_record(config, job, sha256, resume_tags)
     if record.tracker and job.on_opened:
         job.on_opened(record.tracker)
     progress = (
@@ -93,7 +93,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResul
                 config, parts, generator, listeners=listeners, start_epoch=start_epoch
             )
     except BaseException as e:
-        run_id = _end_early(e, config, record)
+        run_id = end_early(e, config, record)
         if isinstance(e, Diverged):
             return RunResult(math.nan, run_id, timings, sha256)
         raise
@@ -102,7 +102,7 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResul
     # for the caller (stops.take), which records this run as it ended, then stops.
     with stops.held(until_checked=True):
         start = time.perf_counter()
-        final, run_id = _finish(config, parts, history, job, record, start_epoch)
+        final, run_id = finish(config, parts, history, job, record, start_epoch)
         timings["finish"] = time.perf_counter() - start
         _summarize(config, final, run_id, record)
     return RunResult(final.value, run_id, timings, sha256)
@@ -211,7 +211,7 @@ def _announce(config: Mapping[str, Any], data: Splits, choices: Mapping[str, str
 
 
 @dataclass(frozen=True)
-class _Record:
+class Record:
     """Where a run is recorded: its MLflow run (None with tracking off), its directory
     (learning curve, checkpoints), and the learning curve's file and title."""
 
@@ -234,9 +234,9 @@ class _Record:
         )
 
 
-def _open(
+def open_record(
     config: Mapping[str, Any], job: Job, sha256: str, resume_tags: Mapping[str, str]
-) -> _Record:
+) -> Record:
     """Start the MLflow run, with tracking on: the params, the tags, the config."""
     tracking = config["tracking"]
     tracker = None
@@ -259,7 +259,7 @@ def _open(
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
     curve = out / "learning_curve.png" if tracking["curve"] else None
-    return _Record(tracker, out, curve, masked(f"hyperlab {' '.join(job.overrides)}"))
+    return Record(tracker, out, curve, masked(f"hyperlab {' '.join(job.overrides)}"))
 
 
 def _yaml(data: Any) -> str:
@@ -274,7 +274,7 @@ def _listeners(
     parts: Parts,
     generator: torch.Generator,
     job: Job,
-    record: _Record,
+    record: Record,
     progress: display.ProgressDisplay | None,
 ) -> list[Listener]:
     """Who hears of each epoch, in this order: the tracker, the checkpointer (it saves
@@ -348,7 +348,7 @@ def _is_pruned(e: BaseException) -> bool:
     return type(e).__name__ == "TrialPruned"
 
 
-def _end_early(e: BaseException, config: Mapping[str, Any], record: _Record) -> str | None:
+def end_early(e: BaseException, config: Mapping[str, Any], record: Record) -> str | None:
     """Record a run that did not finish: diverged (said on stderr too), or pruned, stopped
     or failed (then the error goes on up). Returns the MLflow run's id, with tracking on."""
     status, tags = _outcome(e, config["lr"])
@@ -364,7 +364,7 @@ def _end_early(e: BaseException, config: Mapping[str, Any], record: _Record) -> 
 
 
 @dataclass(frozen=True)
-class _Final:
+class Final:
     """A trained run's end: loss and accuracy per split, the bias/variance reading, and
     the objective's metric and value."""
 
@@ -392,14 +392,14 @@ class _Final:
         }
 
 
-def _finish(
+def finish(
     config: Mapping[str, Any],
     parts: Parts,
     history: list[dict[str, float]],
     job: Job,
-    record: _Record,
+    record: Record,
     start_epoch: int,
-) -> tuple[_Final, str | None]:
+) -> tuple[Final, str | None]:
     """The learning curve of an untracked run, the final evaluation, and the run recorded
     as FINISHED (its id returned with the evaluation, with tracking on)."""
     if record.curve and record.tracker is None and job.output_dir:
@@ -419,7 +419,7 @@ def _finish(
         config["diagnosis_threshold"],
     )
     metric = config["objective"]["metric"]
-    final = _Final(splits, reading, metric, history[-1][metric])
+    final = Final(splits, reading, metric, history[-1][metric])
     run_id = None
     if record.tracker:
         run_id = record.close(
@@ -431,9 +431,7 @@ def _finish(
     return final, run_id
 
 
-def _summarize(
-    config: Mapping[str, Any], final: _Final, run_id: str | None, record: _Record
-) -> None:
+def _summarize(config: Mapping[str, Any], final: Final, run_id: str | None, record: Record) -> None:
     """The end-of-run table, with the progress display on."""
     if config["progress"]:
         tracked = record.tracker is not None

@@ -72,6 +72,9 @@ class Sweep:
     retry_failed: int = 0  # > 0: a dead worker's trial is enqueued again, up to this often
     retry_seconds: float = 60.0  # how long a worker retries an unreachable storage
     worker: int = 0  # which worker a sweep job is: set by the sweeper
+    # Caviar in one process: each worker trains this many trials at a time as one stacked
+    # model, where their configs allow (hyperlab.search.caviar); 1 trains them one by one.
+    population: int = 1
 
 
 @dataclass

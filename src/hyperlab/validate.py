@@ -150,6 +150,7 @@ RULES: list[tuple[str, Check, str, str]] = [
     ("sweep.max_failure_rate", interval(0, 1), "a number in [0, 1]", "0.5"),
     ("sweep.heartbeat_seconds", COUNT, "an integer >= 1", "60"),
     ("sweep.retry_failed", at_least(0, integer=True), "an integer >= 0", "1"),
+    ("sweep.population", COUNT, "an integer >= 1", "16"),
     ("sweep.retry_seconds", NON_NEGATIVE, "a number >= 0", "60"),
     ("tracking.flush_seconds", NON_NEGATIVE, "a number >= 0", "1.0"),
 ]

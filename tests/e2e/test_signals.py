@@ -155,6 +155,31 @@ def test_a_stopped_study_stops_its_whole_tree_then_resumes(
     print(f"\n{how}: {line}")
 
 
+@pytest.mark.slow
+def test_a_stopped_population_records_every_member_then_resumes(tmp_path: Path) -> None:
+    """SIGTERM while one worker trains two trials as one stacked population
+    (sweep.population=2): both trials fail with the signal as the reason, both MLflow runs
+    and the study's close as KILLED, no process is left, and the same command finishes the
+    study at exactly n_trials."""
+    population = [a for a in STUDY if not a.startswith("sweep.workers=")]
+    population += ["sweep.workers=1", "sweep.population=2"]
+    proc = start_hyperlab(tmp_path, *population)
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc, timeout=240)
+    processes = tree(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    returncode, _, err = finish(proc, timeout=300)
+    assert returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert_all_gone(processes)
+    trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    assert {t.user_attrs["fail_reason"] for t in trials} == {f"{st.STOPPED_WORKER} (SIGTERM)"}
+    runs = {r.data.tags.get("hyperlab.trial"): r for r in mlflow_runs(tmp_path)}
+    assert {runs[str(t.number)].info.status for t in trials} == {"KILLED"}
+    assert runs[None].info.status == "KILLED"
+    assert len(resume_and_check(tmp_path, *population)) == N_TRIALS + 2
+
+
 def finish_watching(proc: Any, processes: dict[int, str], timeout: float) -> tuple[int, str]:
     """Wait for the command (its exit code and stderr), adding every process that appears
     in its tree meanwhile (a worker started in a dead one's place) to `processes`."""

@@ -230,3 +230,25 @@ def test_coarse_to_fine_tags_each_trials_stage_and_the_parent_with_regions(
         beta = parent.data.tags[f"region.{stage}.optimizer.beta"]
         b_low, b_high = map(float, beta.strip("[]").split(","))
         assert 0.9 <= b_low < b_high <= 0.999
+
+
+def test_a_population_study_trains_stacks_and_records_every_trial(tmp_path: Path) -> None:
+    """sweep.population=4 through the command: eight trials in two stacks of four, each
+    with its own finished child run under the study's run, and a report like any study's.
+    Run again with a larger budget, the study resumes to exactly its new n_trials."""
+    args = ["search=lr_beta", "dataset=moons", "epochs=3", "sweep.population=4"]
+    r = hyperlab(tmp_path, *args, "sweep.n_trials=8")
+    assert r.returncode == 0, r.stderr
+    assert "best: trial" in r.stdout
+    s = study_in(tmp_path)
+    assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 8
+    assert all(set(t.user_attrs["seconds"]) == {"build", "fit", "finish"} for t in s.trials)
+    runs = mlflow_runs(tmp_path)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(int(c.data.tags["hyperlab.trial"]) for c in children) == list(range(8))
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    r = hyperlab(tmp_path, *args, "sweep.n_trials=10")
+    assert r.returncode == 0, r.stderr
+    assert [t.state for t in study_in(tmp_path).trials] == [TrialState.COMPLETE] * 10

@@ -1,5 +1,6 @@
 """The worker's cycle on its own (Hydra's compose API standing in for the sweeper): batches
-of trials through one train function, outcomes told per trial, a stop mid-batch."""
+of trials through one train function, outcomes told per trial, a stop mid-batch, and a batch
+trained as one stacked population (caviar)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,24 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+import hyperlab.run_population
 from hyperlab import stops
-from hyperlab.search import setup, worker
+from hyperlab.search import caviar, setup, worker
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.study import STOPPED_WORKER, Retry
 from hyperlab.search.sweeper import hydra_choices, hydra_compose
 from support.paths import Compose
+from support.records import runs_of
 
 
-def make_worker(cfg: Compose, tmp_path: Path, n_trials: int) -> worker.Worker:
+def make_worker(cfg: Compose, tmp_path: Path, n_trials: int, *extra: str) -> worker.Worker:
     base = [
         "search=lr",
         f"sweep.n_trials={n_trials}",
         f"sweep.storage={tmp_path / 'journal.log'}",
         "tracking.enabled=false",
         "progress=false",
+        *extra,
     ]
     config = cfg(*base)
     s = setup.setup_of(config, base)
@@ -92,3 +96,48 @@ def test_a_stop_mid_batch_fails_the_trials_in_hand_and_stops(
     assert [s for s, _ in states[1:]] == [TrialState.FAIL, TrialState.FAIL]
     assert all(r.startswith(STOPPED_WORKER) for _, r in states[1:])
     assert stops.take() is None  # nothing left pending for the next test
+
+
+def test_a_population_trains_its_trials_as_each_would_train_alone(
+    cfg: Compose,
+    tmp_path: Path,
+    mlflow_uri: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sweep.population=3: the same six trials (one sampler seed), trained one by one and
+    as two stacks of three, end with the same values; each stacked trial has its own
+    FINISHED MLflow run with its params and per-epoch metrics."""
+    same = ["dataset=moons", "epochs=3", "objective.metric=dev_loss", "tracking.curve=false"]
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "stacked").mkdir()
+    alone = make_worker(cfg, tmp_path / "alone", 6, *same)
+    assert worker.run(alone) == {"COMPLETE": 6}
+    tracked = [
+        "tracking.enabled=true",
+        f"tracking.uri='{mlflow_uri}'",
+        f"tracking.experiment='{request.node.name}'",
+        f"tracking.artifacts='{tmp_path / 'artifacts'}'",
+    ]
+    stacked = make_worker(cfg, tmp_path / "stacked", 6, *same, *tracked)
+    sizes: list[int] = []
+    real = hyperlab.run_population.run_population
+
+    def spy(cfgs: Sequence[object], jobs: Sequence[object]) -> list[object]:
+        sizes.append(len(cfgs))
+        return real(cfgs, jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hyperlab.run_population, "run_population", spy)
+    assert worker.run(stacked, caviar.train_stacked, batch=3) == {"COMPLETE": 6}
+    assert sizes == [3, 3]  # two stacks of three: no trial trained alone
+    one, many = alone.study.get_trials(), stacked.study.get_trials()
+    assert [t.params for t in many] == [t.params for t in one]
+    assert [t.value for t in many] == pytest.approx([t.value for t in one], rel=1e-4)
+    runs = {r.data.tags["hyperlab.trial"]: r for r in runs_of(mlflow_uri, request.node.name)}
+    assert sorted(runs) == [str(t.number) for t in many]
+    for t in many:
+        r = runs[str(t.number)]
+        assert r.info.status == "FINISHED"
+        assert float(r.data.params["lr"]) == pytest.approx(t.params["lr"])
+        assert r.data.metrics["dev_loss"] == pytest.approx(t.value)
+        assert set(t.user_attrs["seconds"]) == {"build", "fit", "finish"}

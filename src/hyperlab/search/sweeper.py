@@ -67,10 +67,12 @@ def work(cfg: DictConfig) -> dict[str, int]:
     SIGTERM, SIGHUP and Ctrl-C stop it (see hyperlab.stops): its trial is failed with the
     signal as its reason (sweep.retry_failed runs it again), its MLflow run closed as
     KILLED, and the worker raises the stop instead of claiming another trial."""
-    from hyperlab.search import worker
+    from hyperlab.search import caviar, worker
 
+    population = int(cfg.sweep.population)
+    train = caviar.train_stacked if population > 1 else worker.train_each
     with stops.installed():
-        return worker.run(_worker(cfg))
+        return worker.run(_worker(cfg), train, batch=population)
 
 
 def _worker(cfg: DictConfig) -> worker_.Worker:

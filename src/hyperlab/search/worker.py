@@ -33,6 +33,9 @@ from hyperlab.search.study import Retry, stopped_for
 if TYPE_CHECKING:
     import optuna
 
+    from hyperlab.repeats import Spread
+    from hyperlab.run import Job
+
 DIVERGED = "training diverged (the cost became NaN or infinite)"
 
 
@@ -205,64 +208,81 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
     """Train one claimed trial. A bad sample, a crash in data loading or training, a
     diverged cost or an out-of-memory model fails this trial only, with its reason; a
     storage or tracking store that stays unreachable also stops the worker."""
+    from hyperlab.repeats import train
+
+    opened: list[object] = []  # the trial's MLflow run, once opened
+    try:
+        config = compose_trial(w, c)
+        return settle(w, c, config, train(config, trial_job(w, c, config, opened.append)))
+    except Exception as e:
+        return failed(w, c, e, opened=bool(opened))
+
+
+def trial_job(w: Worker, c: Claimed, config: DictConfig, on_opened: Callable[[Any], None]) -> Job:
+    """What a trial's run knows beyond its config: its name, tags, parent run, directory,
+    and the pruning reporter that reports each epoch to the study."""
+    from hyperlab.run import Job
+    from hyperlab.search.trial import PruningReporter
+
+    trial = c.trial
+    return Job(
+        choices={g: o for g, o in c.choices.items() if not g.startswith("hydra/")},
+        overrides=c.overrides,
+        command=c.line,
+        run_name=f"trial {trial.number}: {' '.join(c.overrides)}",
+        output_dir=w.output_dir / f"trial_{trial.number}",
+        parent_run_id=w.parent,
+        listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(config.epochs))],
+        tags=_trial_tags(w, trial, c.line),
+        on_opened=on_opened,
+    )
+
+
+def settle(w: Worker, c: Claimed, config: DictConfig, result: Spread) -> Outcome:
+    """The outcome of a trial that trained: its data hash, seconds and seeds recorded;
+    complete, or failed if its cost diverged."""
+    from optuna.trial import TrialState
+
+    trial = c.trial
+    check_data(w, trial, _data_hash(config))
+    # A trial of seed repeats has several runs: its seconds are each seed's run's.
+    timings = result.runs[0].timings if len(result.runs) == 1 else {}
+    trial.set_user_attr("seconds", {k: round(v, 6) for k, v in timings.items()})
+    if len(result.values) > 1:
+        trial.set_user_attr(
+            SEEDS_ATTR, {str(s): v for s, v in zip(result.seeds, result.values, strict=True)}
+        )
+        trial.set_user_attr("mean", result.mean)
+        trial.set_user_attr("std", result.std)
+    if math.isnan(result.objective):
+        return Outcome(TrialState.FAIL, reason=DIVERGED)
+    return Outcome(TrialState.COMPLETE, result.objective)
+
+
+def failed(w: Worker, c: Claimed, e: Exception, opened: bool) -> Outcome:
+    """The outcome of a trial whose training raised `e`: pruned, or failed with its reason
+    (recorded in MLflow too when its run was not `opened`); a tracking store that cannot
+    be written also stops the worker."""
     import optuna
     from optuna.trial import TrialState
 
-    from hyperlab.repeats import train
-    from hyperlab.run import Job
     from hyperlab.search import study
-    from hyperlab.search.trial import PruningReporter
     from hyperlab.tracking import TrackingError
 
-    trial, opened = c.trial, False
-
-    def on_opened(tracker: object) -> None:
-        nonlocal opened
-        opened = True
-
-    try:
-        config = compose_trial(w, c)
-        job = Job(
-            choices={g: o for g, o in c.choices.items() if not g.startswith("hydra/")},
-            overrides=c.overrides,
-            command=c.line,
-            run_name=f"trial {trial.number}: {' '.join(c.overrides)}",
-            output_dir=w.output_dir / f"trial_{trial.number}",
-            parent_run_id=w.parent,
-            listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(config.epochs))],
-            tags=_trial_tags(w, trial, c.line),
-            on_opened=on_opened,
-        )
-        result = train(config, job)
-        check_data(w, trial, _data_hash(config))
-        # A trial of seed repeats has several runs: its seconds are each seed's run's.
-        timings = result.runs[0].timings if len(result.runs) == 1 else {}
-        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in timings.items()})
-        if len(result.values) > 1:
-            trial.set_user_attr(
-                SEEDS_ATTR,
-                {str(s): v for s, v in zip(result.seeds, result.values, strict=True)},
-            )
-            trial.set_user_attr("mean", result.mean)
-            trial.set_user_attr("std", result.std)
-        if math.isnan(result.objective):
-            return Outcome(TrialState.FAIL, reason=DIVERGED)
-        return Outcome(TrialState.COMPLETE, result.objective)
-    except optuna.TrialPruned:
-        check_data(w, trial, _data_hash(c.config))
+    if isinstance(e, optuna.TrialPruned):
+        check_data(w, c.trial, _data_hash(c.config))
         return Outcome(TrialState.PRUNED)
-    except TrackingError as e:  # the run could not be recorded: stop before the next one
+    if isinstance(e, TrackingError):  # the run could not be recorded: stop before the next
         return Outcome(TrialState.FAIL, reason=f"TrackingError: {e.problem}", stop=stopped_for(e))
-    except Exception as e:  # a bad sample (HyperlabError) or a crash fails this trial only
-        if study.transient(e):  # the storage went away under the pruner's report
-            return Outcome(TrialState.FAIL, reason=f"{study.STORAGE_LOST}: {first_line(e)}")
-        reason = f"{type(e).__name__}: {e}"
-        if not opened:
-            # It failed before its MLflow run was opened (composing the config, loading
-            # the data, allocating the model): record the failure there too.
-            stop = _record_failed_run(w, c, reason)
-            return Outcome(TrialState.FAIL, reason=reason, stop=stop)
-        return Outcome(TrialState.FAIL, reason=reason)
+    # A bad sample (HyperlabError) or a crash fails this trial only.
+    if study.transient(e):  # the storage went away under the pruner's report
+        return Outcome(TrialState.FAIL, reason=f"{study.STORAGE_LOST}: {first_line(e)}")
+    reason = f"{type(e).__name__}: {e}"
+    if not opened:
+        # It failed before its MLflow run was opened (composing the config, loading the
+        # data, allocating the model): record the failure there too.
+        return Outcome(TrialState.FAIL, reason=reason, stop=_record_failed_run(w, c, reason))
+    return Outcome(TrialState.FAIL, reason=reason)
 
 
 def _data_hash(config: DictConfig | None) -> str:

@@ -1,0 +1,87 @@
+"""run_population(configs, jobs): trials of one architecture trained as one stacked model
+(hyperlab.population), each recorded as run() records a run alone.
+
+Each member is prepared as its run would be (validated, seeded, built), opens its own MLflow
+run with its params and tags, reports its per-epoch metrics to its own listeners (its
+tracker, its trial's pruning reporter), and ends as its run would: finished with its final
+evaluation, diverged, or pruned. The members' configs must share a population group
+(population.group_key): one data set, architecture, batch size and number of epochs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig
+
+from hyperlab import stops
+from hyperlab.population import Member, fit_population
+from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
+
+
+def run_population(
+    cfgs: Sequence[DictConfig | Mapping[str, Any]], jobs: Sequence[Job]
+) -> list[RunResult | BaseException]:
+    """Train the members as one stack; per member, how its run ended (a RunResult, NaN for
+    a diverged one) or the error that ended it (a pruner's TrialPruned). A stop signal
+    records every member's run as stopped and is raised."""
+    prepared, records, built = [], [], []
+    for cfg, job in zip(cfgs, jobs, strict=True):
+        start = time.perf_counter()
+        config, parts = prepare(cfg)  # seeded: each member its own initialization
+        built.append(time.perf_counter() - start)
+        record = open_record(config, job, parts.data.sha256, {})
+        if record.tracker and job.on_opened:
+            job.on_opened(record.tracker)
+        prepared.append((config, parts))
+        records.append(record)
+    members = [
+        Member(
+            parts.model,
+            parts.optimizer,
+            parts.schedule,
+            lr=config["lr"],
+            seed=config["seed"],
+            l2=parts.regularization.l2,
+            listeners=[*([record.tracker] if record.tracker else []), *job.listeners],
+        )
+        for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
+    ]
+    first, data = prepared[0][0], prepared[0][1].data
+    start = time.perf_counter()
+    try:
+        ends = fit_population(
+            members,
+            (data.x_train, data.y_train),
+            (data.x_dev, data.y_dev),
+            epochs=first["epochs"],
+            batch_size=first["batch_size"],
+        )
+    except BaseException as e:  # a stop: every member's run is recorded as stopped
+        for (config, _), record in zip(prepared, records, strict=True):
+            end_early(e, config, record)
+        raise
+    # Each member's share of the stack's training time.
+    fit_seconds = (time.perf_counter() - start) / len(members)
+    out: list[RunResult | BaseException] = []
+    with stops.held(until_checked=True):  # trained: recorded as it ended, then a stop
+        for (config, parts), job, record, end, build_seconds in zip(
+            prepared, jobs, records, ends, built, strict=True
+        ):
+            timings = {"build": build_seconds, "fit": fit_seconds}
+            sha256 = parts.data.sha256
+            if end.outcome != "complete":
+                assert end.error is not None
+                run_id = end_early(end.error, config, record)
+                if end.outcome == "stopped":  # its listener raised: pruned, or failed
+                    out.append(end.error)
+                    continue
+                out.append(RunResult(float("nan"), run_id, timings, sha256))
+                continue
+            start = time.perf_counter()
+            final, run_id = finish(config, parts, end.history, job, record, 0)
+            timings["finish"] = time.perf_counter() - start
+            out.append(RunResult(final.value, run_id, timings, sha256))
+    return out

@@ -1,0 +1,97 @@
+"""Caviar in one process: a worker's batch of claimed trials trained as stacked populations.
+
+`sweep.population=K` has each worker claim K trials at a time and hand them to
+train_stacked: the trials whose configs may share a stack (population.group_key: one data
+set, architecture, batch size and epoch count) train as one model (run_population), each
+with its own MLflow run, pruning reporter and outcome; a trial alone in its group, or one
+that a stack cannot train (seed repeats, checkpoints), trains as a sweep's worker trains
+it. Hydra-free, like the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hyperlab import stops
+from hyperlab.search.worker import (
+    Claimed,
+    Outcome,
+    Worker,
+    compose_trial,
+    failed,
+    settle,
+    stopped,
+    train_trial,
+    trial_job,
+)
+
+
+def stackable(config: Mapping[str, Any]) -> bool:
+    """Whether a trial may train in a stack: one seed, no checkpoints, no resume."""
+    return config["repeats"] == 1 and not config["checkpoint"]["every"] and not config["resume"]
+
+
+def train_stacked(w: Worker, batch: Sequence[Claimed]) -> list[Outcome]:
+    """The batch's outcomes, in order: its trials trained in as few stacks as their configs
+    allow. A stop fails the trials not yet trained (and those of the stack it cut)."""
+    from hyperlab.population import groups
+    from hyperlab.validate import validate
+
+    outcomes: dict[int, Outcome] = {}
+    configs: dict[int, dict[str, Any]] = {}
+    alone: list[int] = []
+    for i, c in enumerate(batch):
+        try:
+            configs[i] = validate(compose_trial(w, c))
+        except Exception:  # it fails as a trial alone fails, with its reason recorded
+            alone.append(i)
+            continue
+        if not stackable(configs[i]):
+            alone.append(i)
+            del configs[i]
+    order = list(configs)
+    stacks = [[order[j] for j in group] for group in groups([configs[i] for i in order])]
+    alone += [s[0] for s in stacks if len(s) == 1]
+    try:
+        for i in sorted(alone):
+            outcomes[i] = train_trial(w, batch[i])
+        for stack in (s for s in stacks if len(s) > 1):
+            outcomes.update(_train_stack(w, [batch[i] for i in stack], stack, configs))
+    except stops.STOPS as e:
+        return [outcomes.get(i) or stopped(e) for i in range(len(batch))]
+    return [outcomes[i] for i in range(len(batch))]
+
+
+def _train_stack(
+    w: Worker, claimed: list[Claimed], stack: list[int], configs: Mapping[int, dict[str, Any]]
+) -> dict[int, Outcome]:
+    """One stack's trials trained together; each outcome settled as a trial's alone."""
+    from hyperlab.repeats import of_one
+    from hyperlab.run_population import run_population
+
+    composed = []
+    for c in claimed:
+        assert c.config is not None  # composed by train_stacked
+        composed.append(c.config)
+    opened: list[list[object]] = [[] for _ in claimed]
+    jobs = [
+        trial_job(w, c, config, seen.append)
+        for c, config, seen in zip(claimed, composed, opened, strict=True)
+    ]
+    try:
+        ends = run_population(composed, jobs)
+    except Exception as e:  # the stack could not be built: each trial fails with the reason
+        return {
+            i: failed(w, c, e, bool(seen))
+            for i, c, seen in zip(stack, claimed, opened, strict=True)
+        }
+    outcomes = {}
+    for i, c, config, seen, end in zip(stack, claimed, composed, opened, ends, strict=True):
+        try:
+            if isinstance(end, BaseException):
+                raise end
+            outcomes[i] = settle(w, c, config, of_one(configs[i], end))
+        except Exception as e:
+            outcomes[i] = failed(w, c, e, bool(seen))
+    return outcomes
