@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from support.command import finish, start_hyperlab
 
 if TYPE_CHECKING:
-    from services import Postgres
+    from support.servers import Postgres
 
 pytestmark = pytest.mark.slow
 
