@@ -17,8 +17,26 @@ from typing import Any
 from omegaconf import DictConfig
 
 from hyperlab import stops
+from hyperlab.build import Parts
+from hyperlab.loop import Listener
 from hyperlab.population import Member, fit_population
 from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
+
+
+def member_of(
+    config: Mapping[str, Any], parts: Parts, listeners: Sequence[Listener] = ()
+) -> Member:
+    """A trial's member of a stack: its built parts and the settings of its validated
+    config that the stack reads per member."""
+    return Member(
+        parts.model,
+        parts.optimizer,
+        parts.schedule,
+        lr=config["lr"],
+        seed=config["seed"],
+        l2=parts.regularization.l2,
+        listeners=listeners,
+    )
 
 
 def run_population(
@@ -38,15 +56,7 @@ def run_population(
         prepared.append((config, parts))
         records.append(record)
     members = [
-        Member(
-            parts.model,
-            parts.optimizer,
-            parts.schedule,
-            lr=config["lr"],
-            seed=config["seed"],
-            l2=parts.regularization.l2,
-            listeners=[*([record.tracker] if record.tracker else []), *job.listeners],
-        )
+        member_of(config, parts, [*([record.tracker] if record.tracker else []), *job.listeners])
         for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
     ]
     first, data = prepared[0][0], prepared[0][1].data

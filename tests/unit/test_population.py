@@ -14,6 +14,7 @@ from hyperlab.build import Parts, build
 from hyperlab.loop import Diverged, Metrics, fit
 from hyperlab.models import MLP
 from hyperlab.population import Member, Population, fit_population, groups, structure
+from hyperlab.run_population import member_of
 from hyperlab.schedules import Constant, InverseTime
 from hyperlab.validate import validate
 from support.paths import Compose
@@ -227,15 +228,7 @@ def test_members_built_from_configs_train_as_their_runs_would(cfg: Compose) -> N
     def built(config: dict[str, Any]) -> tuple[Member, Parts]:
         torch.manual_seed(config["seed"])
         parts = build(config)
-        member = Member(
-            parts.model,
-            parts.optimizer,
-            parts.schedule,
-            lr=config["lr"],
-            seed=config["seed"],
-            l2=parts.regularization.l2,
-        )
-        return member, parts
+        return member_of(config, parts), parts
 
     pairs = [built(c) for c in configs]
     data = pairs[0][1].data
