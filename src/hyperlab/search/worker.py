@@ -212,7 +212,8 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
 
     opened: list[object] = []  # the trial's MLflow run, once opened
     try:
-        config = compose_trial(w, c)
+        # A batch trainer may have composed it already (caviar, for a trial it trains alone).
+        config = c.config if c.config is not None else compose_trial(w, c)
         return settle(w, c, config, train(config, trial_job(w, c, config, opened.append)))
     except Exception as e:
         return failed(w, c, e, opened=bool(opened))
