@@ -64,11 +64,15 @@ class _State:
     pending: BaseException | None = None  # a stop that came inside held()
 
 
+def _stop_for(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _State.received is not None:
         return  # one stop per process: the first one's cleanup is under way
     _State.received = signum
-    stop: BaseException = KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
+    stop = _stop_for(signum)
     if _State.depth:
         _State.pending = stop
         return
@@ -99,6 +103,7 @@ def installed() -> Iterator[None]:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+        _State.received, _State.pending = None, None  # the next job's stop is its own
 
 
 def received() -> int | None:
@@ -123,6 +128,13 @@ def take() -> BaseException | None:
     """The stop that came inside held(), if any (it is then no longer pending)."""
     stop, _State.pending = _State.pending, None
     return stop
+
+
+def since() -> BaseException | None:
+    """The stop for the signal this process received, if one came, whether or not it is
+    pending: a library's `except BaseException` may have swallowed the one raised (a loop
+    that must not go on after a stop asks this, not take())."""
+    return None if _State.received is None else _stop_for(_State.received)
 
 
 def check() -> None:

@@ -4,6 +4,9 @@ trained as one stacked population (caviar)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,6 +99,31 @@ def test_a_stop_mid_batch_fails_the_trials_in_hand_and_stops(
     assert [s for s, _ in states[1:]] == [TrialState.FAIL, TrialState.FAIL]
     assert all(r.startswith(STOPPED_WORKER) for _, r in states[1:])
     assert stops.take() is None  # nothing left pending for the next test
+
+
+def test_a_stop_a_library_swallowed_still_ends_the_worker(
+    cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM turned into another error on its way out (Optuna's lock release did that):
+    the trial fails with that error, and the worker stops instead of claiming the next."""
+    w = make_worker(cfg, tmp_path, n_trials=4)
+
+    def train_trial(w: worker.Worker, c: worker.Claimed) -> worker.Outcome:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        except BaseException:
+            return worker.Outcome(TrialState.FAIL, reason="FileNotFoundError")
+        raise AssertionError("no stop came")
+
+    monkeypatch.setattr(worker, "train_trial", train_trial)
+    with stops.installed(), pytest.raises(stops.Stopped):
+        worker.run(w)
+    trials = w.study.get_trials()
+    assert [(t.state, t.user_attrs["fail_reason"]) for t in trials] == [
+        (TrialState.FAIL, "FileNotFoundError")
+    ]
+    assert stops.received() is None  # the block's end leaves no stop to the next job
 
 
 def test_a_population_trains_its_trials_as_each_would_train_alone(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileSymlinkLock, JournalStorage
 
+from hyperlab import stops
 from hyperlab.errors import ConfigError
 from hyperlab.search import journal
 from hyperlab.search import study as st
@@ -193,3 +195,27 @@ def test_a_write_error_names_the_file_and_the_fix(tmp_path: Path) -> None:
     assert e.fix.startswith("free space") and "run the same command again" in e.fix
     again = pickle.loads(pickle.dumps(e))  # it crosses from a joblib worker
     assert isinstance(again, journal.JournalError) and again.fix == e.fix
+
+
+@pytest.mark.parametrize("cut_in", ["symlink", "unlink"], ids=["taking the lock", "releasing it"])
+def test_a_stop_inside_a_write_is_raised_once_the_write_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_in: str
+) -> None:
+    """SIGTERM while Optuna takes or releases the journal's lock (it came right after the
+    lock's unlink in a CI run): unheld, Optuna's release unlinks the gone file again and the
+    FileNotFoundError hid the stop, so the worker trained on. Held, the record is written,
+    the lock is free, and the stop is raised after."""
+    path = tmp_path / "journal.log"
+    backend = journal.backend(path)
+    real = getattr(os, cut_in)
+
+    def then_signal(*args: object) -> None:
+        real(*args)
+        monkeypatch.setattr(os, cut_in, real)  # once
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, cut_in, then_signal)
+    with stops.installed(), pytest.raises(stops.Stopped):
+        backend.append_logs([{"op_code": 0, "worker_id": "w"}])
+    assert path.read_bytes() == b'{"op_code":0,"worker_id":"w"}\n'
+    assert not Path(f"{path}.lock").exists()

@@ -8,6 +8,11 @@ A bad line in the middle is refused, never dropped: the records after it are the
 
 Writes that fail (a full disk, a read-only or deleted directory) raise JournalError, which
 names the file and the fix, instead of an OSError from deep inside Optuna.
+
+A stop signal (hyperlab.stops) never cuts a write or the lock around it: Optuna's symlink
+lock, cut by an exception, releases a lock it may not hold (another writer's) and, cut
+inside its release, unlinks a file already gone; the FileNotFoundError then hides the stop,
+and the worker trains on. A stop inside a write is raised once the write is done.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, BinaryIO
 
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from hyperlab import stops
 from hyperlab.errors import ConfigError, HyperlabError
 
 RESUME = "then run the same command again: the study resumes where it is"
@@ -193,11 +199,12 @@ def locked(path: Path) -> Iterator[None]:
     """Hold the journal's lock: the one Optuna's JournalFileBackend takes around each
     append (a symlink `<path>.lock`; one left by a killed writer is broken after 30 s)."""
     lock = JournalFileSymlinkLock(str(path))
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+    with stops.held():
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def write_error(path: Path, e: OSError, doing: str = "writing") -> JournalError:
@@ -272,7 +279,8 @@ class GuardedJournal(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         try:
-            super().append_logs(logs)
+            with stops.held():
+                super().append_logs(logs)
         except OSError as e:
             raise write_error(self._path, e) from None
 

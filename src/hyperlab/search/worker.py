@@ -115,6 +115,9 @@ def run(w: Worker, train: Train | None = None, batch: int = 1) -> dict[str, int]
             done[outcome.state.name] = done.get(outcome.state.name, 0) + 1
         # A stop that came while the trials were told: they are told, then the worker stops.
         interrupt = next((o.interrupt for o in outcomes if o.interrupt), None) or stops.take()
+        # A stop hidden by a library's handler (an error raised while handling it took its
+        # place) still ends the worker: no trial is claimed after a stop.
+        interrupt = interrupt or stops.since()
         if interrupt is not None:
             _drain_then_stop(interrupt)
         for outcome in outcomes:
