@@ -92,6 +92,7 @@ def run_study(spec: StudySpec) -> StudyResult:
     from hyperlab.search import worker
     from hyperlab.search.study import Retry
     from hyperlab.search.sweeper import hydra_choices, hydra_compose
+    from hyperlab.validate import validate
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(CONFIG_DIR, version_base=None):
@@ -115,14 +116,15 @@ def run_study(spec: StudySpec) -> StudyResult:
             with open_dict(cfg):
                 for name in names:
                     cfg.search.params[name]["grid"] = side
-        setup = study_setup.setup_of(cfg, base)
+        config = validate(cfg)
+        setup = study_setup.setup_of(config, base)
         retry = Retry(setup.url, 60.0)
         t = time.perf_counter()
-        study = study_setup.load_study(cfg, setup, 0, retry)
+        study = study_setup.load_study(config, setup, 0, retry)
         built = time.perf_counter() - t  # the sampler's construction: a grid builds its points
         groups = {g for g in choices if not g.startswith("hydra/")}
         w = worker.Worker(
-            cfg=cfg,
+            cfg=config,
             setup=setup,
             study=study,
             retry=retry,

@@ -79,7 +79,7 @@ def build_model_and_optimizer(
     weights."""
     torch.manual_seed(0)
     model = build_model(config, parts.data.n_features, parts.data.n_classes)
-    return model, _instantiate(config["optimizer"])(model.parameters())
+    return model, _instantiate(config.optimizer)(model.parameters())
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -125,7 +125,7 @@ def loop_ratio(
                 parts.schedule,
                 (x, y),
                 dev,
-                lr=config["lr"],
+                lr=config.lr,
                 epochs=EPOCHS,
                 batch_size=BATCH,
                 generator=torch.Generator(),

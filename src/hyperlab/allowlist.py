@@ -246,11 +246,11 @@ def stored(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if _root_key(str(o)) != KEY]
 
 
-def check_unwidened(plain: Mapping[str, Any], live: Any) -> None:
-    """A config composed from stored overrides keeps the live command's allow_targets:
-    dropping the key is not enough where a stored override selects a preset or a config
-    search path that sets it."""
-    found = list(plain.get(KEY) or [])
+def check_unwidened(found: Sequence[str], live: Any) -> None:
+    """A config composed from stored overrides keeps the live command's allow_targets
+    (`found`: its allow_targets): dropping the key is not enough where a stored override
+    selects a preset or a config search path that sets it."""
+    found = list(found or [])
     if found != list(live or []):
         raise ConfigError(
             f"they set {KEY} to {found} (this command: {list(live or [])}), through a "
@@ -272,7 +272,7 @@ def _public_names(module: str) -> frozenset[str]:
     """The public names `module` defines at its top level (def, class), or imports from
     its own submodules (Optuna's samplers package re-exports them so), read from its
     source: importing hyperlab.models to check a config would import torch."""
-    path = _source(module)
+    path = source_of(module)
     if path is None:
         return frozenset()
     names: set[str] = set()
@@ -288,7 +288,7 @@ def _public_names(module: str) -> frozenset[str]:
     return frozenset(n for n in names if not n.startswith("_"))
 
 
-def _source(module: str) -> Path | None:
+def source_of(module: str) -> Path | None:
     """The source file of `module`, found from its top-level package's location without
     importing any of it."""
     root, *rest = module.split(".")

@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 
 from hyperlab.allowlist import check_node
 from hyperlab.errors import DataError, HyperlabError
-from hyperlab.schema import LABELS
+from hyperlab.schema import LABELS, Config
 
 if TYPE_CHECKING:
     import optuna
@@ -95,23 +95,21 @@ def _build_data(key: str) -> Splits:
     return dataclasses.replace(splits, sha256=content_hash(x, y, classes))
 
 
-def build_regularization(config: Mapping[str, Any]) -> Regularization:
+def build_regularization(config: Config) -> Regularization:
     """L2's lambda and dropout's keep_prob: read here alone (the model takes keep_prob, the
     training loop l2)."""
-    return _instantiate(config["regularization"])  # type: ignore[no-any-return]
+    return _instantiate(config.regularization)  # type: ignore[no-any-return]
 
 
-def build_model(config: Mapping[str, Any], n_features: int, n_classes: int) -> MLP:
+def build_model(config: Config, n_features: int, n_classes: int) -> MLP:
     """The config's MLP, with its normalization layers and dropout, initialized."""
     return _model(config, n_features, n_classes, build_regularization(config))
 
 
-def _model(
-    config: Mapping[str, Any], n_features: int, n_classes: int, regularization: Regularization
-) -> MLP:
+def _model(config: Config, n_features: int, n_classes: int, regularization: Regularization) -> MLP:
     # Called here, not through instantiate(), which would turn the layer factory into a
     # config node.
-    model: MLP = _instantiate(config["model"], _partial_=True)(
+    model: MLP = _instantiate(config.model, _partial_=True)(
         n_features=n_features,
         n_classes=n_classes,
         normalization=_instantiate(_unlabelled(config, "normalization")),
@@ -121,20 +119,20 @@ def _model(
     return model
 
 
-def _unlabelled(config: Mapping[str, Any], group: str) -> dict[str, Any]:
+def _unlabelled(config: Config, group: str) -> dict[str, Any]:
     """The group's node without its label (schema.LABELS), which names the option for the
     record and is no argument of the function."""
-    return {k: v for k, v in config[group].items() if k != LABELS.get(group)}
+    return {k: v for k, v in getattr(config, group).items() if k != LABELS.get(group)}
 
 
-def build(config: Mapping[str, Any]) -> Parts:
+def build(config: Config) -> Parts:
     """Data, model (initialized), optimizer over the model's parameters, lr schedule, and
     the regularization (its l2 is the training loop's)."""
-    data = build_data(config["dataset"])
+    data = build_data(config.dataset)
     regularization = build_regularization(config)
     model = _model(config, data.n_features, data.n_classes, regularization)
-    optimizer = _instantiate(config["optimizer"])(model.parameters())
-    schedule = _instantiate(config["schedule"])
+    optimizer = _instantiate(config.optimizer)(model.parameters())
+    schedule = _instantiate(config.schedule)
     return Parts(data, model, optimizer, schedule, regularization)
 
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperlab import stops
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.overrides import merge, override_key
-from hyperlab.schema import register
+from hyperlab.schema import Config, register
 
 if TYPE_CHECKING:
     from hyperlab.checkpoint import Checkpoint
@@ -82,7 +82,7 @@ def _gist(e: Exception) -> str:
     return " ".join(" ".join(lines).split())[:300] or type(e).__name__
 
 
-def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[str], Checkpoint]:
+def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[Config, list[str], Checkpoint]:
     """resume=REF: the checkpoint, and the config its run was trained with (its overrides)
     with this command's overrides on top. The stored overrides are data: without
     allow_targets, through the allowlist and the same validation as a command line; a
@@ -96,8 +96,8 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
         o for o in merge([*stored(ckpt.overrides), *overrides]) if override_key(o) != "resume"
     ]
     try:
-        config = compose_stored([*merged, f"resume={cfg.resume}"])
-        check_unwidened(validate(config), cfg.allow_targets)
+        config = validate(compose_stored([*merged, f"resume={cfg.resume}"]))
+        check_unwidened(config.allow_targets, cfg.allow_targets)
     except HyperlabError as e:
         raise CheckpointError(
             f"checkpoint {ckpt.path}: its stored overrides are refused: {e.problem}",
@@ -106,7 +106,7 @@ def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, list[st
     return config, merged, ckpt
 
 
-def _retest(cfg: DictConfig, overrides: list[str]) -> NoReturn:
+def _retest(cfg: Config, overrides: list[str]) -> NoReturn:
     from hyperlab.search.retest import retest
     from hyperlab.tracking import drain
 
@@ -137,7 +137,7 @@ def _exit_with(e: HyperlabError) -> NoReturn:
     exit_with(e)
 
 
-def _stopped(cfg: DictConfig, opened: Sequence[Tracker], e: BaseException) -> NoReturn:
+def _stopped(cfg: Config, opened: Sequence[Tracker], e: BaseException) -> NoReturn:
     """Say what a stopped run left recorded, once it is written, and exit 128 + signal."""
     from hyperlab.tracking import TrackingError, drain
 
@@ -210,7 +210,7 @@ def main(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     checkpoint = None
     try:
-        validate(cfg)  # before anything starts: a bad value records nothing
+        config = validate(cfg)  # before anything starts: a bad value records nothing
         # Unresolved: an ${oc.env:...} override keeps its secret out of the records.
         overrides = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
         if cfg.resume:
@@ -219,18 +219,18 @@ def main(cfg: DictConfig) -> float:
                     "resume= continues one run; it cannot be part of a multirun",
                     "resume one run per command",
                 )
-            cfg, overrides, checkpoint = _resumed(cfg, overrides)  # validated there
-        if cfg.task == "gradcheck":
+            config, overrides, checkpoint = _resumed(cfg, overrides)  # validated there
+        if config.task == "gradcheck":
             from hyperlab.gradcheck import check_gradients
 
-            worst = check_gradients(cfg)
-            sys.exit(0 if worst < cfg.gradcheck.fail_at else 1)
+            worst = check_gradients(config)
+            sys.exit(0 if worst < config.gradcheck.fail_at else 1)
     except HyperlabError as e:
         _exit_with(e)
-    if cfg.tracking.enabled:
-        writer(cfg.tracking.uri)  # start it now: its imports overlap with torch's below
-    if cfg.task == "retest":
-        _retest(cfg, overrides)
+    if config.tracking.enabled:
+        writer(config.tracking.uri)  # start it now: its imports overlap with torch's below
+    if config.task == "retest":
+        _retest(config, overrides)
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
     from hyperlab.run import Job
@@ -252,13 +252,13 @@ def main(cfg: DictConfig) -> float:
     if checkpoint:
         job.run_name = f"resumed at epoch {checkpoint.epoch}: {' '.join(overrides)}"
     try:
-        value = train(cfg, job).objective
+        value = train(config, job).objective
         if not multirun:
             drain()  # a multirun drains once, when it ends
     except HyperlabError as e:
         _exit_with(e)
     except stops.STOPS as e:
-        _stopped(cfg, opened, e)
+        _stopped(config, opened, e)
     if math.isnan(value) and not multirun:
         sys.exit(1)  # diverged: a single run failed; in a multirun the other jobs go on
     return value

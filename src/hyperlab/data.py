@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hyperlab.errors import DataError
+from hyperlab.ranges import Classes, Count, Fraction, NonNegative, NumpySeed, Samples
 from hyperlab.stores import existing_file
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -57,7 +58,7 @@ def digits() -> Arrays:
     return bunch.data, bunch.target
 
 
-def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Arrays:
+def moons(n_samples: Samples = 1000, noise: NonNegative = 0.2, seed: NumpySeed = 0) -> Arrays:
     """Two interleaving half circles (binary)."""
     from sklearn.datasets import make_moons
 
@@ -65,7 +66,10 @@ def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Arrays:
 
 
 def circles(
-    n_samples: int = 1000, noise: float = 0.05, factor: float = 0.5, seed: int = 0
+    n_samples: Samples = 1000,
+    noise: NonNegative = 0.05,
+    factor: Fraction = 0.5,
+    seed: NumpySeed = 0,
 ) -> Arrays:
     """A circle inside a circle (binary)."""
     from sklearn.datasets import make_circles
@@ -74,7 +78,11 @@ def circles(
 
 
 def blobs(
-    n_samples: int = 1000, n_features: int = 2, centers: int = 4, noise: float = 1.0, seed: int = 0
+    n_samples: Samples = 1000,
+    n_features: Count = 2,
+    centers: Classes = 4,
+    noise: NonNegative = 1.0,
+    seed: NumpySeed = 0,
 ) -> Arrays:
     """Gaussian clusters with standard deviation `noise`, one class each."""
     from sklearn.datasets import make_blobs
@@ -89,7 +97,9 @@ def blobs(
     return x, y
 
 
-def spirals(n_samples: int = 900, n_classes: int = 3, noise: float = 0.2, seed: int = 0) -> Arrays:
+def spirals(
+    n_samples: Samples = 900, n_classes: Classes = 3, noise: NonNegative = 0.2, seed: NumpySeed = 0
+) -> Arrays:
     """`n_classes` interleaved spiral arms of about n_samples / n_classes points each."""
     rng = np.random.default_rng(seed)
     per_class = n_samples // n_classes
@@ -300,17 +310,28 @@ def content_hash(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Split:
+    """dataset.split: the fractions of the examples in each split (they sum to 1), and the
+    seed of the shuffle that deals them out."""
+
+    train: Fraction = 0.7
+    dev: Fraction = 0.15
+    test: Fraction = 0.15
+    seed: NumpySeed = 0
+
+
 def split_indices(
     y: np.ndarray, fractions: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of the train, dev and test splits: sizes from `fractions` (train, dev,
-    test), stratified by class where every class can appear in each, seeded by its `seed`."""
+    """Row indices of the train, dev and test splits: sizes from `fractions` (a Split's
+    fields), stratified by class where every class can appear in each, seeded by its seed."""
     from sklearn.model_selection import train_test_split
 
-    seed = int(fractions["seed"])
+    split = Split(**fractions)
     n = len(y)
-    n_dev = round(n * float(fractions["dev"]))
-    n_test = round(n * float(fractions["test"]))
+    n_dev = round(n * split.dev)
+    n_test = round(n * split.test)
     n_train = n - n_dev - n_test
     if min(n_train, n_dev, n_test) < 1:
         raise DataError(
@@ -325,10 +346,10 @@ def split_indices(
 
     idx = np.arange(n)
     rest, test = train_test_split(
-        idx, test_size=n_test, random_state=seed, stratify=stratify(y, n_test)
+        idx, test_size=n_test, random_state=split.seed, stratify=stratify(y, n_test)
     )
     train, dev = train_test_split(
-        rest, test_size=n_dev, random_state=seed, stratify=stratify(y[rest], n_dev)
+        rest, test_size=n_dev, random_state=split.seed, stratify=stratify(y[rest], n_dev)
     )
     return train, dev, test
 

@@ -32,6 +32,7 @@ from hyperlab import display
 from hyperlab.errors import ConfigError
 from hyperlab.models import l2_penalty
 from hyperlab.run import fit_parts, prepare
+from hyperlab.schema import Config
 
 GREAT, CLOSER = 1e-6, 1e-4
 
@@ -146,12 +147,12 @@ def gradient_check(
 # --- the task: task=gradcheck -------------------------------------------------------------
 
 
-def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
+def check_gradients(cfg: Config | DictConfig | Mapping[str, Any]) -> float:
     """task=gradcheck: backprop against two-sided differences on a training batch, at the
     initialization and optionally again after some epochs. Returns the largest difference."""
     config, parts = prepare(cfg, check=_check_size)
-    settings, reg = config["gradcheck"], parts.regularization
-    x, y = parts.data.x_train[: settings["batch"]], parts.data.y_train[: settings["batch"]]
+    settings, reg = config.gradcheck, parts.regularization
+    x, y = parts.data.x_train[: settings.batch], parts.data.y_train[: settings.batch]
     m = len(parts.data.y_train)
     console = display.console
     if reg.keep_prob < 1:
@@ -160,24 +161,24 @@ def check_gradients(cfg: DictConfig | Mapping[str, Any]) -> float:
             "its random masks make the cost a different function at every evaluation"
         )
     stages = [("at initialization", 0)]
-    if settings["after_epochs"]:
-        stages.append((f"after {settings['after_epochs']} epochs", settings["after_epochs"]))
+    if settings.after_epochs:
+        stages.append((f"after {settings.after_epochs} epochs", settings.after_epochs))
     worst = 0.0
     for label, epochs in stages:
         if epochs:
-            fit_parts(config, parts, torch.Generator().manual_seed(config["seed"]), epochs=epochs)
+            fit_parts(config, parts, torch.Generator().manual_seed(config.seed), epochs=epochs)
         check = gradient_check(
             parts.model,
             x,
             y,
             l2=reg.l2,
             m=m,
-            eps=settings["eps"],
-            max_components=settings["max_components"],
-            seed=config["seed"],
+            eps=settings.eps,
+            max_components=settings.max_components,
+            seed=config.seed,
         )
         worst = max(worst, check.difference)
-        _report(label, check, settings["eps"], reg.l2)
+        _report(label, check, settings.eps, reg.l2)
     console.print("scale: about 1e-7 great; 1e-5 look closer; 1e-3 or more a bug")
     return worst
 
@@ -198,11 +199,11 @@ def _report(label: str, check: Check, eps: float, l2: float) -> None:
     console.print(table)
 
 
-def _check_size(config: Mapping[str, Any], sizes: list[int], memory: int | None) -> None:
+def _check_size(config: Config, sizes: list[int], memory: int | None) -> None:
     """A gradient check whose float64 copy of the model, its gradient and the compared
     components (bytes_needed) exceed the machine's memory fails here, before the model is
     built: the kernel would otherwise kill the check without a word."""
-    model, settings = config["model"], config["gradcheck"]
+    model, settings = config.model, config.gradcheck
     weights = sum(a * b + b for a, b in itertools.pairwise(sizes))
 
     def need(sample: int) -> int:
@@ -210,12 +211,12 @@ def _check_size(config: Mapping[str, Any], sizes: list[int], memory: int | None)
             weights,
             sample if 0 < sample < weights else weights,
             largest=max(a * b for a, b in itertools.pairwise(sizes)),
-            activations=settings["batch"] * sum(sizes),
-            l2=config["regularization"]["l2"] > 0,
-            trained=settings["after_epochs"] > 0,
+            activations=settings.batch * sum(sizes),
+            l2=config.regularization["l2"] > 0,
+            trained=settings.after_epochs > 0,
         )
 
-    needed = need(settings["max_components"])
+    needed = need(settings.max_components)
     if not memory or needed <= memory:
         return
     sample = 1000
@@ -223,11 +224,11 @@ def _check_size(config: Mapping[str, Any], sizes: list[int], memory: int | None)
     fix = (
         f"check a sample of the components, e.g. gradcheck.max_components={sample} (about "
         f"{need(sample) / 2**30:.3g} GiB), or {smaller}"
-        if need(sample) <= memory and settings["max_components"] != sample
+        if need(sample) <= memory and settings.max_components != sample
         else f"check {smaller}: its backprop is the same code (gradcheck.max_components "
         "bounds the components compared, not the float64 copy)"
     )
-    checked = settings["max_components"] if 0 < settings["max_components"] < weights else weights
+    checked = settings.max_components if 0 < settings.max_components < weights else weights
     raise ConfigError(
         f"task=gradcheck with model.hidden_units={model['hidden_units']}, "
         f"model.layers={model['layers']}: the check needs about {needed / 2**30:.3g} GiB "

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from hyperlab.ranges import Positive
+
 
 def _each_linear(model: nn.Module, weights: Callable[[torch.Tensor, int], object]) -> nn.Module:
     """`weights(W, n_in)` fills each Linear layer's W in place; its bias starts at zero."""
@@ -38,6 +40,6 @@ def zeros(model: nn.Module) -> nn.Module:
     return _each_linear(model, lambda w, n_in: w.zero_())
 
 
-def random_large(model: nn.Module, scale: float = 10.0) -> nn.Module:
+def random_large(model: nn.Module, scale: Positive = 10.0) -> nn.Module:
     """W ~ N(0, 1) * scale: large weights saturate activations and explode the cost."""
     return _each_linear(model, lambda w, n_in: w.normal_(0.0, 1.0).mul_(scale))

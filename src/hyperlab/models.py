@@ -10,6 +10,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hyperlab.ranges import (
+    Activation,
+    Averaging,
+    HiddenUnits,
+    KeepProb,
+    Natural,
+    NonNegative,
+    Positive,
+)
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -45,7 +55,7 @@ def none() -> Normalization | None:
     return None
 
 
-def batchnorm(eps: float = 1e-5, running_beta: float = 0.9) -> Normalization:
+def batchnorm(eps: Positive = 1e-5, running_beta: Averaging = 0.9) -> Normalization:
     """Batch norm on z. At evaluation z is normalized with exponentially weighted averages
     of the mini-batch means and variances: running = beta * running + (1 - beta) * batch."""
     # torch's momentum weighs the new batch: the course's beta is 1 - momentum.
@@ -53,7 +63,7 @@ def batchnorm(eps: float = 1e-5, running_beta: float = 0.9) -> Normalization:
     return Normalization(layer, linear_bias=False)
 
 
-def layernorm(eps: float = 1e-5) -> Normalization:
+def layernorm(eps: Positive = 1e-5) -> Normalization:
     """Layer norm on z: each example over its units, the same in training and evaluation."""
     return Normalization(functools.partial(nn.LayerNorm, eps=eps))
 
@@ -66,11 +76,11 @@ class MLP(nn.Sequential):
         self,
         n_features: int,
         n_classes: int,
-        hidden_units: int | Sequence[int] = 128,
-        layers: int = 2,
-        activation: str = "relu",
+        hidden_units: HiddenUnits = 128,
+        layers: Natural = 2,
+        activation: Activation = "relu",
         normalization: Normalization | None = None,
-        keep_prob: float = 1.0,
+        keep_prob: KeepProb = 1.0,
     ) -> None:
         modules: list[nn.Module] = []
         width = n_features
@@ -99,8 +109,8 @@ class Regularization:
     """conf/regularization/*.yaml: L2's lambda (the loop adds l2_penalty to the cost) and
     dropout's keep_prob (the MLP's inverted dropout; 1 = off)."""
 
-    l2: float = 0.0
-    keep_prob: float = 1.0
+    l2: NonNegative = 0.0
+    keep_prob: KeepProb = 1.0
 
 
 def l2_penalty(weights: Sequence[torch.Tensor], lambd: float, m: int) -> torch.Tensor:

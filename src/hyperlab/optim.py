@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from hyperlab.ranges import Averaging, NonNegative, Positive
+
 Params = Iterable[nn.Parameter]
 
 
@@ -24,7 +26,7 @@ class Momentum(Optimizer):
     without dampening, is not an average, so its lr means something else.
     """
 
-    def __init__(self, params: Params, lr: float, beta: float = 0.9) -> None:
+    def __init__(self, params: Params, lr: Positive, beta: Averaging = 0.9) -> None:
         super().__init__(params, {"lr": lr, "beta": beta})
 
     @torch.no_grad()
@@ -48,23 +50,27 @@ class Momentum(Optimizer):
         return v
 
 
-def gd(params: Params, lr: float) -> Optimizer:
+def gd(params: Params, lr: Positive) -> Optimizer:
     """Mini-batch gradient descent: W := W - lr * dW."""
     return torch.optim.SGD(params, lr=lr)
 
 
-def momentum(params: Params, lr: float, beta: float = 0.9) -> Optimizer:
+def momentum(params: Params, lr: Positive, beta: Averaging = 0.9) -> Optimizer:
     """Gradient descent with momentum (the course's form, see Momentum)."""
     return Momentum(params, lr=lr, beta=beta)
 
 
-def rmsprop(params: Params, lr: float, beta: float = 0.9, eps: float = 1e-8) -> Optimizer:
+def rmsprop(params: Params, lr: Positive, beta: Averaging = 0.9, eps: Positive = 1e-8) -> Optimizer:
     """RMSprop: s = beta * s + (1 - beta) * dW^2;  W := W - lr * dW / (sqrt(s) + eps)."""
     return torch.optim.RMSprop(params, lr=lr, alpha=beta, eps=eps)
 
 
 def adam(
-    params: Params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    params: Params,
+    lr: Positive,
+    beta1: Averaging = 0.9,
+    beta2: Averaging = 0.999,
+    eps: Positive = 1e-8,
 ) -> Optimizer:
     """Adam with bias correction: W := W - lr * v_hat / (sqrt(s_hat) + eps)."""
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, foreach=True)
@@ -72,11 +78,11 @@ def adam(
 
 def adamw(
     params: Params,
-    lr: float,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.01,
+    lr: Positive,
+    beta1: Averaging = 0.9,
+    beta2: Averaging = 0.999,
+    eps: Positive = 1e-8,
+    weight_decay: NonNegative = 0.01,
 ) -> Optimizer:
     """Adam with weight decay decoupled from the gradient, applied to weight matrices only."""
     params = list(params)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,9 @@ from torch.optim import Optimizer
 from hyperlab.loop import Diverged, Listener, Metrics
 from hyperlab.models import MLP
 from hyperlab.optim import Momentum
+
+if TYPE_CHECKING:
+    from hyperlab.schema import Config
 
 F64 = torch.float64
 
@@ -383,16 +386,16 @@ def fit_population(
 SHARED_KEYS = ("dataset", "model", "batch_size", "epochs", "threads", "checkpoint", "device")
 
 
-def group_key(config: Mapping[str, Any]) -> str:
+def group_key(config: Config) -> str:
     """Trials with equal keys can be members of one population (a resolved config)."""
-    shared = {k: config.get(k) for k in SHARED_KEYS}
-    shared["normalization"] = config["normalization"].get("kind")
-    shared["optimizer"] = config["optimizer"].get("_target_")
-    shared["dropout"] = config["regularization"]["keep_prob"] < 1  # a layer, or none
+    shared = {k: getattr(config, k, None) for k in SHARED_KEYS}
+    shared["normalization"] = config.normalization.get("kind")
+    shared["optimizer"] = config.optimizer.get("_target_")
+    shared["dropout"] = config.regularization["keep_prob"] < 1  # a layer, or none
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def groups(configs: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+def groups(configs: Sequence[Config]) -> list[list[int]]:
     """Indices of `configs` grouped by group_key, in order of first appearance."""
     out: dict[str, list[int]] = {}
     for i, config in enumerate(configs):

@@ -8,7 +8,6 @@ the mean, or by a pessimistic bound on it, so that a lucky seed does not win a s
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import statistics
@@ -16,14 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hyperlab import display
 from hyperlab.build import build_data
 from hyperlab.errors import masked
 from hyperlab.run import Job, RunResult, run
+from hyperlab.schema import Config, as_dict
 from hyperlab.tracking import default_tags, params_of, start_run
-from hyperlab.validate import validate
+from hyperlab.validate import checked
 
 
 @dataclass(frozen=True)
@@ -67,52 +67,45 @@ def spread(
     return Spread(list(seeds), values, mean, std, objective)
 
 
-def with_seed(cfg: DictConfig | Mapping[str, Any], seed: int) -> DictConfig:
-    """A copy of the config with another seed."""
-    out = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
-    OmegaConf.update(out, "seed", seed, merge=False)
-    return out
-
-
-def of_one(config: Mapping[str, Any], result: RunResult) -> Spread:
-    """The spread of one run: its objective, for a validated `config`'s single seed."""
-    one = spread([config["seed"]], [result.objective], direction=config["objective"]["direction"])
+def of_one(config: Config, result: RunResult) -> Spread:
+    """The spread of one run: its objective, for `config`'s single seed."""
+    one = spread([config.seed], [result.objective], direction=config.objective.direction)
     return dataclasses.replace(one, runs=(result,))
 
 
-def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread:
+def train(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread:
     """Train the configuration `repeats` times (once by default) and return its spread.
 
     Each seed is its own MLflow run, under the job's parent run (a study's or a
     multirun's), or under a new parent run holding the mean and the standard deviation."""
     job = job or Job()
-    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
-    objective = config["objective"]
-    repeats, first = config["repeats"], config["seed"]
+    config = checked(cfg)
+    objective = config.objective
+    repeats, first = config.repeats, config.seed
     if repeats == 1:
-        return of_one(config, run(cfg, job))
+        return of_one(config, run(config, job))
     seeds = list(range(first, first + repeats))
-    build_data(config["dataset"])  # bad data fails here, before a parent run is recorded
-    tracking = config["tracking"]
+    build_data(config.dataset)  # bad data fails here, before a parent run is recorded
+    tracking = config.tracking
     parent = None
-    if tracking["enabled"] and job.parent_run_id is None:
+    if tracking.enabled and job.parent_run_id is None:
         name = job.run_name or " ".join(job.overrides) or "defaults"
         parent = start_run(
-            tracking["uri"],
-            tracking["experiment"],
-            tracking["artifacts"],
+            tracking.uri,
+            tracking.experiment,
+            tracking.artifacts,
             run_name=masked(f"{repeats} seeds: {name}")[:250],
             tags={**default_tags(job.command), **job.tags, "hyperlab.repeats": str(repeats)},
-            params=params_of(config, job.choices),
+            params=params_of(as_dict(config), job.choices),
         )
     runs = []
     for i, seed in enumerate(seeds):
         label = f"seed {seed} ({i + 1} of {repeats})"
-        if config["progress"]:
+        if config.progress:
             display.console.rule(label)
         runs.append(
             run(
-                with_seed(cfg, seed),
+                dataclasses.replace(config, seed=seed),
                 dataclasses.replace(
                     job,
                     # A pruner judges the first seed: the others would report the same steps.
@@ -129,14 +122,14 @@ def train(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> Spread
     result = spread(
         seeds,
         values,
-        direction=objective["direction"],
-        over_seeds=objective["over_seeds"],
-        z=objective["z"],
+        direction=objective.direction,
+        over_seeds=objective.over_seeds,
+        z=objective.z,
     )
     result = dataclasses.replace(result, runs=tuple(runs))
-    metric = objective["metric"]
-    if config["progress"]:
-        how = "mean" if objective["over_seeds"] == "mean" else f"bound (z={objective['z']:g})"
+    metric = objective.metric
+    if config.progress:
+        how = "mean" if objective.over_seeds == "mean" else f"bound (z={objective.z:g})"
         display.console.print(
             f"[bold]{metric} over seeds {seeds[0]}..{seeds[-1]}[/]: {result.describe()}; "
             f"per seed {', '.join(f'{v:.4f}' for v in values)}; objective ({how}) "

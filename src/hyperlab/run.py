@@ -32,8 +32,9 @@ from hyperlab.diagnose import Reading, bias_variance
 from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import hidden_sizes
+from hyperlab.schema import Config, as_dict
 from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
-from hyperlab.validate import validate
+from hyperlab.validate import checked
 
 
 @dataclass
@@ -66,7 +67,7 @@ class RunResult:
     data_sha256: str
 
 
-def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResult:
+def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResult:
     """Train the configured model and return how it ended.
 
     Bad config values raise ConfigError and bad data DataError, before anything is
@@ -76,15 +77,13 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResul
     config, parts = prepare(cfg)
     timings = {"build": time.perf_counter() - start}
     sha256 = parts.data.sha256
-    generator = torch.Generator().manual_seed(config["seed"])  # mini-batch shuffles
+    generator = torch.Generator().manual_seed(config.seed)  # mini-batch shuffles
     start_epoch, resume_tags = _resume(config, parts, generator, job.resume)
     _announce(config, parts.data, job.choices)
     record = open_record(config, job, sha256, resume_tags)
     if record.tracker and job.on_opened:
         job.on_opened(record.tracker)
-    progress = (
-        display.ProgressDisplay(config["epochs"], start_epoch) if config["progress"] else None
-    )
+    progress = display.ProgressDisplay(config.epochs, start_epoch) if config.progress else None
     listeners = _listeners(config, parts, generator, job, record, progress)
     start = time.perf_counter()
     try:
@@ -110,20 +109,20 @@ def run(cfg: DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResul
 
 # A limit on what a config may ask of this machine: (config, the model's layer sizes from
 # input to output, the machine's memory in bytes or None where unknown) -> None, or raises.
-SizeCheck = Callable[[Mapping[str, Any], list[int], int | None], None]
+SizeCheck = Callable[[Config, list[int], int | None], None]
 
 
 def prepare(
-    cfg: DictConfig | Mapping[str, Any], *, check: SizeCheck | None = None
-) -> tuple[dict[str, Any], Parts]:
-    """Check the config, set threads and the seed, and build the parts of a run. `check`
-    refuses, before the model is built, what another task (the gradient check) would need
-    beyond the memory training takes."""
-    config = validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])  # initialization and dropout masks
-    data = build_data(config["dataset"])  # kept: build() below gets the same splits
-    model = config["model"]
+    cfg: Config | DictConfig | Mapping[str, Any], *, check: SizeCheck | None = None
+) -> tuple[Config, Parts]:
+    """The config, typed (validated unless it is a Config already), after setting threads
+    and the seed, and the parts of a run. `check` refuses, before the model is built, what
+    another task (the gradient check) would need beyond the memory training takes."""
+    config = checked(cfg)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)  # initialization and dropout masks
+    data = build_data(config.dataset)  # kept: build() below gets the same splits
+    model = config.model
     sizes = [
         data.n_features,
         *hidden_sizes(model["hidden_units"], model["layers"]),
@@ -150,7 +149,7 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def _check_model_size(config: Mapping[str, Any], sizes: list[int], memory: int | None) -> None:
+def _check_model_size(config: Config, sizes: list[int], memory: int | None) -> None:
     """A model whose weights, gradients and optimizer state exceed the machine's memory
     fails here, before torch allocates it (a typo such as model.hidden_units=1000000 would
     otherwise exhaust the memory or stop with an allocator's traceback)."""
@@ -165,8 +164,8 @@ def _check_model_size(config: Mapping[str, Any], sizes: list[int], memory: int |
         )
 
 
-def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
-    model = config["model"]
+def _too_big(config: Config, why: str) -> ConfigError:
+    model = config.model
     return ConfigError(
         f"model.hidden_units={model['hidden_units']}, model.layers={model['layers']}: {why}",
         "use fewer hidden units or layers, e.g. model.hidden_units=128",
@@ -174,7 +173,7 @@ def _too_big(config: Mapping[str, Any], why: str) -> ConfigError:
 
 
 def _resume(
-    config: Mapping[str, Any],
+    config: Config,
     parts: Parts,
     generator: torch.Generator,
     ckpt: Checkpoint | None,
@@ -183,9 +182,9 @@ def _resume(
     model, optimizer and shuffle state restored."""
     if ckpt is None:
         return 0, {}
-    if config["epochs"] <= ckpt.epoch:
+    if config.epochs <= ckpt.epoch:
         raise ConfigError(
-            f"epochs={config['epochs']}: the checkpoint has trained {ckpt.epoch} epochs already",
+            f"epochs={config.epochs}: the checkpoint has trained {ckpt.epoch} epochs already",
             f"ask for more in all, e.g. epochs={ckpt.epoch + max(ckpt.epoch, 10)}",
         )
     ckpt.restore(parts.model, parts.optimizer, generator)
@@ -196,16 +195,16 @@ def _resume(
     }
 
 
-def _announce(config: Mapping[str, Any], data: Splits, choices: Mapping[str, str]) -> None:
+def _announce(config: Config, data: Splits, choices: Mapping[str, str]) -> None:
     """One line on what is trained on what, with the progress display on."""
-    if not config["progress"]:
+    if not config.progress:
         return
     header = (
         f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}: "
         f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
         f"{data.n_features} features, {data.n_classes} classes; "
-        f"{choices.get('optimizer', 'optimizer')} lr={config['lr']:g}, "
-        f"{config['epochs']} epochs, batch {config['batch_size']}"
+        f"{choices.get('optimizer', 'optimizer')} lr={config.lr:g}, "
+        f"{config.epochs} epochs, batch {config.batch_size}"
     )
     display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
 
@@ -234,31 +233,29 @@ class Record:
         )
 
 
-def open_record(
-    config: Mapping[str, Any], job: Job, sha256: str, resume_tags: Mapping[str, str]
-) -> Record:
+def open_record(config: Config, job: Job, sha256: str, resume_tags: Mapping[str, str]) -> Record:
     """Start the MLflow run, with tracking on: the params, the tags, the config."""
-    tracking = config["tracking"]
+    tracking = config.tracking
     tracker = None
-    if tracking["enabled"]:
+    if tracking.enabled:
         tracker = Tracker(
-            tracking["uri"],
-            tracking["experiment"],
-            artifact_root=tracking["artifacts"],
+            tracking.uri,
+            tracking.experiment,
+            artifact_root=tracking.artifacts,
             run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
-            params={**params_of(config, job.choices), "data.sha256": sha256},
+            params={**params_of(as_dict(config), job.choices), "data.sha256": sha256},
             tags={**default_tags(job.command), **resume_tags, **job.tags},
             # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
             # masked in every param, tag and artifact; the Tracker masks them as well.
             artifacts={
-                "config.yaml": _yaml(masked(config)),
+                "config.yaml": _yaml(masked(as_dict(config))),
                 "overrides.yaml": _yaml(masked(list(job.overrides))),
             },
-            flush_seconds=tracking["flush_seconds"],
+            flush_seconds=tracking.flush_seconds,
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
-    curve = out / "learning_curve.png" if tracking["curve"] else None
+    curve = out / "learning_curve.png" if tracking.curve else None
     return Record(tracker, out, curve, masked(f"hyperlab {' '.join(job.overrides)}"))
 
 
@@ -270,7 +267,7 @@ def _yaml(data: Any) -> str:
 
 
 def _listeners(
-    config: Mapping[str, Any],
+    config: Config,
     parts: Parts,
     generator: torch.Generator,
     job: Job,
@@ -282,11 +279,11 @@ def _listeners(
     the progress bar."""
     tracker = record.tracker
     checkpointer = None
-    if config["checkpoint"]["every"]:
+    if config.checkpoint.every:
         checkpointer = Checkpointer(
             record.out / CHECKPOINT_DIR,
-            config["checkpoint"]["every"],
-            config["epochs"],
+            config.checkpoint.every,
+            config.epochs,
             parts.model,
             parts.optimizer,
             generator,
@@ -303,7 +300,7 @@ def _listeners(
 
 
 def fit_parts(
-    config: Mapping[str, Any],
+    config: Config,
     parts: Parts,
     generator: torch.Generator,
     *,
@@ -319,9 +316,9 @@ def fit_parts(
         parts.schedule,
         (data.x_train, data.y_train),
         (data.x_dev, data.y_dev),
-        lr=config["lr"],
-        epochs=config["epochs"] if epochs is None else epochs,
-        batch_size=config["batch_size"],
+        lr=config.lr,
+        epochs=config.epochs if epochs is None else epochs,
+        batch_size=config.batch_size,
         l2=parts.regularization.l2,
         weights=parts.model.weights,
         generator=generator,
@@ -348,10 +345,10 @@ def _is_pruned(e: BaseException) -> bool:
     return type(e).__name__ == "TrialPruned"
 
 
-def end_early(e: BaseException, config: Mapping[str, Any], record: Record) -> str | None:
+def end_early(e: BaseException, config: Config, record: Record) -> str | None:
     """Record a run that did not finish: diverged (said on stderr too), or pruned, stopped
     or failed (then the error goes on up). Returns the MLflow run's id, with tracking on."""
-    status, tags = _outcome(e, config["lr"])
+    status, tags = _outcome(e, config.lr)
     if isinstance(e, Diverged):
         reason = tags["hyperlab.failure_reason"]
         display.error_console.print(f"[bold red]diverged:[/] {display.plain(reason)}")
@@ -393,7 +390,7 @@ class Final:
 
 
 def finish(
-    config: Mapping[str, Any],
+    config: Config,
     parts: Parts,
     history: list[dict[str, float]],
     job: Job,
@@ -405,7 +402,7 @@ def finish(
     if record.curve and record.tracker is None and job.output_dir:
         from hyperlab.curves import draw
 
-        epochs = range(start_epoch, config["epochs"])
+        epochs = range(start_epoch, config.epochs)
         draw(
             {k: list(zip(epochs, [h[k] for h in history], strict=True)) for k in history[0]},
             record.curve,
@@ -415,25 +412,25 @@ def finish(
     reading = bias_variance(
         1 - splits["train"][1],
         1 - splits["dev"][1],
-        config["bayes_error"],
-        config["diagnosis_threshold"],
+        config.bayes_error,
+        config.diagnosis_threshold,
     )
-    metric = config["objective"]["metric"]
+    metric = config.objective.metric
     final = Final(splits, reading, metric, history[-1][metric])
     run_id = None
     if record.tracker:
         run_id = record.close(
             "FINISHED",
-            final.tags(config["objective"]["direction"]),
+            final.tags(config.objective.direction),
             final.metrics(),
-            step=config["epochs"] - 1,
+            step=config.epochs - 1,
         )
     return final, run_id
 
 
-def _summarize(config: Mapping[str, Any], final: Final, run_id: str | None, record: Record) -> None:
+def _summarize(config: Config, final: Final, run_id: str | None, record: Record) -> None:
     """The end-of-run table, with the progress display on."""
-    if config["progress"]:
+    if config.progress:
         tracked = record.tracker is not None
         display.summary(
             "final evaluation (eval mode)",
@@ -441,5 +438,5 @@ def _summarize(config: Mapping[str, Any], final: Final, run_id: str | None, reco
             final.reading,
             (final.metric, final.value),
             run_id if tracked else None,
-            masked(config["tracking"]["uri"]) if tracked else None,
+            masked(config.tracking.uri) if tracked else None,
         )

@@ -21,26 +21,25 @@ from hyperlab.build import Parts
 from hyperlab.loop import Listener
 from hyperlab.population import Member, fit_population
 from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
+from hyperlab.schema import Config
 
 
-def member_of(
-    config: Mapping[str, Any], parts: Parts, listeners: Sequence[Listener] = ()
-) -> Member:
+def member_of(config: Config, parts: Parts, listeners: Sequence[Listener] = ()) -> Member:
     """A trial's member of a stack: its built parts and the settings of its validated
     config that the stack reads per member."""
     return Member(
         parts.model,
         parts.optimizer,
         parts.schedule,
-        lr=config["lr"],
-        seed=config["seed"],
+        lr=config.lr,
+        seed=config.seed,
         l2=parts.regularization.l2,
         listeners=listeners,
     )
 
 
 def run_population(
-    cfgs: Sequence[DictConfig | Mapping[str, Any]], jobs: Sequence[Job]
+    cfgs: Sequence[Config | DictConfig | Mapping[str, Any]], jobs: Sequence[Job]
 ) -> list[RunResult | BaseException]:
     """Train the members as one stack; per member, how its run ended (a RunResult, NaN for
     a diverged one) or the error that ended it (a pruner's TrialPruned). A stop signal
@@ -66,8 +65,8 @@ def run_population(
             members,
             (data.x_train, data.y_train),
             (data.x_dev, data.y_dev),
-            epochs=first["epochs"],
-            batch_size=first["batch_size"],
+            epochs=first.epochs,
+            batch_size=first.batch_size,
         )
     except BaseException as e:  # a stop: every member's run is recorded as stopped
         for (config, _), record in zip(prepared, records, strict=True):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hyperlab.ranges import Count, KeepProb, NonNegative, Unit
+
 
 @dataclass(frozen=True)
 class Constant:
@@ -18,7 +20,7 @@ class Constant:
 class InverseTime:
     """lr = lr0 / (1 + decay_rate * epoch), the course's learning-rate decay."""
 
-    decay_rate: float = 1.0
+    decay_rate: NonNegative = 1.0
 
     def __call__(self, epoch: int) -> float:
         return 1.0 / (1.0 + self.decay_rate * epoch)
@@ -28,7 +30,7 @@ class InverseTime:
 class Exponential:
     """lr = lr0 * rate ** epoch."""
 
-    rate: float = 0.95
+    rate: KeepProb = 0.95  # (0, 1]: a factor that shrinks lr, or keeps it
 
     def __call__(self, epoch: int) -> float:
         return float(self.rate**epoch)
@@ -38,8 +40,8 @@ class Exponential:
 class Staircase:
     """lr = lr0 / (1 + decay_rate * floor(epoch / interval)): constant steps, then a drop."""
 
-    decay_rate: float = 1.0
-    interval: int = 5
+    decay_rate: NonNegative = 1.0
+    interval: Count = 5
 
     def __call__(self, epoch: int) -> float:
         return 1.0 / (1.0 + self.decay_rate * (epoch // self.interval))
@@ -49,8 +51,8 @@ class Staircase:
 class Cosine:
     """Half a cosine from lr0 at epoch 0 down to lr0 * min_factor at epoch `epochs`."""
 
-    epochs: int = 20
-    min_factor: float = 0.0
+    epochs: Count = 20
+    min_factor: Unit = 0.0
 
     def __call__(self, epoch: int) -> float:
         cos = (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs)) / 2.0

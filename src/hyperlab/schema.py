@@ -1,15 +1,37 @@
 """The typed root of the config, stored in Hydra's ConfigStore as `schema`.
 
 conf/config.yaml lists it first in its defaults, so a typo (`epoch=3`) or a wrong type
-(`lr=fast`) fails when the config is composed. Ranges are checked by hyperlab.validate.
+(`lr=fast`) fails when the config is composed. Ranges are checked by hyperlab.validate,
+which returns a `Config`: the one typed object everything below the entry points takes
+(attributes, not string keys), and which nothing below validates again. A group's node
+(dataset, model, optimizer, ...) stays a mapping: it is the call build.py makes, typed by
+the signature of the function its `_target_` names.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING
+
+from hyperlab.ranges import (
+    AVERAGING,
+    COUNT,
+    METRIC,
+    NATURAL,
+    NON_NEGATIVE,
+    NUMPY_SEED,
+    POSITIVE,
+    TORCH_SEED,
+    UNIT,
+    Range,
+    bounded,
+    one_of,
+)
 
 # The keys that are not model settings, in one place. Config nodes that define the study,
 # not the trained model: a replay line leaves out every override of them (`sampler=grid`,
@@ -27,12 +49,20 @@ UNRECORDED = ("hydra", "tracking")
 LABELS = {"init": "scheme", "normalization": "kind"}
 
 
+# A root setting's range is its field's (ranges.bounded); a group's settings are bounded by
+# the signature of the function their `_target_` names (hyperlab.ranges).
+TASKS = Range(one_of("train", "gradcheck", "retest"), "train, gradcheck or retest", "gradcheck")
+DIRECTIONS = Range(one_of("auto", "maximize", "minimize"), "auto, maximize or minimize", "maximize")
+SAMPLER_SEED = dataclasses.replace(NUMPY_SEED, allowed=NUMPY_SEED.allowed + ": the samplers' seeds")
+
+
 @dataclass
 class Objective:
-    metric: str = "dev_acc"
-    direction: str = "auto"  # auto: minimize a loss, maximize an accuracy (validate.py)
-    over_seeds: str = "mean"
-    z: float = 1.0
+    metric: str = bounded("dev_acc", METRIC)
+    # auto: minimize a loss, maximize an accuracy (validate.direction_of)
+    direction: str = bounded("auto", DIRECTIONS)
+    over_seeds: str = bounded("mean", Range(one_of("mean", "bound"), "mean or bound", "bound"))
+    z: float = bounded(1.0, NON_NEGATIVE)
 
 
 @dataclass
@@ -41,44 +71,47 @@ class Tracking:
     uri: str = "sqlite:///outputs/mlflow.db"
     experiment: str = "hyperlab"
     artifacts: str = "outputs/mlartifacts"
-    flush_seconds: float = 1.0  # how often metrics go to the store
+    flush_seconds: float = bounded(1.0, NON_NEGATIVE)  # how often metrics go to the store
     curve: bool = True  # draw each run's learning curve (PNG artifact)
 
 
 @dataclass
 class GradCheck:
-    eps: float = 1e-7
-    batch: int = 32
-    max_components: int = 0
-    after_epochs: int = 0
-    fail_at: float = 1e-3
+    eps: float = bounded(1e-7, POSITIVE)
+    batch: int = bounded(32, COUNT)
+    max_components: int = bounded(0, NATURAL)
+    after_epochs: int = bounded(0, NATURAL)
+    fail_at: float = bounded(1e-3, POSITIVE)
 
 
 @dataclass
 class CheckpointSettings:
-    every: int = 0
+    every: int = bounded(0, dataclasses.replace(NATURAL, allowed="an integer >= 0 (0: none)"))
 
 
 @dataclass
 class Sweep:
-    n_trials: int = 20
-    workers: int = 1
+    n_trials: int = bounded(20, COUNT)
+    workers: int = bounded(1, COUNT)
     storage: str = ""
     study: str = ""
-    seed: int = 0
+    seed: int = bounded(0, SAMPLER_SEED)
     dry_run: bool = False
-    max_failure_rate: float = 0.5
-    heartbeat_seconds: int = 60  # RDB: a dead worker's trial is failed after twice this
-    retry_failed: int = 0  # > 0: a dead worker's trial is enqueued again, up to this often
-    retry_seconds: float = 60.0  # how long a worker retries an unreachable storage
+    max_failure_rate: float = bounded(0.5, UNIT)
+    # RDB: a dead worker's trial is failed after twice this
+    heartbeat_seconds: int = bounded(60, COUNT)
+    # > 0: a dead worker's trial is enqueued again, up to this often
+    retry_failed: int = bounded(0, NATURAL)
+    # how long a worker retries an unreachable storage
+    retry_seconds: float = bounded(60.0, NON_NEGATIVE)
     worker: int = 0  # which worker a sweep job is: set by the sweeper
     # Caviar in one process: each worker trains this many trials at a time as one stacked
     # model, where their configs allow (hyperlab.search.caviar); 1 trains them one by one.
-    population: int = 1
+    population: int = bounded(1, COUNT)
 
 
 @dataclass
-class Root:
+class Config:
     # Config groups: each option file brings its own keys, checked by hyperlab.validate.
     dataset: Any = MISSING
     model: Any = MISSING
@@ -92,25 +125,25 @@ class Root:
     pruner: Any = MISSING
     experiment: Any = None
 
-    task: str = "train"
+    task: str = bounded("train", TASKS)
     # Packages (prefixes ending in ".") or exact names whose classes a config may build,
     # beyond hyperlab's own: hyperlab.allowlist. Only the live command line sets it.
     allow_targets: list[str] = field(default_factory=list)
     gradcheck: GradCheck = field(default_factory=GradCheck)
-    lr: float = 1e-3
-    epochs: int = 20
-    batch_size: int = 64
-    seed: int = 0
-    repeats: int = 1
+    lr: float = bounded(1e-3, POSITIVE)
+    epochs: int = bounded(20, COUNT)
+    batch_size: int = bounded(64, COUNT)
+    seed: int = bounded(0, TORCH_SEED)
+    repeats: int = bounded(1, COUNT)
     objective: Objective = field(default_factory=Objective)
     study: str = ""
-    top_k: int = 5
-    seeds: int = 3
-    bayes_error: float = 0.0
-    diagnosis_threshold: float = 0.05
+    top_k: int = bounded(5, COUNT)
+    seeds: int = bounded(3, COUNT)
+    bayes_error: float = bounded(0.0, AVERAGING)
+    diagnosis_threshold: float = bounded(0.05, UNIT)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     resume: str = ""
-    threads: int = 1
+    threads: int = bounded(1, COUNT)
     progress: bool = True
     tracking: Tracking = field(default_factory=Tracking)
     sweep: Sweep = field(default_factory=Sweep)
@@ -120,4 +153,51 @@ def register() -> None:
     """Store the schema where conf/config.yaml's defaults list finds it."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="schema", node=Root)
+    ConfigStore.instance().store(name="schema", node=Config)
+
+
+def typed(plain: Mapping[str, Any]) -> Config:
+    """The Config of a resolved, validated config (hyperlab.validate calls this; build
+    one through validate(), never by hand, so that every Config was checked)."""
+    config: Config = _typed(Config, plain)
+    return config
+
+
+def bounds() -> dict[str, Range]:
+    """The ranges of the root settings (dotted keys), from the schema's field metadata."""
+    return _bounds(Config, "")
+
+
+def _bounds(cls: type[Any], prefix: str) -> dict[str, Range]:
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Range] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(_bounds(hints[f.name], f"{prefix}{f.name}."))
+        elif "range" in f.metadata:
+            out[prefix + f.name] = f.metadata["range"]
+    return out
+
+
+def _typed(cls: type[Any], node: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if f.name in node:
+            value = node[f.name]
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            value = f.default
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = _typed(hint, value)  # type: ignore[arg-type]
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # `lr=1` in a plain mapping, as OmegaConf's float field does
+        values[f.name] = value
+    return cls(**values)
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """The config as plain containers, as it is recorded (MLflow params, config.yaml)."""
+    return dataclasses.asdict(config)

@@ -1,5 +1,8 @@
 """Range checks on a composed config: every bad value is reported with its key, the allowed
-range and a fix, before anything is trained or recorded.
+range and a fix, before anything is trained or recorded. The ranges live beside what they
+bound (hyperlab.ranges): the root settings' in the schema's fields, a group's in the
+signature of the function its `_target_` names. validate() returns the typed Config that
+everything below the entry points takes.
 
 Beyond the ranges of single keys: the data file must exist and the tracking URI must name a
 store MLflow can open (hyperlab.stores), and a search space must be well formed, name keys
@@ -8,7 +11,6 @@ the config has, and keep every value it can sample inside its key's allowed rang
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -19,141 +21,29 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
 from hyperlab.errors import ConfigError
-from hyperlab.schema import LABELS
+from hyperlab.ranges import NUMPY_SEED_MAX, TORCH_SEED_MAX, Range, declared, declared_in
+from hyperlab.schema import LABELS, Config, bounds, typed
 from hyperlab.search.space_check import check_search, group_options
 from hyperlab.stores import check_data_path, check_tracking_uri
 
-# The names the builders accept (hyperlab.models maps them to modules; a test keeps them in
-# step). Spelled out here so that checking a config does not import torch.
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
-METRICS = ("dev_acc", "dev_loss", "train_acc", "train_loss")
-Check = Callable[[Any], bool]
+# The config's groups whose `_target_` a range may bound (hyperlab.ranges.declared), and
+# the nested node whose keys are a class's fields.
+GROUPS = ("dataset", "model", "init", "normalization", "regularization", "optimizer", "schedule")
+NESTED = {"dataset.split": "hyperlab.data.Split"}
+RuleFor = Callable[[str], Callable[[Any], ConfigError | None] | None]
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
-    def check(v: Any) -> bool:
-        if not _number(v):
-            return False
-        above = v > low if low_open else v >= low
-        below = v < high if high_open else v <= high
-        return bool(above and below)
-
-    return check
-
-
-def at_least(low: float, *, integer: bool = False, strict: bool = False) -> Check:
-    def check(v: Any) -> bool:
-        ok_type = _integer(v) if integer else _number(v)
-        return ok_type and (v > low if strict else v >= low)
-
-    return check
-
-
-def one_of(*options: str) -> Check:
-    return lambda v: v in options
-
-
-def _hidden_units(v: Any) -> bool:
-    if isinstance(v, list):
-        return all(_integer(h) and h >= 1 for h in v)
-    return _integer(v) and v >= 1
-
-
-POSITIVE = at_least(0, strict=True)
-NON_NEGATIVE = at_least(0)
-PROBABILITY = interval(0, 1, high_open=True)  # [0, 1): averaging coefficients, error rates
-COUNT = at_least(1, integer=True)
-
-# The seeds each library accepts: torch.manual_seed takes any 64-bit integer, signed or
-# unsigned; NumPy's RandomState (scikit-learn's random_state, Optuna's samplers) takes
-# [0, 2**32 - 1]. Outside them a run stops with the library's traceback.
-TORCH_SEED_MAX = 2**64 - 1
-NUMPY_SEED_MAX = 2**32 - 1
-
-
-def _integer_in(low: int, high: int) -> Check:
-    return lambda v: _integer(v) and low <= v <= high
-
-
-TORCH_SEED = _integer_in(-(2**63), TORCH_SEED_MAX)
-NUMPY_SEED = _integer_in(0, NUMPY_SEED_MAX)
-TORCH_RANGE = "an integer in [-2**63, 2**64 - 1] (torch's seeds)"
-NUMPY_RANGE = "an integer in [0, 2**32 - 1] (NumPy's and scikit-learn's seeds)"
-
-# (key pattern, check, the allowed values as the error message states them, an example)
-RULES: list[tuple[str, Check, str, str]] = [
-    ("task", one_of("train", "gradcheck", "retest"), "train, gradcheck or retest", "gradcheck"),
-    ("checkpoint.every", at_least(0, integer=True), "an integer >= 0 (0: none)", "5"),
-    ("repeats", COUNT, "an integer >= 1", "3"),
-    ("objective.over_seeds", one_of("mean", "bound"), "mean or bound", "bound"),
-    ("objective.z", NON_NEGATIVE, "a number >= 0", "1.0"),
-    ("top_k", COUNT, "an integer >= 1", "5"),
-    ("seeds", COUNT, "an integer >= 1", "3"),
-    ("gradcheck.eps", POSITIVE, "a number > 0", "1e-7"),
-    ("gradcheck.batch", COUNT, "an integer >= 1", "32"),
-    ("gradcheck.max_components", at_least(0, integer=True), "an integer >= 0", "0"),
-    ("gradcheck.after_epochs", at_least(0, integer=True), "an integer >= 0", "0"),
-    ("gradcheck.fail_at", POSITIVE, "a number > 0", "1e-3"),
-    ("lr", POSITIVE, "a number > 0", "1e-3"),
-    ("optimizer.lr", POSITIVE, "a number > 0", "1e-3"),
-    ("epochs", COUNT, "an integer >= 1", "20"),
-    ("batch_size", COUNT, "an integer >= 1", "64"),
-    ("seed", TORCH_SEED, TORCH_RANGE, "0"),
-    ("threads", COUNT, "an integer >= 1", "1"),
-    ("optimizer.beta*", PROBABILITY, "a number in [0, 1)", "0.9"),
-    ("optimizer.eps", POSITIVE, "a number > 0", "1e-8"),
-    ("optimizer.weight_decay", NON_NEGATIVE, "a number >= 0", "0.01"),
-    ("normalization.eps", POSITIVE, "a number > 0", "1e-5"),
-    ("normalization.running_beta", PROBABILITY, "a number in [0, 1)", "0.9"),
-    ("regularization.l2", NON_NEGATIVE, "a number >= 0", "0.7"),
-    ("regularization.keep_prob", interval(0, 1, low_open=True), "a number in (0, 1]", "0.8"),
-    ("schedule.decay_rate", NON_NEGATIVE, "a number >= 0", "1.0"),
-    ("schedule.rate", interval(0, 1, low_open=True), "a number in (0, 1]", "0.95"),
-    ("schedule.interval", COUNT, "an integer >= 1", "5"),
-    ("schedule.epochs", COUNT, "an integer >= 1", "20"),
-    ("schedule.min_factor", interval(0, 1), "a number in [0, 1]", "0.0"),
-    ("dataset.split.train", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.7"),
-    ("dataset.split.dev", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.15"),
-    ("dataset.split.test", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.15"),
-    ("dataset.split.seed", NUMPY_SEED, NUMPY_RANGE, "0"),
-    ("dataset.seed", NUMPY_SEED, NUMPY_RANGE, "0"),
-    ("dataset.n_samples", at_least(10, integer=True), "an integer >= 10", "1000"),
-    ("dataset.noise", NON_NEGATIVE, "a number >= 0", "0.2"),
-    ("dataset.factor", interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.5"),
-    ("dataset.n_features", COUNT, "an integer >= 1", "2"),
-    ("dataset.centers", at_least(2, integer=True), "an integer >= 2", "4"),
-    ("dataset.n_classes", at_least(2, integer=True), "an integer >= 2", "3"),
-    ("model.hidden_units", _hidden_units, "an integer >= 1 or a list of them", "128"),
-    ("model.layers", at_least(0, integer=True), "an integer >= 0", "2"),
-    ("model.activation", one_of(*ACTIVATIONS), f"one of {ACTIVATIONS}", "relu"),
-    ("init.scale", POSITIVE, "a number > 0", "10.0"),
-    ("objective.metric", one_of(*METRICS), f"one of {METRICS}", "dev_acc"),
-    (
-        "objective.direction",
-        one_of("auto", "maximize", "minimize"),
-        "auto, maximize or minimize",
-        "auto",
-    ),
-    ("bayes_error", PROBABILITY, "a number in [0, 1)", "0.0"),
-    ("diagnosis_threshold", interval(0, 1), "a number in [0, 1]", "0.05"),
-    ("sweep.n_trials", COUNT, "an integer >= 1", "20"),
-    ("sweep.workers", COUNT, "an integer >= 1", "2"),
-    ("sweep.seed", NUMPY_SEED, NUMPY_RANGE + ": the samplers' seeds", "0"),
-    ("sweep.max_failure_rate", interval(0, 1), "a number in [0, 1]", "0.5"),
-    ("sweep.heartbeat_seconds", COUNT, "an integer >= 1", "60"),
-    ("sweep.retry_failed", at_least(0, integer=True), "an integer >= 0", "1"),
-    ("sweep.population", COUNT, "an integer >= 1", "16"),
-    ("sweep.retry_seconds", NON_NEGATIVE, "a number >= 0", "60"),
-    ("tracking.flush_seconds", NON_NEGATIVE, "a number >= 0", "1.0"),
-]
+def rules_of(plain: Mapping[str, Any]) -> dict[str, Range]:
+    """Every range that bounds a setting of the config: the root settings' (the schema's
+    fields) and those the functions its groups' `_target_`s name declare."""
+    rules = bounds()
+    for group in GROUPS:
+        node = plain.get(group)
+        if isinstance(node, Mapping) and isinstance(node.get("_target_"), str):
+            rules.update({f"{group}.{k}": r for k, r in declared(node["_target_"]).items()})
+    for key, target in NESTED.items():
+        rules.update({f"{key}.{k}": r for k, r in declared(target).items()})
+    return rules
 
 
 def flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -183,23 +73,33 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"{e.full_key}: {e.msg}", "fix or remove the interpolation") from None
 
 
-def _rule_error(key: str, value: Any) -> ConfigError | None:
-    """The error for `key=value` if a rule forbids it, else None."""
-    for pattern, check, allowed, example in RULES:
-        if fnmatch.fnmatchcase(key, pattern) and not check(value):
-            return ConfigError(
-                f"{key}={value!r} is not allowed: {key} must be {allowed}",
-                f"set it on the command line, e.g. {key}={example}",
-            )
-    return None
-
-
-def rule_for(key: str) -> Callable[[Any], ConfigError | None] | None:
-    """The check of `key`'s rules (the error for a value they forbid, else None), or None
-    where no rule covers `key`: how a search space's values are checked against RULES."""
-    if not any(fnmatch.fnmatchcase(key, rule[0]) for rule in RULES):
+def _error(key: str, value: Any, r: Range) -> ConfigError | None:
+    """The error for `key=value` if `r` forbids it, else None."""
+    if r.check(value):
         return None
-    return functools.partial(_rule_error, key)
+    return ConfigError(
+        f"{key}={value!r} is not allowed: {key} must be {r.allowed}",
+        f"set it on the command line, e.g. {key}={r.example}",
+    )
+
+
+def rule_for(plain: Mapping[str, Any]) -> RuleFor:
+    """How a search space's values are checked against the config's ranges: key -> the
+    check of its range (the error for a value it forbids, else None), or None where no
+    range bounds the key. A key of a group the search switches between options is bounded
+    as any option of the group's module declares it (adam has no beta; momentum does)."""
+    rules = rules_of(plain)
+
+    def check(key: str) -> Callable[[Any], ConfigError | None] | None:
+        r = rules.get(key)
+        group, _, arg = key.partition(".")
+        node = plain.get(group)
+        if r is None and group in GROUPS and isinstance(node, Mapping):
+            module = str(node.get("_target_", "")).rpartition(".")[0]
+            r = declared_in(module).get(arg) if module else None
+        return None if r is None else functools.partial(_error, key, r=r)
+
+    return check
 
 
 def _label_error(plain: Mapping[str, Any]) -> ConfigError | None:
@@ -220,15 +120,23 @@ def _label_error(plain: Mapping[str, Any]) -> ConfigError | None:
     return None
 
 
-def validate(cfg: DictConfig) -> dict[str, Any]:
-    """Check every key that has a rule; return the resolved config or raise ConfigError
-    (DataError for a data file that is not there)."""
+def checked(cfg: Config | DictConfig | Mapping[str, Any]) -> Config:
+    """The typed config of `cfg`: as it is when already validated, else validate()d."""
+    if isinstance(cfg, Config):
+        return cfg
+    return validate(cfg if isinstance(cfg, DictConfig) else DictConfig(cfg))
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Check every key that has a rule; return the config resolved and typed (a Config),
+    or raise ConfigError (DataError for a data file that is not there)."""
     plain = resolved(cfg)
     check_config(plain)  # the code a config may name: before any value is looked at
     leaves = flatten({k: v for k, v in plain.items() if k != "hydra"})
+    rules = rules_of(plain)
     # Shallow keys first: `lr=-1` is reported as lr, not as the optimizer.lr it feeds.
     for key, value in sorted(leaves, key=lambda kv: kv[0].count(".")):
-        error = _rule_error(key, value)
+        error = _error(key, value, rules[key]) if key in rules else None
         if error:
             raise error
     error = _label_error(plain)
@@ -258,8 +166,8 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if tracking.get("enabled") or plain.get("resume"):
         check_tracking_uri(str(tracking.get("uri", "")))
     if plain.get("search") is not None:
-        check_search(plain, group_options, rule_for)
-    return plain
+        check_search(plain, group_options, rule_for(plain))
+    return typed(plain)
 
 
 def direction_of(objective: Mapping[str, Any]) -> str:

@@ -4,6 +4,7 @@ unit/test_allowlist.py and e2e/test_allowlist.py hold the rest."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_allow_targets_lets_a_users_class_in_and_nothing_it_imports(
     ):
         validate(cfg("dataset._target_=mypkg.data.load"))
     plain = validate(cfg("allow_targets=[mypkg.]", "dataset._target_=mypkg.data.load"))
-    assert plain["allow_targets"] == ["mypkg."]
+    assert plain.allow_targets == ["mypkg."]
     with pytest.raises(ConfigError, match=re.escape("it is _pickle.loads, defined outside mypkg")):
         validate(cfg("allow_targets=[mypkg.]", "dataset._target_=mypkg.loads"))
     with pytest.raises(ConfigError, match="cannot be imported"):
@@ -89,7 +90,7 @@ def test_resume_drops_a_stored_allow_targets_and_keeps_the_live_one(
         _resumed(cfg(f"resume={ckpt}"), [f"resume={ckpt}"])
     live = ["allow_targets=[mypkg.]", f"resume={ckpt}"]
     config, overrides, _ = _resumed(cfg(*live), live)
-    assert config.allow_targets == ["mypkg."] and config.dataset._target_ == "mypkg.data.load"
+    assert config.allow_targets == ["mypkg."] and config.dataset["_target_"] == "mypkg.data.load"
     assert overrides == ["dataset._target_=mypkg.data.load", "allow_targets=[mypkg.]"]
 
 
@@ -119,12 +120,13 @@ def test_a_sweep_worker_builds_a_users_sampler_that_allow_targets_names(
         "import optuna\n\n\ndef mine(seed: int = 0):\n"
         "    return optuna.samplers.RandomSampler(seed=seed)\n"
     )
-    allowlist._approved.clear()  # a worker process: nothing validated in it yet
     mine = ["search=lr", "sampler=random", "sampler._target_=mypkg.samplers.mine"]
-    config = cfg(*mine)
+    config = validate(cfg("allow_targets=[mypkg.]", *mine))
+    allowlist._approved.clear()  # a worker process: nothing validated in it yet
+    # The same config without the live command's allow_targets: the sampler's own check.
+    refused = dataclasses.replace(config, allow_targets=[])
     with pytest.raises(ConfigError, match=re.escape("_target_=mypkg.samplers.mine is not")):
-        make_sampler(config, setup_of(config, []), 0)
-    config = cfg("allow_targets=[mypkg.]", *mine)
+        make_sampler(refused, setup_of(refused, []), 0)
     assert isinstance(make_sampler(config, setup_of(config, []), 0), optuna.samplers.RandomSampler)
 
 

@@ -121,9 +121,7 @@ def sweep(*overrides: str) -> Step:
     """What the sweeper does first: validate the base config, derive the study's setup."""
 
     def step(env: Env) -> object:
-        c = env.compose(*overrides)
-        validate(c)
-        return setup_of(c, list(overrides))
+        return setup_of(validate(env.compose(*overrides)), list(overrides))
 
     return step
 
@@ -192,6 +190,102 @@ CASES = [
     Case("retry_seconds<0", config("sweep.retry_seconds=-5"), "a number >= 0"),
     Case("flush_seconds<0", config("tracking.flush_seconds=-1"), "a number >= 0"),
     Case("batchnorm batch 1", config("normalization=batchnorm", "batch_size=1"), "at least 2"),
+    # every range, as each setting's function or schema field declares it (hyperlab.ranges)
+    Case("lr=-1", config("lr=-1"), "lr must be a number > 0"),
+    Case("optimizer.lr=-0.1", config("optimizer.lr=-0.1"), "optimizer.lr must be a number > 0"),
+    Case("batch_size=0", config("batch_size=0"), "batch_size must be an integer >= 1"),
+    Case(
+        "regularization.keep_prob=0",
+        config("regularization.keep_prob=0"),
+        "regularization.keep_prob must be a number in (0, 1]",
+    ),
+    Case(
+        "regularization.l2=-1",
+        config("regularization.l2=-1"),
+        "regularization.l2 must be a number >= 0",
+    ),
+    Case(
+        "optimizer=momentum optimizer.beta=-0.1",
+        config("optimizer=momentum", "optimizer.beta=-0.1"),
+        "optimizer.beta must be a number in [0, 1)",
+    ),
+    Case(
+        "optimizer.beta2=1.0",
+        config("optimizer.beta2=1.0"),
+        "optimizer.beta2 must be a number in [0, 1)",
+    ),
+    Case(
+        "optimizer.beta1=abc",
+        config("optimizer.beta1=abc"),
+        "optimizer.beta1 must be a number in [0, 1)",
+    ),
+    Case("optimizer.eps=0", config("optimizer.eps=0"), "optimizer.eps must be a number > 0"),
+    Case(
+        "normalization=batchnorm normalization.running_beta=1.2",
+        config("normalization=batchnorm", "normalization.running_beta=1.2"),
+        "normalization.running_beta must be a number in [0, 1)",
+    ),
+    Case(
+        "schedule=exponential schedule.rate=0",
+        config("schedule=exponential", "schedule.rate=0"),
+        "schedule.rate must be a number in (0, 1]",
+    ),
+    Case(
+        "schedule=staircase schedule.interval=0",
+        config("schedule=staircase", "schedule.interval=0"),
+        "schedule.interval must be an integer >= 1",
+    ),
+    Case(
+        "schedule=inverse_time schedule.decay_rate=-1",
+        config("schedule=inverse_time", "schedule.decay_rate=-1"),
+        "schedule.decay_rate must be a number >= 0",
+    ),
+    Case(
+        "dataset.split.dev=0", config("dataset.split.dev=0"), "dataset.split.dev must be in (0, 1)"
+    ),
+    Case(
+        "dataset=moons dataset.noise=-1",
+        config("dataset=moons", "dataset.noise=-1"),
+        "dataset.noise must be a number >= 0",
+    ),
+    Case(
+        "dataset=moons dataset.n_samples=3",
+        config("dataset=moons", "dataset.n_samples=3"),
+        "dataset.n_samples must be an integer >= 10",
+    ),
+    Case(
+        "model.hidden_units=0",
+        config("model.hidden_units=0"),
+        "model.hidden_units must be an integer >= 1 or a list of them",
+    ),
+    Case(
+        "model.hidden_units=[64,0]",
+        config("model.hidden_units=[64,0]"),
+        "model.hidden_units must be an integer >= 1 or a list of them",
+    ),
+    Case(
+        "model.activation=swish",
+        config("model.activation=swish"),
+        "model.activation must be one of (",
+    ),
+    Case("model.layers=-1", config("model.layers=-1"), "model.layers must be an integer >= 0"),
+    Case(
+        "init=random_large init.scale=0",
+        config("init=random_large", "init.scale=0"),
+        "init.scale must be a number > 0",
+    ),
+    Case("normalization.kind=bogus", config("normalization.kind=bogus"), "hyperlab.models.none"),
+    Case(
+        "objective.metric=test_acc",
+        config("objective.metric=test_acc"),
+        "objective.metric must be one of (",
+    ),
+    Case(
+        "objective.direction=up",
+        config("objective.direction=up"),
+        "objective.direction must be auto, maximize or minimize",
+    ),
+    Case("bayes_error=1.5", config("bayes_error=1.5"), "bayes_error must be a number in [0, 1)"),
     Case("init label alone", config("init.scheme=xavier"), "it does not choose it"),
     Case(
         "unset env var",

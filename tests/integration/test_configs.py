@@ -52,14 +52,14 @@ def test_option_composes_and_builds(cfg: Compose, tmp_path: Path, group: str, op
     config = validate(cfg(f"{group}={option}", *extra))
     parts = build(config)
     assert parts.data.n_classes >= 2
-    assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(config["lr"])
+    assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(config.lr)
     assert 0 < parts.schedule(3) <= 1
 
 
 def test_lr_shorthand_reaches_every_optimizer(cfg: Compose) -> None:
     for option in group_options("optimizer"):
         config = validate(cfg(f"optimizer={option}", "lr=0.0123"))
-        assert config["optimizer"]["lr"] == 0.0123
+        assert config.optimizer["lr"] == 0.0123
 
 
 def test_softmax_model_has_no_hidden_layer(cfg: Compose) -> None:

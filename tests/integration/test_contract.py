@@ -35,7 +35,7 @@ def test_overfits_a_tiny_batch(cfg: Compose, optimizer: str, normalization: str,
     )
     torch.manual_seed(0)
     model = build_model(config, n_features=8, n_classes=4)
-    opt = _instantiate(config["optimizer"])(model.parameters())
+    opt = _instantiate(config.optimizer)(model.parameters())
     x, y = tiny_batch()
     model.train()
     first = F.cross_entropy(model(x), y).item()

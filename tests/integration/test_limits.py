@@ -61,7 +61,7 @@ def test_a_resumed_study_wraps_its_workers_seeds(cfg: Compose) -> None:
     """Worker ids grow with every launch of a study: sweep.seed + id stays a valid seed."""
     from hyperlab.search.setup import make_sampler, setup_of
 
-    config = cfg("search=lr", "sweep.seed=4294967295")
+    config = validate(cfg("search=lr", "sweep.seed=4294967295"))
     sampler = make_sampler(config, setup_of(config, []), worker=3)
     assert sampler is not None
 

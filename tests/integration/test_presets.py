@@ -55,9 +55,9 @@ def test_init_compare_is_the_courses_batch_gradient_descent(
 ) -> None:
     c = validate(compose_hydra("experiment=init_compare"))
     parts = build(c)
-    assert c["batch_size"] >= len(parts.data.y_train)  # one step per epoch
-    assert list(c["model"]["hidden_units"]) == [10, 5]
-    assert (c["lr"], c["epochs"]) == (0.01, 15000)
+    assert c.batch_size >= len(parts.data.y_train)  # one step per epoch
+    assert list(c.model["hidden_units"]) == [10, 5]
+    assert (c.lr, c.epochs) == (0.01, 15000)
 
 
 def test_optimizers_moons_uses_one_lr_and_the_courses_coefficients(
@@ -65,18 +65,18 @@ def test_optimizers_moons_uses_one_lr_and_the_courses_coefficients(
 ) -> None:
     for option in ("gd", "momentum", "adam"):
         c = validate(compose_hydra("experiment=optimizers_moons", f"optimizer={option}"))
-        assert (c["optimizer"]["lr"], c["batch_size"]) == (0.0007, 64)
-        assert c["optimizer"].get("beta", 0.9) == 0.9
-        assert c["optimizer"].get("beta1", 0.9) == 0.9
-        assert c["optimizer"].get("beta2", 0.999) == 0.999
+        assert (c.optimizer["lr"], c.batch_size) == (0.0007, 64)
+        assert c.optimizer.get("beta", 0.9) == 0.9
+        assert c.optimizer.get("beta1", 0.9) == 0.9
+        assert c.optimizer.get("beta2", 0.999) == 0.999
 
 
 def test_regularization_overfits_a_small_noisy_set(compose_hydra: ComposeHydra) -> None:
     c = validate(compose_hydra("experiment=regularization"))
     data = build(c).data
-    assert len(data.y_train) == 200 and c["dataset"]["noise"] > 0.2
-    assert 0 < c["bayes_error"] < 0.1
-    assert (c["model"]["hidden_units"], c["model"]["layers"]) == (100, 3)
+    assert len(data.y_train) == 200 and c.dataset["noise"] > 0.2
+    assert 0 < c.bayes_error < 0.1
+    assert (c.model["hidden_units"], c.model["layers"]) == (100, 3)
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES))
@@ -93,14 +93,14 @@ def test_study_preset_composes_to_its_search(compose_hydra: ComposeHydra, name: 
         overrides = [f"experiment={name}", f"sampler={sampler}"]
         sc = compose_hydra(*overrides)
         assert sc.hydra.runtime.choices["sampler"] == sampler
-        setup = setup_of(sc, overrides)
+        setup = setup_of(validate(sc), overrides)
         assert setup.n_trials == n_trials
         assert setup.naive == (sampler == "random")
 
 
 def test_grid_vs_random_grid_tries_five_learning_rates(compose_hydra: ComposeHydra) -> None:
     c = compose_hydra("experiment=grid_vs_random", "sampler=grid")
-    setup = setup_of(c, ["experiment=grid_vs_random", "sampler=grid"])
+    setup = setup_of(validate(c), ["experiment=grid_vs_random", "sampler=grid"])
     assert {p.key: len(p.grid_points()) for p in setup.params} == {"lr": 5, "optimizer.eps": 5}
 
 

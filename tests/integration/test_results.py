@@ -49,7 +49,7 @@ def test_the_direction_follows_the_metric_unless_set(
     cfg: Compose, overrides: tuple[str, ...], direction: str
 ) -> None:
     config = cfg(*overrides)
-    assert validate(config)["objective"]["direction"] == direction
+    assert validate(config).objective.direction == direction
     assert direction_of(config.objective) == direction
 
 
@@ -69,7 +69,7 @@ def test_a_direction_against_its_metric_is_refused(
 
 def journal_study(cfg: Compose, path: Path, *overrides: str) -> optuna.Study:
     """The study `hyperlab <overrides> sweep.study=mine` opens, as its sweeper does."""
-    config = cfg(*overrides, f"sweep.storage={path}", "sweep.study=mine")
+    config = validate(cfg(*overrides, f"sweep.storage={path}", "sweep.study=mine"))
     return load_study(config, setup_of(config, []), 0, join=True)
 
 
@@ -176,7 +176,7 @@ def test_a_key_searched_and_fixed_on_the_command_line_is_refused(
     cfg: Compose, search: str, override: str
 ) -> None:
     key = override.split("=")[0].lstrip("+")
-    setup = setup_of(cfg(search, override.lstrip("+")), [search, override])
+    setup = setup_of(validate(cfg(search, override.lstrip("+"))), [search, override])
     with pytest.raises(ConfigError) as e:
         check_not_fixed(setup, [search, "epochs=2", override])
     assert f"{key} is searched" in e.value.problem and f"({override})" in e.value.problem
@@ -185,9 +185,9 @@ def test_a_key_searched_and_fixed_on_the_command_line_is_refused(
 
 def test_overrides_of_the_space_or_of_other_keys_are_no_conflict(cfg: Compose) -> None:
     args = ["search=lr", "search.params.lr.low=0.01", "epochs=2", "optimizer.beta1=0.8"]
-    check_not_fixed(setup_of(cfg(*args), args), args)
+    check_not_fixed(setup_of(validate(cfg(*args)), args), args)
     args = ["search=lr_beta", "optimizer=momentum", "sweep.n_trials=3"]
-    check_not_fixed(setup_of(cfg(*args), args), args)
+    check_not_fixed(setup_of(validate(cfg(*args)), args), args)
 
 
 def test_a_searched_key_without_a_default_takes_the_command_lines_value_with_a_note(
@@ -196,14 +196,14 @@ def test_a_searched_key_without_a_default_takes_the_command_lines_value_with_a_n
     """dataset.path of dataset=csv has no default: a study searching it needs one for its
     base config, so setting it is no conflict; the note says that each trial uses its own."""
     args = ["search=lr", "lr=0.5"]
-    setup = setup_of(cfg(*args), args)
+    setup = setup_of(validate(cfg(*args)), args)
     check_not_fixed(setup, args, required={"lr"})
     assert "lr is searched: lr=0.5 only completes the base config" in capsys.readouterr().err
 
 
 def test_every_data_set_has_a_content_hash(cfg: Compose, tmp_path: Path) -> None:
     def sha(*overrides: str) -> str:
-        return build_data(validate(cfg(*overrides))["dataset"]).sha256
+        return build_data(validate(cfg(*overrides)).dataset).sha256
 
     digits = sha()
     assert len(digits) == 64 and digits == sha()  # stable

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from hyperlab.search import space
 from hyperlab.search.setup import Setup, make_sampler, setup_of
+from hyperlab.validate import validate
 from support.paths import Compose, group_options
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -25,7 +26,7 @@ def cheap_objective(values: dict[str, object]) -> float:
 
 
 def run_sampler(cfg: Compose, sampler: str, seed: int, n: int = 16) -> list[dict[str, object]]:
-    config = cfg("search=lr_beta", f"sampler={sampler}", f"sweep.seed={seed}")
+    config = validate(cfg("search=lr_beta", f"sampler={sampler}", f"sweep.seed={seed}"))
     setup = setup_of(config, [])
     study = optuna.create_study(sampler=make_sampler(config, setup, worker=0), direction="maximize")
     history = []
@@ -52,7 +53,7 @@ def test_every_sampler_is_seeded_and_stays_in_range(cfg: Compose, sampler: str) 
 
 
 def test_grid_covers_its_points_once(cfg: Compose) -> None:
-    config = cfg("search=lr_eps", "sampler=grid")
+    config = validate(cfg("search=lr_eps", "sampler=grid"))
     setup = setup_of(config, [])
     assert setup.n_trials == 25
     study = optuna.create_study(sampler=make_sampler(config, setup, 0))
@@ -67,8 +68,8 @@ def test_grid_covers_its_points_once(cfg: Compose) -> None:
 
 
 def test_random_is_naive_and_log_uniform_is_not(cfg: Compose) -> None:
-    assert setup_of(cfg("search=lr", "sampler=random"), []).naive
-    assert not setup_of(cfg("search=lr", "sampler=log_uniform"), []).naive
+    assert setup_of(validate(cfg("search=lr", "sampler=random")), []).naive
+    assert not setup_of(validate(cfg("search=lr", "sampler=log_uniform")), []).naive
 
 
 def test_bayesian_is_tpe(cfg: Compose) -> None:
@@ -79,6 +80,6 @@ def test_bayesian_is_tpe(cfg: Compose) -> None:
 
 
 def test_study_settings_come_with_the_space(cfg: Compose) -> None:
-    setup: Setup = setup_of(cfg("search=lr_beta"), [])
+    setup: Setup = setup_of(validate(cfg("search=lr_beta")), [])
     assert setup.n_trials == 30 and [p.key for p in setup.params] == ["lr", "optimizer.beta"]
     assert cfg("search=lr_beta").optimizer._target_.endswith("momentum")

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from hyperlab import tracking
 from hyperlab.errors import ConfigError, HyperlabError, mask_file, mask_log_records, masked
 from hyperlab.run import Job, run
+from hyperlab.schema import as_dict
 from hyperlab.search import study
 from hyperlab.search.setup import setup_of
 from hyperlab.tracking import tracker
@@ -209,8 +210,8 @@ def test_storage_from_an_environment_variable(
     override = "sweep.storage=${oc.env:HYPERLAB_STORAGE}"
     config = cfg("search=lr", override)
     assert "${oc.env:HYPERLAB_STORAGE}" in OmegaConf.to_yaml(config)  # unresolved
-    assert validate(config)["sweep"]["storage"] == str(journal)  # resolved
-    setup = setup_of(config, ["search=lr", override])
+    assert validate(config).sweep.storage == str(journal)  # resolved
+    setup = setup_of(validate(config), ["search=lr", override])
     assert setup.url == str(journal)
     optuna.create_study(study_name=setup.name, storage=study.storage(setup.url))
     assert journal.is_file()
@@ -227,9 +228,9 @@ def test_a_password_from_the_environment_is_masked_where_it_is_resolved(
     monkeypatch.setenv("HYPERLAB_STORAGE", STORAGE)
     config = cfg("${oc.env:HYPERLAB_STORAGE}".join(["sweep.storage=", ""]))
     plain = validate(config)
-    assert plain["sweep"]["storage"] == STORAGE
-    assert SECRET not in yaml.safe_dump(masked(plain))
-    assert SECRET not in repr(tracking.params_of(plain, {}))
+    assert plain.sweep.storage == STORAGE
+    assert SECRET not in yaml.safe_dump(masked(as_dict(plain)))
+    assert SECRET not in repr(tracking.params_of(as_dict(plain), {}))
 
 
 def test_saved_files_are_masked_in_place(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ def plain_with(params: dict[str, Any]) -> dict[str, Any]:
     """A resolved config holding a search space, as check_search sees it."""
     return {
         "search": {"name": "s", "params": params},
-        "optimizer": {"beta2": 0.999},
-        "model": {"activation": "relu"},
+        "optimizer": {"_target_": "hyperlab.optim.adam", "beta2": 0.999},
+        "model": {"_target_": "hyperlab.models.MLP", "activation": "relu"},
         "dataset": {"path": "a.csv"},
         "lr": 0.1,
     }
@@ -47,7 +47,7 @@ def test_a_when_on_a_value_the_parent_cannot_take_is_refused(
     params = {parent: choices, "lr": {"low": 0.1, "high": 0.2, "when": {parent: condition}}}
     options = {"optimizer": ["adam", "adamw", "gd", "momentum", "rmsprop"]}
     with pytest.raises(ConfigError) as e:
-        check_search(plain_with(params), options.get, rule_for)
+        check_search(plain_with(params), options.get, rule_for(plain_with(params)))
     assert f"search.params.lr: when: {parent}=" in e.value.problem
     assert "can never hold" in e.value.problem and shown in e.value.problem
     assert "check its spelling" in e.value.fix
@@ -62,7 +62,7 @@ def test_a_when_on_a_value_outside_narrowed_choices_is_kept(cfg: Compose) -> Non
         "model.activation": {"choices": ["relu"]},
         "lr": {"low": 0.1, "high": 0.2, "when": {"model.activation": "tanh"}},
     }
-    check_search(plain_with(params), lambda g: None, rule_for)
+    check_search(plain_with(params), lambda g: None, rule_for(plain_with(params)))
     with pytest.raises(ConfigError, match="nor an option of the group optimizer"):
         validate(
             cfg(

@@ -19,6 +19,7 @@ from hyperlab.search import caviar, setup, worker
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.study import STOPPED_WORKER, Retry
 from hyperlab.search.sweeper import hydra_choices, hydra_compose
+from hyperlab.validate import validate
 from support.paths import Compose
 from support.records import runs_of
 
@@ -32,7 +33,7 @@ def make_worker(cfg: Compose, tmp_path: Path, n_trials: int, *extra: str) -> wor
         "progress=false",
         *extra,
     ]
-    config = cfg(*base)
+    config = validate(cfg(*base))
     s = setup.setup_of(config, base)
     retry = Retry(s.url, 5.0)
     _, choices = hydra_compose("config", base)

@@ -15,7 +15,7 @@ def test_the_ends_of_the_ranges_are_those_the_libraries_accept() -> None:
     import torch
     from sklearn.model_selection import train_test_split
 
-    from hyperlab.validate import NUMPY_SEED_MAX, TORCH_SEED_MAX
+    from hyperlab.ranges import NUMPY_SEED_MAX, TORCH_SEED_MAX
 
     for seed in (-(2**63), TORCH_SEED_MAX):
         torch.manual_seed(seed)

@@ -144,9 +144,9 @@ def test_gradients_pass_a_two_sided_finite_difference_check(
 
 
 def test_the_validator_knows_the_builders_names() -> None:
-    from hyperlab import models, validate
+    from hyperlab import models, ranges
 
-    assert set(validate.ACTIVATIONS) == set(models.ACTIVATIONS)
+    assert set(ranges.ACTIVATIONS) == set(models.ACTIVATIONS)
 
 
 def test_layer_norm_and_no_normalization_keep_the_hidden_bias() -> None:

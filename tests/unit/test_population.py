@@ -226,7 +226,7 @@ def test_members_built_from_configs_train_as_their_runs_would(cfg: Compose) -> N
     assert len(groups(configs)) == 1
 
     def built(config: dict[str, Any]) -> tuple[Member, Parts]:
-        torch.manual_seed(config["seed"])
+        torch.manual_seed(config.seed)
         parts = build(config)
         return member_of(config, parts), parts
 

@@ -11,9 +11,9 @@ it. Hydra-free, like the worker.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from hyperlab import stops
+from hyperlab.schema import Config
 from hyperlab.search.worker import (
     Claimed,
     Outcome,
@@ -27,23 +27,22 @@ from hyperlab.search.worker import (
 )
 
 
-def stackable(config: Mapping[str, Any]) -> bool:
+def stackable(config: Config) -> bool:
     """Whether a trial may train in a stack: one seed, no checkpoints, no resume."""
-    return config["repeats"] == 1 and not config["checkpoint"]["every"] and not config["resume"]
+    return config.repeats == 1 and not config.checkpoint.every and not config.resume
 
 
 def train_stacked(w: Worker, batch: Sequence[Claimed]) -> list[Outcome]:
     """The batch's outcomes, in order: its trials trained in as few stacks as their configs
     allow. A stop fails the trials not yet trained (and those of the stack it cut)."""
     from hyperlab.population import groups
-    from hyperlab.validate import validate
 
     outcomes: dict[int, Outcome] = {}
-    configs: dict[int, dict[str, Any]] = {}
+    configs: dict[int, Config] = {}
     alone: list[int] = []
     for i, c in enumerate(batch):
         try:
-            configs[i] = validate(compose_trial(w, c))
+            configs[i] = compose_trial(w, c)
         except Exception:  # it fails as a trial alone fails, with its reason recorded
             alone.append(i)
             continue
@@ -64,16 +63,13 @@ def train_stacked(w: Worker, batch: Sequence[Claimed]) -> list[Outcome]:
 
 
 def _train_stack(
-    w: Worker, claimed: list[Claimed], stack: list[int], configs: Mapping[int, dict[str, Any]]
+    w: Worker, claimed: list[Claimed], stack: list[int], configs: Mapping[int, Config]
 ) -> dict[int, Outcome]:
     """One stack's trials trained together; each outcome settled as a trial's alone."""
     from hyperlab.repeats import of_one
     from hyperlab.run_population import run_population
 
-    composed = []
-    for c in claimed:
-        assert c.config is not None  # composed by train_stacked
-        composed.append(c.config)
+    composed = [configs[i] for i in stack]
     opened: list[list[object]] = [[] for _ in claimed]
     jobs = [
         trial_job(w, c, config, seen.append)
@@ -91,7 +87,7 @@ def _train_stack(
         try:
             if isinstance(end, BaseException):
                 raise end
-            outcomes[i] = settle(w, c, config, of_one(configs[i], end))
+            outcomes[i] = settle(w, c, config, of_one(config, end))
         except Exception as e:
             outcomes[i] = failed(w, c, e, bool(seen))
     return outcomes

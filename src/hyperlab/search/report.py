@@ -15,9 +15,9 @@ from hyperlab.display import plain
 
 if TYPE_CHECKING:
     import optuna
-    from omegaconf import DictConfig
     from optuna.trial import FrozenTrial
 
+    from hyperlab.schema import Config
     from hyperlab.search.setup import Setup
 
 REPLAY_ATTR = "replay"
@@ -260,7 +260,7 @@ class Finished:
 
 
 def write(
-    cfg: DictConfig, setup: Setup, sweep_dir: Path, failure: BaseException | None
+    cfg: Config, setup: Setup, sweep_dir: Path, failure: BaseException | None
 ) -> Finished | None:
     """Show and save the study's report; None when the storage cannot be read (a worker
     stopped for it already waited `sweep.retry_seconds`: one more try only)."""
@@ -268,7 +268,7 @@ def write(
     from hyperlab.search.setup import load_study
     from hyperlab.search.study import Retry, WorkerStopped
 
-    seconds = 0.0 if isinstance(failure, WorkerStopped) else float(cfg.sweep.retry_seconds)
+    seconds = 0.0 if isinstance(failure, WorkerStopped) else cfg.sweep.retry_seconds
     summary = sweep_dir / "summary.md"
     try:
         s = load_study(cfg, setup, 0, Retry(setup.url, seconds))

@@ -14,15 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
-
 from hyperlab import display
 from hyperlab.allowlist import check_unwidened, stored
 from hyperlab.errors import ConfigError, HyperlabError
 from hyperlab.overrides import override_key
 from hyperlab.repeats import Spread, train
 from hyperlab.run import Job
-from hyperlab.schema import RETEST_KEYS
+from hyperlab.schema import RETEST_KEYS, Config
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.setup import Compose
 from hyperlab.search.trial import replay_args
@@ -69,7 +67,7 @@ def rank(rows: Sequence[Row], maximize: bool) -> None:
         row.rank_now = i
 
 
-def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
+def retest(cfg: Config, own: Sequence[str], compose: Compose) -> list[Row]:
     """Retest the study `cfg.study` names; `own` are this command's overrides (tracking,
     threads, data paths...), applied under each trial's replayed values."""
     import optuna
@@ -80,7 +78,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
     from hyperlab.search.setup import VERSIONS_ATTR
     from hyperlab.tracking import PARENT_RUN_ID
 
-    name, url = str(cfg.study), str(cfg.sweep.storage)
+    name, url = cfg.study, cfg.sweep.storage
     if not name:
         raise ConfigError("task=retest needs the study to retest", "add study=NAME")
     storage = st.storage(url)
@@ -96,7 +94,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
     finished = study.get_trials(states=(TrialState.COMPLETE,))
     complete = [t for t in finished if REPLAY_ATTR in t.user_attrs]
     complete.sort(key=lambda t: -float(t.value or 0) if maximize else float(t.value or 0))
-    best = complete[: int(cfg.top_k)]
+    best = complete[: cfg.top_k]
     if not best and finished:
         raise _not_replayable(name, finished, maximize)
     if not best:
@@ -104,19 +102,19 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
             f"study {name!r} has no complete trials to retest", "finish the study first"
         )
 
-    seeds = int(cfg.seeds)
+    seeds = cfg.seeds
     keep = [o for o in own if override_key(o) not in RETEST_KEYS]
     # The replay lines are data read from the storage: every one is composed and
     # validated (allowlist included) before the retest records anything.
     where = f"study {name!r} in {stores.where(url)}"
-    plans = [_plan(t, keep, seeds, compose, where, cfg.get("allow_targets")) for t in best]
+    plans = [_plan(t, keep, seeds, compose, where, cfg.allow_targets) for t in best]
     tracking = cfg.tracking
     parent = None
     if tracking.enabled:
         parent = start_run(
-            str(tracking.uri),
-            str(tracking.experiment),
-            str(tracking.artifacts),
+            tracking.uri,
+            tracking.experiment,
+            tracking.artifacts,
             run_name=f"retest {name}",
             tags={
                 **default_tags("hyperlab " + " ".join(own)),
@@ -149,7 +147,7 @@ def retest(cfg: DictConfig, own: Sequence[str], compose: Compose) -> list[Row]:
         )
         rows.append(Row(plan.number, plan.replay, plan.value, result, then))
     rank(rows, maximize)
-    _show(rows, str(cfg.objective.metric), seeds)
+    _show(rows, cfg.objective.metric, seeds)
     if parent:
         metrics: dict[str, float] = {}
         for row in rows:
@@ -179,7 +177,7 @@ class _Plan:
     value: float
     replay: str
     overrides: list[str]
-    config: DictConfig
+    config: Config
     choices: dict[str, str]
 
 
@@ -200,13 +198,14 @@ def _plan(
         # this command's own line.
         overrides = stored(replay_args(replay))
         config, choices = compose([*keep, *overrides, f"repeats={seeds}", "progress=false"])
-        check_unwidened(validate(config), allow)
+        checked = validate(config)
+        check_unwidened(checked.allow_targets, allow)
     except HyperlabError as e:
         raise ConfigError(
             f"{where}: trial {trial.number}'s stored replay line is refused: {e.problem}",
             f"{e.fix or 'fix the key it names'}; or retest a study you trust",
         ) from None
-    return _Plan(trial.number, float(trial.value), replay, overrides, config, choices)
+    return _Plan(trial.number, float(trial.value), replay, overrides, checked, choices)
 
 
 def _not_replayable(name: str, finished: Sequence[FrozenTrial], maximize: bool) -> ConfigError:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from hyperlab.schema import Config
 from hyperlab.search.study import Retry
 from hyperlab.tracking import PARENT_RUN_ID
-from hyperlab.validate import direction_of
 
 if TYPE_CHECKING:
     import optuna
@@ -45,46 +45,45 @@ class Setup:
     n_trials: int
 
 
-def setup_of(cfg: DictConfig, overrides: Sequence[str]) -> Setup:
+def setup_of(cfg: Config, overrides: Sequence[str]) -> Setup:
     from hyperlab.search import space, study
 
-    search = cfg.get("search")
+    search = cfg.search
     if search is None or "params" not in search:
         from hyperlab.errors import ConfigError
 
         raise ConfigError("no search space selected", "add search=NAME (see conf/search/)")
-    params = space.parse(OmegaConf.to_container(search.params, resolve=True))  # type: ignore[arg-type]
+    params = space.parse(search["params"])
     naive = cfg.sampler.get("scales") == "linear"
-    name = cfg.sweep.study or study.study_name(str(search.name), overrides)
-    n_trials = int(cfg.sweep.n_trials)
+    name = cfg.sweep.study or study.study_name(search["name"], overrides)
+    n_trials = cfg.sweep.n_trials
     if _target(cfg.sampler).endswith("GridSampler"):
         size = math.prod(len(p.grid_points()) for p in params)
         n_trials = min(n_trials, size)
-    return Setup(str(cfg.sweep.storage), name, params, naive, n_trials)
+    return Setup(cfg.sweep.storage, name, params, naive, n_trials)
 
 
-def _target(node: Any) -> str:
-    return str(node.get("_target_", "")) if node is not None else ""
+def _target(node: Mapping[str, Any]) -> str:
+    return str(node.get("_target_", ""))
 
 
-def make_sampler(cfg: DictConfig, setup: Setup, worker: int) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: Config, setup: Setup, worker: int) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded per worker (workers with one seed would sample the
     same points); grid gets the space's grid points."""
     from hyperlab.build import build_sampler
     from hyperlab.search import space
 
     # Worker ids grow with every launch of a study: wrapped into the samplers' seed range.
-    kwargs: dict[str, Any] = {"seed": (int(cfg.sweep.seed) + worker) % 2**32}
+    kwargs: dict[str, Any] = {"seed": (cfg.sweep.seed + worker) % 2**32}
     if _target(cfg.sampler).endswith("GridSampler"):
         kwargs["search_space"] = space.grid_space(setup.params)
     if _target(cfg.sampler).endswith("CoarseToFineSampler"):
         kwargs["n_trials"] = setup.n_trials  # its stages are fractions of the study
-    node = OmegaConf.to_container(cfg.sampler, resolve=True)
-    return build_sampler(node, cfg.get("allow_targets") or (), **kwargs)  # type: ignore[arg-type]
+    return build_sampler(cfg.sampler, cfg.allow_targets, **kwargs)
 
 
 def load_study(
-    cfg: DictConfig, setup: Setup, worker: int, retry: Retry | None = None, join: bool = False
+    cfg: Config, setup: Setup, worker: int, retry: Retry | None = None, join: bool = False
 ) -> optuna.Study:
     """Create or load the study, retrying an unreachable storage with `retry`.
 
@@ -104,11 +103,11 @@ def load_study(
     # The worker loop keeps its own heartbeat (worker._Heartbeat): Optuna's warning on
     # every ask that heartbeats belong to Study.optimize does not apply.
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    retry = retry or Retry(setup.url, float(cfg.sweep.retry_seconds))
+    retry = retry or Retry(setup.url, cfg.sweep.retry_seconds)
 
     def create() -> optuna.Study:
         with study.budget_lock(setup.url):
-            storage = study.storage(setup.url, int(cfg.sweep.heartbeat_seconds))
+            storage = study.storage(setup.url, cfg.sweep.heartbeat_seconds)
             made_with = _made_with(cfg, setup)
             if join:
                 _check_joinable(storage, setup, made_with)
@@ -116,10 +115,7 @@ def load_study(
                 study_name=setup.name,
                 storage=storage,
                 sampler=make_sampler(cfg, setup, worker),
-                pruner=build_pruner(
-                    OmegaConf.to_container(cfg.pruner, resolve=True),  # type: ignore[arg-type]
-                    cfg.get("allow_targets") or (),
-                ),
+                pruner=build_pruner(cfg.pruner, cfg.allow_targets),
                 direction=made_with[OBJECTIVE_ATTR]["direction"],
                 load_if_exists=True,
             )
@@ -133,7 +129,7 @@ def load_study(
     return retry("opening the study", create)
 
 
-def _made_with(cfg: DictConfig, setup: Setup) -> dict[str, dict[str, Any]]:
+def _made_with(cfg: Config, setup: Setup) -> dict[str, dict[str, Any]]:
     """The study attributes that say what a study is: its space and its objective."""
     import json
 
@@ -141,13 +137,10 @@ def _made_with(cfg: DictConfig, setup: Setup) -> dict[str, dict[str, Any]]:
 
     made_with = {
         SPACE_ATTR: {
-            "search": str(cfg.search.name),
+            "search": cfg.search["name"],
             "params": space.canonical(setup.params, setup.naive),
         },
-        OBJECTIVE_ATTR: {
-            "metric": str(cfg.objective.metric),
-            "direction": direction_of(cfg.objective),
-        },
+        OBJECTIVE_ATTR: {"metric": cfg.objective.metric, "direction": cfg.objective.direction},
     }
     # As the storage gives it back (tuples become lists), so that the two compare equal.
     return json.loads(json.dumps(made_with))  # type: ignore[no-any-return]
@@ -272,7 +265,13 @@ def check_not_fixed(setup: Setup, arguments: Sequence[str], required: Collection
         )
 
 
-def parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[str]) -> Any:
+def parent_run(
+    cfg: Config,
+    choices: Mapping[str, str],
+    setup: Setup,
+    s: optuna.Study,
+    arguments: list[str],
+) -> Any:
     """The study's MLflow parent run: created by its first sweeper, reopened by the others.
     Under the lock, so that two sweepers starting at once share one parent run."""
     from hyperlab.search.study import budget_lock
@@ -281,15 +280,15 @@ def parent_run(cfg: DictConfig, setup: Setup, s: optuna.Study, arguments: list[s
     with budget_lock(setup.url):
         existing = s.user_attrs.get(PARENT_RUN_ID)
         parent = start_run(
-            str(cfg.tracking.uri),
-            str(cfg.tracking.experiment),
-            str(cfg.tracking.artifacts),
+            cfg.tracking.uri,
+            cfg.tracking.experiment,
+            cfg.tracking.artifacts,
             run_name=f"study {setup.name}",
             tags={
                 **default_tags("hyperlab " + " ".join(arguments)),
                 "hyperlab.study": setup.name,
             },
-            params=study_params(cfg, setup),
+            params=study_params(cfg, choices, setup),
             run_id=existing,
         )
         if existing is None:
@@ -327,19 +326,21 @@ def worker_ids(s: optuna.Study, url: str, workers: int) -> int:
     return first
 
 
-def study_params(cfg: DictConfig, setup: Setup) -> dict[str, str]:
+def study_params(cfg: Config, choices: Mapping[str, str], setup: Setup) -> dict[str, str]:
+    """The parent run's params: the study, its space, sampler and pruner (`choices`: the
+    options of the command's config groups), budget and objective, and the versions."""
     from hyperlab.stores import where
     from hyperlab.tracking import versions
 
     params = {
         "study": setup.name,
-        "search": str(cfg.search.name),
-        "sampler": str(cfg.hydra.runtime.choices.sampler),
-        "pruner": str(cfg.hydra.runtime.choices.pruner),
+        "search": cfg.search["name"],
+        "sampler": choices["sampler"],
+        "pruner": choices["pruner"],
         "n_trials": str(setup.n_trials),
         "workers": str(cfg.sweep.workers),
         "seed": str(cfg.sweep.seed),
-        "objective": f"{cfg.objective.metric} ({direction_of(cfg.objective)})",
+        "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
         "storage": where(setup.url),
     }
     for p in setup.params:

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError
+from hyperlab.schema import Config
 from hyperlab.search import report
 from hyperlab.search import worker as worker_
 from hyperlab.search.setup import (
@@ -68,24 +69,26 @@ def work(cfg: DictConfig) -> dict[str, int]:
     signal as its reason (sweep.retry_failed runs it again), its MLflow run closed as
     KILLED, and the worker raises the stop instead of claiming another trial."""
     from hyperlab.search import caviar, worker
+    from hyperlab.validate import validate
 
-    population = int(cfg.sweep.population)
+    config = validate(cfg)
+    population = config.sweep.population
     train = caviar.train_stacked if population > 1 else worker.train_each
     with stops.installed():
-        return worker.run(_worker(cfg), train, batch=population)
+        return worker.run(_worker(config), train, batch=population)
 
 
-def _worker(cfg: DictConfig) -> worker_.Worker:
+def _worker(config: Config) -> worker_.Worker:
     """The worker's shared state, from Hydra's view of this job."""
     hc = HydraConfig.get()
     base = [o for o in hc.overrides.task if not o.startswith("sweep.worker=")]
     config_name = str(hc.job.config_name)
-    setup = setup_of(cfg, base)
-    retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
-    s = load_study(cfg, setup, int(cfg.sweep.worker), retry)
+    setup = setup_of(config, base)
+    retry = Retry(setup.url, config.sweep.retry_seconds)
+    s = load_study(config, setup, config.sweep.worker, retry)
     groups = {g for g in hc.runtime.choices if not g.startswith("hydra/")}
     return worker_.Worker(
-        cfg=cfg,
+        cfg=config,
         setup=setup,
         study=s,
         retry=retry,
@@ -135,8 +138,9 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.search import report
     from hyperlab.validate import validate
 
-    validate(cfg)  # the base config: a bad value stops the sweep before it starts
-    setup = setup_of(cfg, arguments)
+    config = validate(cfg)  # the base config: a bad value stops the sweep before it starts
+    choices = {g: str(c) for g, c in cfg.hydra.runtime.choices.items()}
+    setup = setup_of(config, arguments)
     check_not_fixed(setup, arguments, _required(cfg, setup, arguments))
     if setup.naive:
         wrong = [p.key for p in setup.params if p.kind != "categorical" and p.scale != "linear"]
@@ -147,17 +151,17 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
                 f"{'/'.join(sorted({p.scale for p in setup.params if p.key in wrong}))}: "
                 "the naive baseline. Use sampler=log_uniform for random search done right."
             )
-    if cfg.sweep.dry_run:
+    if config.sweep.dry_run:
         report.show_space(setup, console)
         return None
-    if cfg.dataset.get("path"):
+    if config.dataset.get("path"):
         # A user's file: bad data stops the sweep before the study or its run exists,
         # rather than failing every trial (generated data sets cannot be bad).
         from hyperlab.build import build_data
 
-        build_data(OmegaConf.to_container(cfg.dataset, resolve=True))  # type: ignore[arg-type]
-    retry = Retry(setup.url, float(cfg.sweep.retry_seconds))
-    s = load_study(cfg, setup, 0, retry, join=True)
+        build_data(config.dataset)
+    retry = Retry(setup.url, config.sweep.retry_seconds)
+    s = load_study(config, setup, 0, retry, join=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     retry("recording the versions", lambda: record_versions(s))
@@ -166,14 +170,17 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         f"{plain(where(setup.url))}: "
         f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
         f"{setup.n_trials} trials, "
-        f"{cfg.sweep.workers} worker(s), sampler {cfg.hydra.runtime.choices.sampler}, "
-        f"pruner {cfg.hydra.runtime.choices.pruner}"
+        f"{config.sweep.workers} worker(s), sampler {choices['sampler']}, "
+        f"pruner {choices['pruner']}"
     )
     parent = None
     try:
-        if cfg.tracking.enabled:
-            parent = retry("opening the study's run", lambda: parent_run(cfg, setup, s, arguments))
-        workers = int(cfg.sweep.workers)
+        if config.tracking.enabled:
+            parent = retry(
+                "opening the study's run",
+                lambda: parent_run(config, choices, setup, s, arguments),
+            )
+        workers = config.sweep.workers
         first = retry("numbering the workers", lambda: worker_ids(s, setup.url, workers))
     except stops.STOPS as e:  # before any worker started: only the parent run to close
         if parent is not None:
@@ -186,7 +193,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 
     def replace(death: Any) -> list[str] | None:
         deaths.append(death)
-        return _replace_dead(cfg, setup, s, retry, arguments, death, len(deaths))
+        return _replace_dead(config, setup, s, retry, arguments, death, len(deaths))
 
     try:
         returns = _launch(launcher, jobs, replace)
@@ -200,15 +207,15 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     # that comes now is kept, and ends the command once the study's records are closed.
     with stops.held(until_checked=True):
         if isinstance(failure, stops.STOPS):
-            _fail_lost(cfg, setup, s, retry)
-        rep = report.write(cfg, setup, sweep_dir, failure)
+            _fail_lost(config, setup, s, retry)
+        rep = report.write(config, setup, sweep_dir, failure)
         if parent is not None:
             _close_parent(parent, rep, failure, launched)
         console.print(f"summary and plots: {plain(sweep_dir)}")
     failure = failure or stops.take()
     if failure is not None:
         if isinstance(failure, stops.STOPS):
-            line = _stop_line(failure, cfg, setup, rep, launched)
+            line = _stop_line(failure, config, setup, rep, launched)
             error_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(stops.exit_code(failure))
         if isinstance(failure, SweepFailed):
@@ -253,18 +260,18 @@ def _launch(launcher: Any, jobs: list[list[str]], replace: Callable[[Any], Any])
     return launcher.launch(jobs, initial_job_idx=0)
 
 
-def _fail_lost(cfg: DictConfig, setup: Setup, s: optuna.Study, retry: Retry) -> None:
+def _fail_lost(cfg: Config, setup: Setup, s: optuna.Study, retry: Retry) -> None:
     """Fail the trials of workers that are gone (killed when they did not stop in time, or
     died), as the next claim would; with sweep.retry_failed, enqueue them again."""
     from hyperlab.search import study
 
     with contextlib.suppress(HyperlabError):  # the storage is away: the next claim does it
-        retries = int(cfg.sweep.retry_failed)
+        retries = cfg.sweep.retry_failed
         retry("failing lost trials", lambda: study.release_lost(s, setup.url, retries))
 
 
 def _replace_dead(
-    cfg: DictConfig,
+    cfg: Config,
     setup: Setup,
     s: optuna.Study,
     retry: Retry,
@@ -318,7 +325,7 @@ def _unfinished_after_deaths(
 
 def _stop_line(
     e: BaseException,
-    cfg: DictConfig,
+    cfg: Config,
     setup: Setup,
     finished: report.Finished | None,
     launched: datetime.datetime,
@@ -343,7 +350,7 @@ def _stop_line(
         ]
         done = sum(t.state.name in study.FINISHED for t in trials)
         runs = ", their MLflow runs closed as KILLED" if cfg.tracking.enabled else ""
-        again = " (sweep.retry_failed runs them again)" if int(cfg.sweep.retry_failed) else ""
+        again = " (sweep.retry_failed runs them again)" if cfg.sweep.retry_failed else ""
         what = (
             f"{len(cut)} trial(s) in progress failed{again}{runs}; "
             f"{done} of {setup.n_trials} trials finished. "

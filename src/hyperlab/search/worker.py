@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from omegaconf import DictConfig
-
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, first_line
 from hyperlab.search.setup import DATA_ATTR, FIRST_DATA_ATTR, SEEDS_ATTR, Composer, Setup
@@ -35,6 +33,7 @@ if TYPE_CHECKING:
 
     from hyperlab.repeats import Spread
     from hyperlab.run import Job
+    from hyperlab.schema import Config
 
 DIVERGED = "training diverged (the cost became NaN or infinite)"
 
@@ -48,7 +47,7 @@ class Worker:
     """What a worker's trials share: the study, how to compose and replay a trial, and
     where its runs go."""
 
-    cfg: DictConfig  # the worker's own config: the sweep and tracking settings
+    cfg: Config  # the worker's own config, validated: the sweep and tracking settings
     setup: Setup
     study: optuna.Study
     retry: Retry
@@ -71,7 +70,7 @@ class Claimed:
     values: dict[str, Any]
     overrides: list[str]
     line: str  # the `hyperlab ...` line that trains it alone, once composed
-    config: DictConfig | None = None
+    config: Config | None = None  # composed and validated
     choices: dict[str, str] = field(default_factory=dict)
 
 
@@ -96,7 +95,7 @@ def run(w: Worker, train: Train | None = None, batch: int = 1) -> dict[str, int]
     from hyperlab.tracking import TrackingError, drain
 
     train = train or train_each
-    limit = float(w.cfg.sweep.max_failure_rate)
+    limit = w.cfg.sweep.max_failure_rate
     done: dict[str, int] = {}
     while True:
         claimed = _claim(w, batch)
@@ -157,7 +156,7 @@ def _claim_one(w: Worker) -> Claimed | None:
     from hyperlab.search import space, study
 
     s, setup = w.study, w.setup
-    retries = int(w.cfg.sweep.retry_failed)
+    retries = w.cfg.sweep.retry_failed
     with stops.held(until_checked=True), _timed(w, "claim"):  # marked with its process
         trial = w.retry(
             "claiming a trial", lambda: study.claim(s, setup.url, setup.n_trials, retries)
@@ -173,15 +172,17 @@ def _claim_one(w: Worker) -> Claimed | None:
     return Claimed(trial, values, overrides, "hyperlab " + " ".join(overrides))
 
 
-def compose_trial(w: Worker, c: Claimed) -> DictConfig:
-    """The claimed trial's config, and its replay line recorded in the study. A sample the
-    config refuses raises: it fails this trial only."""
+def compose_trial(w: Worker, c: Claimed) -> Config:
+    """The claimed trial's config, validated, and its replay line recorded in the study. A
+    sample the config refuses raises: it fails this trial only."""
     from hyperlab.search.report import REPLAY_ATTR
     from hyperlab.search.trial import replay
+    from hyperlab.validate import validate
 
-    c.config, c.choices = w.compose(c.values)
+    composed, c.choices = w.compose(c.values)
     c.line = replay(w.base, c.overrides, c.choices, w.root_choices)
     c.trial.set_user_attr(REPLAY_ATTR, c.line)
+    c.config = validate(composed)  # the one check: the trial's run takes it as it is
     return c.config
 
 
@@ -222,7 +223,7 @@ def train_trial(w: Worker, c: Claimed) -> Outcome:
         return failed(w, c, e, opened=bool(opened))
 
 
-def trial_job(w: Worker, c: Claimed, config: DictConfig, on_opened: Callable[[Any], None]) -> Job:
+def trial_job(w: Worker, c: Claimed, config: Config, on_opened: Callable[[Any], None]) -> Job:
     """What a trial's run knows beyond its config: its name, tags, parent run, directory,
     and the pruning reporter that reports each epoch to the study."""
     from hyperlab.run import Job
@@ -236,13 +237,13 @@ def trial_job(w: Worker, c: Claimed, config: DictConfig, on_opened: Callable[[An
         run_name=f"trial {trial.number}: {' '.join(c.overrides)}",
         output_dir=w.output_dir / f"trial_{trial.number}",
         parent_run_id=w.parent,
-        listeners=[PruningReporter(trial, str(w.cfg.objective.metric), int(config.epochs))],
+        listeners=[PruningReporter(trial, config.objective.metric, config.epochs)],
         tags=_trial_tags(w, trial, c.line),
         on_opened=on_opened,
     )
 
 
-def settle(w: Worker, c: Claimed, config: DictConfig, result: Spread) -> Outcome:
+def settle(w: Worker, c: Claimed, config: Config, result: Spread) -> Outcome:
     """The outcome of a trial that trained: its data hash, seconds and seeds recorded;
     complete, or failed if its cost diverged."""
     from optuna.trial import TrialState
@@ -289,15 +290,11 @@ def failed(w: Worker, c: Claimed, e: Exception, opened: bool) -> Outcome:
     return Outcome(TrialState.FAIL, reason=reason)
 
 
-def _data_hash(config: DictConfig | None) -> str:
+def _data_hash(config: Config | None) -> str:
     """The hash of the data a trial trained on (its splits are cached: no second load)."""
-    from omegaconf import OmegaConf
-
     from hyperlab.build import build_data
 
-    if config is None:
-        return ""
-    return build_data(OmegaConf.to_container(config.dataset, resolve=True)).sha256  # type: ignore[arg-type]
+    return "" if config is None else build_data(config.dataset).sha256
 
 
 def check_data(w: Worker, trial: optuna.Trial, sha: str) -> None:
@@ -348,13 +345,13 @@ def _record_failed_run(w: Worker, c: Claimed, reason: str) -> HyperlabError | No
     from hyperlab.tracking import Tracker, TrackingError, default_tags
 
     tracking = w.cfg.tracking
-    if not tracking.enabled or int(w.cfg.repeats) > 1:
+    if not tracking.enabled or w.cfg.repeats > 1:
         return None
     try:
         run = Tracker(
-            str(tracking.uri),
-            str(tracking.experiment),
-            artifact_root=str(tracking.artifacts),
+            tracking.uri,
+            tracking.experiment,
+            artifact_root=tracking.artifacts,
             run_name=masked(f"trial {c.trial.number}: {' '.join(c.overrides)}")[:250],
             parent_run_id=w.parent,
             params=dict(o.split("=", 1) for o in c.overrides if "=" in o),
