@@ -5,9 +5,9 @@ signature of the function its `_target_` names. validate() returns the typed Con
 everything below the entry points takes.
 
 Beyond the ranges of single keys: the data file must exist and the tracking URI must name a
-store MLflow can open (hyperlab.stores), and a search space must be well formed, name keys
-the config has, and keep every value it can sample inside its key's allowed range
-(hyperlab.search.space_check, told the ranges here through rule_for)."""
+store MLflow can open (hyperlab.stores). A study's search space is checked against the
+ranges (rule_for) where the study is set up (hyperlab.search.setup.setup_of), once per
+study and worker rather than once per trial."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from hyperlab.allowlist import check_config
 from hyperlab.errors import ConfigError
 from hyperlab.ranges import NUMPY_SEED_MAX, TORCH_SEED_MAX, Range, declared, declared_in
 from hyperlab.schema import LABELS, Config, bounds, typed
-from hyperlab.search.space_check import check_search, group_options
 from hyperlab.stores import check_data_path, check_tracking_uri
 
 # The config's groups whose `_target_` a range may bound (hyperlab.ranges.declared), and
@@ -165,8 +164,6 @@ def validate(cfg: DictConfig) -> Config:
     tracking = plain.get("tracking") or {}
     if tracking.get("enabled") or plain.get("resume"):
         check_tracking_uri(str(tracking.get("uri", "")))
-    if plain.get("search") is not None:
-        check_search(plain, group_options, rule_for(plain))
     return typed(plain)
 
 

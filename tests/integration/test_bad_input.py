@@ -103,12 +103,13 @@ def composing(*overrides: str) -> Step:
 
 
 def edited(overrides: list[str], key: str, value: Any) -> Step:
-    """A config edited where no override can reach (a space's dotted keys), validated."""
+    """A config edited where no override can reach (a space's dotted keys), validated and
+    its study set up."""
 
     def step(env: Env) -> object:
         c = env.compose(*overrides)
         OmegaConf.update(c, key, value, merge=False)
-        return validate(c)
+        return setup_of(validate(c), overrides)
 
     return step
 
@@ -329,16 +330,16 @@ CASES = [
         "which is not installed",
     ),
     # search spaces
-    Case("low >= high", config(LR, "search.params.lr.low=2"), "low=2 must be below high=1.0"),
-    Case("unknown scale", config(LR, "search.params.lr.scale=cubic"), "scale='cubic'"),
+    Case("low >= high", sweep(LR, "search.params.lr.low=2"), "low=2 must be below high=1.0"),
+    Case("unknown scale", sweep(LR, "search.params.lr.scale=cubic"), "scale='cubic'"),
     Case(
         "log with low<=0",
-        config(LR, "search.params.lr.low=-1", "search.params.lr.scale=log"),
+        sweep(LR, "search.params.lr.low=-1", "search.params.lr.scale=log"),
         "a log scale needs low > 0",
     ),
     Case(
         "range reaches lr<0",
-        config(LR, "search.params.lr.low=-1", "search.params.lr.scale=linear"),
+        sweep(LR, "search.params.lr.low=-1", "search.params.lr.scale=linear"),
         "can produce lr=-1.0",
     ),
     Case(
@@ -348,29 +349,29 @@ CASES = [
     ),
     Case(
         "choice out of range",
-        config("search=adam_full", "search.params.batch_size.choices=[0,32]"),
+        sweep("search=adam_full", "search.params.batch_size.choices=[0,32]"),
         "can produce batch_size=0",
     ),
-    Case("unknown setting", config(LR, "+search.params.lr.typo=3"), "unknown setting(s) ['typo']"),
-    Case("entry not a mapping", config(LR, "search.params.lr=0.1"), "expected a mapping"),
-    Case("empty space", config(LR, "~search.params.lr"), "search.params is empty"),
+    Case("unknown setting", sweep(LR, "+search.params.lr.typo=3"), "unknown setting(s) ['typo']"),
+    Case("entry not a mapping", sweep(LR, "search.params.lr=0.1"), "expected a mapping"),
+    Case("empty space", sweep(LR, "~search.params.lr"), "search.params is empty"),
     Case(
         "key not in config",
-        config(LR, "+search.params.lrr={low:0.1,high:1.0}"),
+        sweep(LR, "+search.params.lrr={low:0.1,high:1.0}"),
         "lrr is not a setting of the config",
     ),
     Case(
         "group option unknown",
-        config("search=optimizers", "search.params.optimizer.choices=[adam,adamm]"),
+        sweep("search=optimizers", "search.params.optimizer.choices=[adam,adamm]"),
         "'adamm' is not an option of the group optimizer",
     ),
-    Case("grid=0", config(LR, "+search.params.lr.grid=0"), "grid=0 must be an integer >= 1"),
+    Case("grid=0", sweep(LR, "+search.params.lr.grid=0"), "grid=0 must be an integer >= 1"),
     Case(
         "int with fractional bounds",
-        config(LR, "+search.params.lr.type=int"),
+        sweep(LR, "+search.params.lr.type=int"),
         "type: int needs whole-number bounds",
     ),
-    Case("when not a mapping", config(LR, "+search.params.lr.when=adam"), "when='adam' must map"),
+    Case("when not a mapping", sweep(LR, "+search.params.lr.when=adam"), "when='adam' must map"),
     Case("no space name", sweep(LR, "search.name=''"), "must be a non-empty name"),
     Case("params not a mapping", parsed([1, 2]), "must map override keys"),
     Case("non-finite bound", parsed({"lr": {"low": 0.1, "high": float("inf")}}), "not a finite"),

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from hyperlab.errors import ConfigError
+from hyperlab.search.setup import setup_of
 from hyperlab.search.space_check import check_search
 from hyperlab.validate import rule_for, validate
 from support.paths import Compose
@@ -57,16 +58,19 @@ def test_a_when_on_a_value_outside_narrowed_choices_is_kept(cfg: Compose) -> Non
     """Narrowing a parent's choices on the command line keeps the conditions on its other
     options: those parameters are off, as asked. Only a value the key cannot take at all
     is a mistake."""
-    validate(cfg("search=optimizers", "search.params.optimizer.choices=[adam]"))
+    setup_of(validate(cfg("search=optimizers", "search.params.optimizer.choices=[adam]")), [])
     params = {
         "model.activation": {"choices": ["relu"]},
         "lr": {"low": 0.1, "high": 0.2, "when": {"model.activation": "tanh"}},
     }
     check_search(plain_with(params), lambda g: None, rule_for(plain_with(params)))
     with pytest.raises(ConfigError, match="nor an option of the group optimizer"):
-        validate(
-            cfg(
-                "search=optimizers",
-                "+search.params.batch_size={low:16,high:128,when:{optimizer:adamm}}",
-            )
+        setup_of(
+            validate(
+                cfg(
+                    "search=optimizers",
+                    "+search.params.batch_size={low:16,high:128,when:{optimizer:adamm}}",
+                )
+            ),
+            [],
         )

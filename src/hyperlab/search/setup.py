@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hyperlab.schema import Config
+from hyperlab.schema import Config, as_dict
 from hyperlab.search.study import Retry
 from hyperlab.tracking import PARENT_RUN_ID
 
@@ -46,13 +46,18 @@ class Setup:
 
 
 def setup_of(cfg: Config, overrides: Sequence[str]) -> Setup:
+    """The study's settings. Its search space is checked against the config first: well
+    formed, naming settings the config has, every value it can sample within its range."""
+    from hyperlab.errors import ConfigError
     from hyperlab.search import space, study
+    from hyperlab.search.space_check import check_search, group_options
+    from hyperlab.validate import rule_for
 
     search = cfg.search
-    if search is None or "params" not in search:
-        from hyperlab.errors import ConfigError
-
+    if search is None:
         raise ConfigError("no search space selected", "add search=NAME (see conf/search/)")
+    plain = as_dict(cfg)
+    check_search(plain, group_options, rule_for(plain))
     params = space.parse(search["params"])
     naive = cfg.sampler.get("scales") == "linear"
     name = cfg.sweep.study or study.study_name(search["name"], overrides)
