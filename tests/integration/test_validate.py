@@ -74,18 +74,10 @@ def test_every_range_of_a_shipped_option_is_declared_beside_it() -> None:
 
     from hyperlab.cli import CONFIG_DIR
     from hyperlab.ranges import declared
+    from hyperlab.validate import GROUPS
 
     unbounded = []
-    groups = (
-        "dataset",
-        "model",
-        "init",
-        "normalization",
-        "regularization",
-        "optimizer",
-        "schedule",
-    )
-    for group in groups:
+    for group in GROUPS:
         for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml")):
             node = yaml.safe_load(path.read_text()) or {}
             ranges = declared(node.get("_target_", ""))

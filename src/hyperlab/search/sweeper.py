@@ -72,6 +72,10 @@ def work(cfg: DictConfig) -> dict[str, int]:
     from hyperlab.validate import validate
 
     config = validate(cfg)
+    if config.tracking.enabled:
+        from hyperlab.tracking import writer
+
+        writer(config.tracking.uri)  # started now: its imports overlap with the study's setup
     population = config.sweep.population
     train = caviar.train_stacked if population > 1 else worker.train_each
     with stops.installed():
