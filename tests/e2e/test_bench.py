@@ -94,6 +94,11 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
             ["ratio 2/1 workers", "ask-to-tell"],
         ),
         ("population_speed.py", ["--quick"], ["| moons | 32 | 1 |", "dev loss rel diff"]),
+        (
+            "population_study.py",
+            ["--trials", "8", "--epochs", "2", "--population", "4", "--rounds", "1"],
+            ["moons, MLflow on: population=4 over 1", "digits, MLflow off"],
+        ),
     ],
 )
 def test_the_focused_bench_scripts_run_on_a_toy_budget(
