@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,7 @@ from hyperlab.build import Parts, _instantiate, build, build_model
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.loop import fit
 from hyperlab.run import run
-from hyperlab.schema import register
+from hyperlab.schema import Config, register
 from hyperlab.tracking import drain
 from hyperlab.validate import validate
 
@@ -73,7 +72,7 @@ def hand_written(
 
 
 def build_model_and_optimizer(
-    config: dict[str, Any], parts: Parts
+    config: Config, parts: Parts
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """A fresh model and optimizer, seeded alike, so that both loops start from the same
     weights."""
