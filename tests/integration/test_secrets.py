@@ -180,6 +180,8 @@ def test_the_writer_process_is_not_given_a_password_on_its_command_line(
     started: list[list[str]] = []
 
     class Popen:
+        stdin = None  # no pipe to widen
+
         def __init__(self, args: list[str], **kwargs: Any) -> None:
             started.append(args)
 

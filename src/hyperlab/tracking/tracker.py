@@ -7,20 +7,20 @@ thread it would contend with the loop for the GIL. So the training process only 
 requests to the writer, a child process that writes them on another core: the loop
 buffers each epoch's metrics and sends them at most every `flush_seconds`.
 
-Requests go into a queue that a thread writes to the writer's pipe: a pipe holds 64 KiB,
-and the runs of a stacked population (sweep.population), opened together while the writer
-is still starting or busy creating the previous ones, would otherwise block training until
-the writer has read them. A stop signal cannot cut a request in half: only the main thread
-gets signals, and the thread writes whole lines.
+The pipe to the writer is widened to a MiB where the system allows (64 KiB by default on
+Linux): the runs of a stacked population (sweep.population), opened together while the
+writer is still starting or creating the previous stack's runs, would otherwise block
+training until the writer has read them. A request in the pipe is the kernel's: a trainer
+killed with -9 right after sending it loses nothing, which a queue of its own would.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -28,6 +28,11 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the pipe keeps its size
+    fcntl = None  # type: ignore[assignment]
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, masked
@@ -59,13 +64,8 @@ class _WriterProcess:
             text=True,
             start_new_session=True,
         )
+        _widen(self.proc.stdin)
         self.refs = itertools.count(1)
-        self.queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self.broken: OSError | None = None  # the pipe failed: the writer is gone
-        self.fed = threading.Event()  # set while the queue is empty and written
-        self.fed.set()
-        self.pending = 0  # requests queued, not yet written
-        self.feeder = threading.Thread(target=self._feed, name="mlflow-feeder", daemon=True)
         self.started: dict[int, dict[str, Any]] = {}  # start replies not yet claimed
         self.ending: set[int] = set()  # runs told to end, not yet confirmed
         self.failures: list[str] = []
@@ -73,42 +73,17 @@ class _WriterProcess:
         atexit.register(self.close)
 
     def send(self, **request: Any) -> None:
-        """Queue `request` for the writer; OSError if the writer's pipe has failed."""
-        if self.broken is None and self.feeder.ident is not None and not self.feeder.is_alive():
-            self.broken = BrokenPipeError("the MLflow writer was closed")
-        if self.broken is not None:
-            raise self.broken
-        line = json.dumps(request) + "\n"
-        with stops.held(), self.lock:  # the queue and the count of what is in it agree
+        stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
+        # Held: a stop raised in the middle of a write would leave half a request on the
+        # writer's stdin, and the next one glued to it.
+        with stops.held(), self.lock:
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
             if request["op"] == "end":
                 self.ending.add(request["ref"])
-            self.pending += 1
-            self.fed.clear()
-            self.queue.put(line)
-            if self.feeder.ident is None:
-                self.feeder.start()  # on the first request
-
-    def _feed(self) -> None:
-        stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
-        while (line := self.queue.get()) is not None:
-            try:
-                if self.broken is None:
-                    stdin.write(line)
-                    stdin.flush()
-            except OSError as e:  # the writer is gone: the next send, or a read, says so
-                self.broken = e
-            with self.lock:
-                self.pending -= 1
-                if not self.pending:
-                    self.fed.set()
-
-    def flushed(self) -> None:
-        """Wait until every queued request is written to the writer's pipe."""
-        self.fed.wait()
 
     def started_run(self, ref: int) -> dict[str, Any]:
         """The writer's answer to start request `ref`: {"run_id": ...} or {"error": ...}."""
-        self.flushed()
         with self.lock:
             while ref not in self.started:
                 self._read()
@@ -116,7 +91,6 @@ class _WriterProcess:
 
     def drain(self) -> None:
         """Wait until every run told to end is written; raise TrackingError for failures."""
-        self.flushed()
         with self.lock:
             while self.ending:
                 self._read()
@@ -151,15 +125,25 @@ class _WriterProcess:
                 self.failures.append(f"run {msg.get('run_id') or msg['ref']}: {msg['error']}")
 
     def close(self) -> None:
-        if self.feeder.is_alive():
-            self.queue.put(None)  # the feeder writes what is queued, then stops
-            self.feeder.join(timeout=60)
         if self.proc.poll() is None and self.proc.stdin:
             self.proc.stdin.close()  # the writer ends what is still open, then exits
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+PIPE_BYTES = 1 << 20
+
+
+def _widen(pipe: IO[str] | None) -> None:
+    """Give the pipe a MiB of buffer where the system allows (Linux's fcntl
+    F_SETPIPE_SZ, up to /proc/sys/fs/pipe-max-size); elsewhere it keeps its size."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    if pipe is None or setsize is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        fcntl.fcntl(pipe.fileno(), setsize, PIPE_BYTES)
 
 
 _writer: _WriterProcess | None = None
@@ -170,8 +154,6 @@ def writer(uri: str | None = None) -> _WriterProcess:
     store before it is asked to write there."""
     global _writer
     if _writer is None or _writer.pid != os.getpid() or _writer.proc.poll() is not None:
-        if _writer is not None and _writer.pid == os.getpid():
-            _writer.queue.put(None)  # its feeder stops: that writer is gone
         _writer = _WriterProcess(uri)
     return _writer
 
