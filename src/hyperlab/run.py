@@ -238,18 +238,19 @@ def open_record(config: Config, job: Job, sha256: str, resume_tags: Mapping[str,
     tracking = config.tracking
     tracker = None
     if tracking.enabled:
+        recorded = as_dict(config)
         tracker = Tracker(
             tracking.uri,
             tracking.experiment,
             artifact_root=tracking.artifacts,
             run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
-            params={**params_of(as_dict(config), job.choices), "data.sha256": sha256},
+            params={**params_of(recorded, job.choices), "data.sha256": sha256},
             tags={**default_tags(job.command), **resume_tags, **job.tags},
             # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
             # masked in every param, tag and artifact; the Tracker masks them as well.
             artifacts={
-                "config.yaml": _yaml(masked(as_dict(config))),
+                "config.yaml": _yaml(masked(recorded)),
                 "overrides.yaml": _yaml(masked(list(job.overrides))),
             },
             flush_seconds=tracking.flush_seconds,

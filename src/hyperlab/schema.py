@@ -11,6 +11,7 @@ the signature of the function its `_target_` names.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -165,11 +166,18 @@ def typed(plain: Mapping[str, Any]) -> Config:
 
 def bounds() -> dict[str, Range]:
     """The ranges of the root settings (dotted keys), from the schema's field metadata."""
-    return _bounds(Config, "")
+    return dict(_bounds(Config, ""))  # a copy: the caller adds the groups' ranges to it
 
 
-def _bounds(cls: type[Any], prefix: str) -> dict[str, Range]:
-    hints = typing.get_type_hints(cls)
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    # Evaluated once per class: validate() runs for every trial of a study.
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _bounds(cls: type, prefix: str) -> dict[str, Range]:
+    hints = _hints(cls)
     out: dict[str, Range] = {}
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
@@ -179,8 +187,8 @@ def _bounds(cls: type[Any], prefix: str) -> dict[str, Range]:
     return out
 
 
-def _typed(cls: type[Any], node: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
+def _typed(cls: type, node: Mapping[str, Any]) -> Any:
+    hints = _hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -28,11 +29,6 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: the pipe keeps its size
-    fcntl = None  # type: ignore[assignment]
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, masked
@@ -139,7 +135,7 @@ PIPE_BYTES = 1 << 20
 def _widen(pipe: IO[str] | None) -> None:
     """Give the pipe a MiB of buffer where the system allows (Linux's fcntl
     F_SETPIPE_SZ, up to /proc/sys/fs/pipe-max-size); elsewhere it keeps its size."""
-    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
     if pipe is None or setsize is None:
         return
     with contextlib.suppress(OSError, ValueError):
