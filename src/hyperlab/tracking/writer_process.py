@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from hyperlab.errors import first_line
-from hyperlab.tracking.store import Retrying, client, experiment_id
+from hyperlab.tracking.store import (
+    AlreadyRecorded,
+    Retrying,
+    client,
+    database_store,
+    experiment_id,
+    insert_metrics,
+)
 
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
@@ -118,6 +125,14 @@ class Writer:
         history = self.curves.setdefault(ref, {})
         for k, v, _, step in metrics:
             history.setdefault(k, []).append((step, v))
+        store = database_store(c)
+        if store is not None and metrics:
+            rows = [tuple(m) for m in metrics]
+            try:
+                c.retried("log_batch", lambda: insert_metrics(store, run_id, rows))
+                metrics = ()
+            except AlreadyRecorded:  # some were recorded already: log_batch skips those
+                pass
         ms = [Metric(k, v, ts, step) for k, v, ts, step in metrics]
         ts = [RunTag(k, v) for k, v in tags.items()]
         while ms or ts:
@@ -144,8 +159,9 @@ class Writer:
 
     def close_stale(self, req: dict[str, Any]) -> None:
         """End the RUNNING child runs of a study's parent run whose trials had ended
-        (`ended`, trial numbers) before the sweep that asks began: runs that a trainer
-        could not close, because the tracking store was down when it ended or died."""
+        (`ended`: trial number -> its failure reason) before the sweep that asks began:
+        runs that a trainer could not close, because the tracking store was down when it
+        ended or it died with its writer."""
         from mlflow.entities import RunTag
 
         c = self.client(req["uri"])
@@ -157,10 +173,13 @@ class Writer:
             ),
             max_results=5000,
         )
-        ended = {str(n) for n in req["ended"]}
-        reason = "its trial ended without closing this run (the tracking store was down?)"
+        # Trial number -> the trial's failure reason ("" when it has none).
+        ended = {str(n): why for n, why in req["ended"].items()}
+        unclosed = "its trial ended without closing this run (the tracking store was down?)"
         for run in runs:
-            if run.data.tags.get("hyperlab.trial") in ended:
+            trial = run.data.tags.get("hyperlab.trial")
+            if trial in ended:
+                reason = f"{ended[trial]}; {unclosed}" if ended[trial] else unclosed
                 c.log_batch(run.info.run_id, tags=[RunTag("hyperlab.failure_reason", reason)])
                 c.set_terminated(run.info.run_id, "FAILED")
 
