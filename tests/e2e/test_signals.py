@@ -273,3 +273,63 @@ def test_sigterm_to_a_single_run_records_it_as_killed(tmp_path: Path) -> None:
     assert run.info.status == "KILLED"
     assert run.data.tags["hyperlab.failure_reason"] == "stopped by SIGTERM"
     assert_all_gone(processes)
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_population_s_whole_tree_then_resumes(tmp_path: Path) -> None:
+    """kill -9 of the whole command (the sweeper, the worker training two trials as one
+    stacked population, and every MLflow writer), as a machine crash or an OOM kill of
+    the process group does: nothing is left running, and nothing could record the stop
+    (both trials and their MLflow runs are left RUNNING). The same command then fails
+    the two orphaned trials as their dead worker's, closes their runs as FAILED with a
+    reason, and finishes the study at exactly n_trials with no run RUNNING."""
+    population = [a for a in STUDY if not a.startswith("sweep.workers=")]
+    population += ["sweep.workers=1", "sweep.population=2"]
+    proc = start_hyperlab(tmp_path, *population)
+
+    def members_recorded() -> bool:
+        # Read-only, by SQLite itself (see test_sigterm_to_a_single_run...): the study's
+        # parent run and both members' runs are in the store, RUNNING.
+        db = tmp_path / "outputs" / "mlflow.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+            query = "SELECT count(*) FROM runs WHERE status = 'RUNNING'"
+            return bool(c.execute(query).fetchone()[0] >= 3)
+
+    wait_for(lambda: both_training(tmp_path), "two trials training", proc, timeout=240)
+    wait_for(members_recorded, "the members' MLflow runs", proc, timeout=60)
+    processes = tree(proc.pid)
+    (worker,) = workers_of(processes)
+    writers = [p for p, cmd in processes.items() if "hyperlab.tracking.writer_process" in cmd]
+    assert len(writers) == 2, processes  # the sweeper's and the worker's
+    everything = [proc.pid, *processes]
+    # All at once: stopped first, so that none sees another die (a writer whose worker
+    # died would close its runs; a sweeper whose worker died would fail its trials).
+    for pid in everything:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    for pid in everything:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert_all_gone(processes)
+
+    trials = only_study(journal(tmp_path)).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.RUNNING] * 2
+    assert {t.user_attrs[st.PID_ATTR] for t in trials} == {worker}
+    runs = {r.data.tags.get("hyperlab.trial"): r for r in mlflow_runs(tmp_path)}
+    assert {runs[str(t.number)].info.status for t in trials} == {"RUNNING"}
+    assert runs[None].info.status == "RUNNING"  # the study's parent run
+    orphans = [t.number for t in trials]
+
+    resumed = resume_and_check(tmp_path, *population)
+    assert len(resumed) == N_TRIALS + 2
+    by_number = {t.number: t for t in resumed}
+    for n in orphans:
+        assert by_number[n].state == TrialState.FAIL
+        assert by_number[n].user_attrs["fail_reason"] == st.DEAD_WORKER
+    runs = {r.data.tags.get("hyperlab.trial"): r for r in mlflow_runs(tmp_path)}
+    for n in orphans:
+        run = runs[str(n)]
+        assert run.info.status == "FAILED", (n, run.info.status)
+        assert st.DEAD_WORKER in run.data.tags["hyperlab.failure_reason"], (n, run.data.tags)
+    assert runs[None].info.status == "FINISHED"

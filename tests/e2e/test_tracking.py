@@ -49,7 +49,7 @@ def test_a_killed_trainers_runs_are_written_and_closed(tmp_path: Path) -> None:
 @pytest.mark.slow  # a fresh SQLite store's tables take seconds to create
 def test_a_parent_run_closes_the_runs_its_ended_trials_left_running(tmp_path: Path) -> None:
     """Tracker.close_stale: the RUNNING child runs of trials that ended are closed as
-    FAILED with the reason; a trial not named, or another parent's child, is left as is."""
+    FAILED with the trial's reason; a trial not named, or another parent's child, is left as is."""
     from hyperlab.tracking import PARENT_TAG, drain, start_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -66,12 +66,13 @@ def test_a_parent_run_closes_the_runs_its_ended_trials_left_running(tmp_path: Pa
         return str(c.create_run(exp, tags=tags).info.run_id)
 
     stale, running, foreign = child(parent_id, 0), child(parent_id, 1), child(other_id, 0)
-    parent.close_stale([0, 2])
+    parent.close_stale({0: "its worker died", 2: ""})
     parent.finish()
     other.finish()
     drain()  # the writer handles requests in order: close_stale came before the end
     assert c.get_run(stale).info.status == "FAILED"
-    assert "trial ended" in c.get_run(stale).data.tags["hyperlab.failure_reason"]
+    reason = c.get_run(stale).data.tags["hyperlab.failure_reason"]
+    assert reason.startswith("its worker died; its trial ended"), reason
     assert c.get_run(running).info.status == "RUNNING"
     assert c.get_run(foreign).info.status == "RUNNING"
     assert c.get_run(parent_id).info.status == "FINISHED"

@@ -186,6 +186,9 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
             )
         workers = config.sweep.workers
         first = retry("numbering the workers", lambda: worker_ids(s, setup.url, workers))
+        # Trials a killed command left RUNNING end now, before this sweep begins: their
+        # MLflow runs, whose writer was killed too, are then among those close_stale ends.
+        _fail_lost(config, setup, s, retry)
     except stops.STOPS as e:  # before any worker started: only the parent run to close
         if parent is not None:
             _close_parent(parent, None, e, datetime.datetime.now())
@@ -409,11 +412,11 @@ def _close_parent(
         if failure is None:
             # Only trials that ended before this sweep began: a trial that ended since may
             # still have its run's end on its way through another worker's writer.
-            ended = [
-                t.number
+            ended = {
+                t.number: str(t.user_attrs.get("fail_reason", ""))
                 for t in s.get_trials(deepcopy=False)
                 if t.state.is_finished() and t.datetime_complete and t.datetime_complete < launched
-            ]
+            }
             parent.close_stale(ended)
     status = (
         "FINISHED"

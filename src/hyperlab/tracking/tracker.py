@@ -261,9 +261,10 @@ class Tracker:
             self._fail()
         return run_id
 
-    def close_stale(self, ended: Sequence[int]) -> None:
+    def close_stale(self, ended: Mapping[int, str]) -> None:
         """Have the writer end as FAILED the RUNNING child runs of this (a study's parent)
-        run whose trials are among `ended` (trial numbers): runs that a trainer could not
+        run whose trials are among `ended` (trial number -> the trial's failure reason, or
+        ""), with that reason: runs that a trainer could not
         close because the tracking store was down when its trial ended, or it died. Pass
         only trials that ended before this sweep began: a later one's end may still be on
         its way through another worker's writer."""
@@ -275,7 +276,7 @@ class Tracker:
             op="close_stale",
             uri=self.uri,
             parent_run_id=self.run_id,
-            ended=list(ended),
+            ended={str(n): why for n, why in ended.items()},
         )
 
     def _send(self, **request: Any) -> None:
