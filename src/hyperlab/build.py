@@ -22,6 +22,7 @@ from hyperlab.schema import LABELS, Config
 
 if TYPE_CHECKING:
     import optuna
+    import torch
     from torch.optim import Optimizer
 
     from hyperlab.data import Splits
@@ -60,18 +61,25 @@ def _instantiate(node: Mapping[str, Any], **kwargs: Any) -> Any:
         raise
 
 
-def build_data(dataset: Mapping[str, Any]) -> Splits:
+def build_data(dataset: Mapping[str, Any], device: torch.device | None = None) -> Splits:
     """Load the data set, check it, split it and standardize it on the training split.
 
     The result is kept per process for the same settings: a sweep's worker trains many
     trials on the same splits (the tensors are never changed in place). A file's size and
-    modification time are part of the key, so an edited file is read again."""
+    modification time are part of the key, so an edited file is read again. With `device`,
+    the splits are moved there once and kept there."""
     key = json.dumps(dataset, sort_keys=True, default=str)
     path = dataset.get("path")
     if isinstance(path, str) and Path(path).expanduser().is_file():
         stat = Path(path).expanduser().stat()
         key += f"|{stat.st_size}|{stat.st_mtime_ns}"
-    return _build_data(key)
+    splits = _build_data(key)
+    return splits if device is None or device.type == "cpu" else _moved(splits, key, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _moved(splits: Splits, key: str, device: torch.device) -> Splits:
+    return splits.to(device)
 
 
 @functools.lru_cache(maxsize=4)
@@ -128,9 +136,12 @@ def _unlabelled(config: Config, group: str) -> dict[str, Any]:
 def build(config: Config) -> Parts:
     """Data, model (initialized), optimizer over the model's parameters, lr schedule, and
     the regularization (its l2 is the training loop's)."""
-    data = build_data(config.dataset)
+    from hyperlab.devices import resolve
+
+    device = resolve(config.device)
+    data = build_data(config.dataset, device)
     regularization = build_regularization(config)
-    model = _model(config, data.n_features, data.n_classes, regularization)
+    model = _model(config, data.n_features, data.n_classes, regularization).to(device)
     optimizer = _instantiate(config.optimizer)(model.parameters())
     schedule = _instantiate(config.schedule)
     return Parts(data, model, optimizer, schedule, regularization)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv as _csv
+import dataclasses
 import hashlib
 import math
 import zipfile
@@ -19,6 +20,7 @@ from hyperlab.ranges import Classes, Count, Fraction, NonNegative, NumpySeed, Sa
 from hyperlab.stores import existing_file
 
 Arrays = tuple[np.ndarray, np.ndarray]
+TENSORS = ("x_train", "y_train", "x_dev", "y_dev", "x_test", "y_test")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class Splits:
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    def to(self, device: torch.device) -> Splits:
+        """The same splits, their tensors on `device`."""
+        moved = {name: getattr(self, name).to(device) for name in TENSORS}
+        return dataclasses.replace(self, **moved)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (inputs, labels) of split `name`: train, dev or test."""

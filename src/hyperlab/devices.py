@@ -1,14 +1,15 @@
-"""Which torch device a run trains on: the `device` setting, checked against the machine."""
+"""What a run trains on: the torch device (the `device` setting, checked against the
+machine) and the number of threads (`threads`)."""
 
 from __future__ import annotations
 
-import re
+import os
 
 import torch
 
 from hyperlab.errors import ConfigError
-
-SPELLING = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+from hyperlab.ranges import DEVICE_SPELLING
+from hyperlab.schema import Config
 
 
 def available() -> list[str]:
@@ -26,7 +27,7 @@ def resolve(setting: str) -> torch.device:
     """The device `setting` names: `auto` is the first GPU where there is one, else the CPU.
     A device this machine does not have is refused, naming those it has."""
     have = available()
-    if not SPELLING.match(setting):
+    if not DEVICE_SPELLING.fullmatch(setting):
         raise ConfigError(
             f"device={setting!r} is not a device: it must be auto, cpu, cuda, cuda:N or mps",
             f"set device=auto (this machine has {', '.join(have)})",
@@ -40,3 +41,14 @@ def resolve(setting: str) -> torch.device:
             "set device=auto, or one of those it has",
         )
     return torch.device(wanted)
+
+
+def threads(config: Config, population: bool = False) -> int:
+    """The torch threads a run trains with: `threads`, or where it is 0, one for a single
+    model (a small one's kernels are too short to share) and, for a stacked population
+    (whose products are K times larger), the machine's cores split between the workers."""
+    if config.threads:
+        return config.threads
+    if not population:
+        return 1
+    return max(1, (os.cpu_count() or 1) // config.sweep.workers)

@@ -69,7 +69,9 @@ def fit(
     # A lone trailing example cannot be batch-normalized: skip it (it changes every epoch).
     has_bn = any(isinstance(mod, nn.BatchNorm1d) for mod in model.modules())
     n = m - 1 if has_bn and m % batch_size == 1 else m
-    sizes = torch.tensor([min(batch_size, n - i) for i in range(0, n, batch_size)], dtype=x.dtype)
+    sizes = torch.tensor(
+        [min(batch_size, n - i) for i in range(0, n, batch_size)], dtype=x.dtype, device=x.device
+    )
     history: list[Metrics] = []
     for epoch in range(start_epoch, epochs):
         rate = lr * schedule(epoch)
@@ -77,7 +79,8 @@ def fit(
             group["lr"] = rate
         model.train()
         # One shuffle per epoch, then contiguous slices: cheaper than gathering every batch.
-        perm = torch.randperm(m, generator=generator)
+        # Drawn on the CPU whatever the device: the same seed gives the same order everywhere.
+        perm = torch.randperm(m, generator=generator).to(x.device)
         xs, ys = x[perm], y[perm]
         # Keep detached losses and logits; reducing them once per epoch keeps per-step
         # work to what a hand-written loop does (no .item() sync, no extra kernels).

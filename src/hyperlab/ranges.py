@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -95,6 +96,12 @@ CLASSES = Range(at_least(2, integer=True), "an integer >= 2", "3")
 SAMPLES = Range(at_least(10, integer=True), "an integer >= 10", "1000")
 HIDDEN_UNITS = Range(_hidden_units, "an integer >= 1 or a list of them", "128")
 ACTIVATION = Range(one_of(*ACTIVATIONS), f"one of {ACTIVATIONS}", "relu")
+DEVICE_SPELLING = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE = Range(
+    lambda v: isinstance(v, str) and DEVICE_SPELLING.fullmatch(v) is not None,
+    "auto, cpu, cuda, cuda:N or mps",
+    "auto",
+)
 METRIC = Range(one_of(*METRICS), f"one of {METRICS}", "dev_acc")
 TORCH_SEED = Range(
     _integer_in(-(2**63), TORCH_SEED_MAX), "an integer in [-2**63, 2**64 - 1] (torch's seeds)", "0"

@@ -28,6 +28,7 @@ from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
 from hyperlab.checkpoint import Checkpoint, Checkpointer
 from hyperlab.data import Splits
+from hyperlab.devices import resolve, threads
 from hyperlab.diagnose import Reading, bias_variance
 from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
@@ -119,7 +120,7 @@ def prepare(
     and the seed, and the parts of a run. `check` refuses, before the model is built, what
     another task (the gradient check) would need beyond the memory training takes."""
     config = checked(cfg)
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads(config))
     torch.manual_seed(config.seed)  # initialization and dropout masks
     data = build_data(config.dataset)  # kept: build() below gets the same splits
     model = config.model
@@ -246,7 +247,12 @@ def open_record(config: Config, job: Job, sha256: str, resume_tags: Mapping[str,
             run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
             parent_run_id=job.parent_run_id,
             params={**params_of(recorded, job.choices), "data.sha256": sha256},
-            tags={**default_tags(job.command), **resume_tags, **job.tags},
+            tags={
+                **default_tags(job.command),
+                "hyperlab.device": str(resolve(config.device)),
+                **resume_tags,
+                **job.tags,
+            },
             # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
             # masked in every param, tag and artifact; the Tracker masks them as well.
             artifacts={

@@ -14,10 +14,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from hyperlab import stops
 from hyperlab.build import Parts
+from hyperlab.devices import threads
 from hyperlab.loop import Listener
 from hyperlab.population import Member, fit_population
 from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
@@ -59,6 +61,7 @@ def run_population(
         for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
     ]
     first, data = prepared[0][0], prepared[0][1].data
+    torch.set_num_threads(threads(first, population=True))
     start = time.perf_counter()
     try:
         ends = fit_population(

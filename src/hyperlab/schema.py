@@ -22,6 +22,7 @@ from omegaconf import MISSING
 from hyperlab.ranges import (
     AVERAGING,
     COUNT,
+    DEVICE,
     METRIC,
     NATURAL,
     NON_NEGATIVE,
@@ -144,7 +145,10 @@ class Config:
     diagnosis_threshold: float = bounded(0.05, UNIT)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     resume: str = ""
-    threads: int = bounded(1, COUNT)
+    # 0: one for a single model, the cores split between workers for a population.
+    threads: int = bounded(0, NATURAL)
+    # What runs train on: auto is the first GPU where there is one, else the CPU.
+    device: str = bounded("auto", DEVICE)
     progress: bool = True
     tracking: Tracking = field(default_factory=Tracking)
     sweep: Sweep = field(default_factory=Sweep)

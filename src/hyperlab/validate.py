@@ -161,6 +161,10 @@ def validate(cfg: DictConfig) -> Config:
     if plain.get("task") == "retest" and not plain.get("study"):
         raise ConfigError("task=retest needs the study to retest", "add study=NAME")
     check_data_path(plain.get("dataset") or {})
+    if plain.get("device") not in ("auto", "cpu"):  # cpu is everywhere; auto falls back to it
+        from hyperlab.devices import resolve
+
+        resolve(str(plain["device"]))
     tracking = plain.get("tracking") or {}
     if tracking.get("enabled") or plain.get("resume"):
         check_tracking_uri(str(tracking.get("uri", "")))

@@ -181,7 +181,10 @@ CASES = [
     Case("beta=1", config("optimizer=momentum", "optimizer.beta=1"), "[0, 1)"),
     Case("split sums to 1.1", config("dataset.split.train=0.8"), "sum to 1.1"),
     Case("epochs=0", config("epochs=0"), "epochs must be an integer >= 1"),
-    Case("threads=0", config("threads=0"), "threads must be an integer >= 1"),
+    Case("threads=-1", config("threads=-1"), "threads must be an integer >= 0"),
+    Case("device=gpu", config("device=gpu"), "auto, cpu, cuda, cuda:N or mps"),
+    # This machine has no GPU (a test on one would name another device).
+    Case("device=cuda:7", config("device=cuda:7"), "this machine has no such device"),
     Case("task=foo", config("task=foo"), "train, gradcheck or retest"),
     Case("repeats=0", config("repeats=0"), "repeats must be an integer >= 1"),
     Case("n_trials=0", config(LR, "sweep.n_trials=0"), "sweep.n_trials must be"),

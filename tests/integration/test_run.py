@@ -62,6 +62,7 @@ def test_run_records_params_metrics_artifacts_and_tags(
     assert {"test_loss", "test_acc", "train_error", "dev_error"} <= set(r.data.metrics)
     tags = r.data.tags
     assert tags["hyperlab.command"].startswith("hyperlab optimizer=momentum")
+    assert tags["hyperlab.device"] == "cpu"  # device=auto on a machine without a GPU
     assert tags["hyperlab.bias_variance"] in {
         "high bias",
         "high variance",

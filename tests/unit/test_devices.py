@@ -38,3 +38,20 @@ def test_a_device_the_machine_lacks_is_refused_with_what_it_has(
 def test_a_misspelled_device_is_refused(setting: str) -> None:
     with pytest.raises(ConfigError, match="auto, cpu, cuda, cuda:N or mps"):
         devices.resolve(setting)
+
+
+def test_threads_default_to_one_and_to_the_cores_split_for_a_population(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hyperlab.schema import Config
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    config = Config()
+    assert devices.threads(config) == 1
+    assert devices.threads(config, population=True) == 8
+    config.sweep.workers = 3
+    assert devices.threads(config, population=True) == 2
+    config.sweep.workers = 16
+    assert devices.threads(config, population=True) == 1
+    config.threads = 4
+    assert devices.threads(config) == devices.threads(config, population=True) == 4
