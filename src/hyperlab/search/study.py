@@ -142,12 +142,15 @@ def transient(e: BaseException) -> bool:
 
 def study_name(search: str, overrides: Sequence[str]) -> str:
     """A name fixed by what defines the study: the search space and the overrides that
-    change the trials (sampler, pruner, data, model...), not how many trials or workers run.
+    change the trials (sampler, pruner, data, model...), not how many trials or workers run
+    or what they run on (threads, device).
     The same command, run again, resumes the same study."""
     defining = sorted(
         o
         for o in overrides
-        if not o.lstrip("+~").startswith(("sweep.", "hydra.", "hydra/", "search=", "progress="))
+        if not o.lstrip("+~").startswith(
+            ("sweep.", "hydra.", "hydra/", "search=", "progress=", "threads=", "device=")
+        )
     )
     digest = hashlib.sha1("\n".join(defining).encode()).hexdigest()[:8]
     return f"{search}-{digest}"
