@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from hyperlab.search import study as st
 from hyperlab.stores import DEFAULT_JOURNAL
 from support.command import hyperlab
-from support.presets import MULTIRUNS, STUDIES, jobs, same
+from support.presets import MULTIRUNS, POPULATIONS, STUDIES, jobs, same
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,32 @@ def test_panda_vs_caviar_runs_both_sides(workdir: Path) -> None:
     (resumed,) = [p for p in panda if "hyperlab.resumed_from" in p.data.tags]
     assert resumed.data.tags["hyperlab.resumed_at_epoch"] == "2"
     assert resumed.data.params["lr"] == "0.0003"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(POPULATIONS))
+def test_population_preset_runs_beside_its_workers_side(workdir: Path, name: str) -> None:
+    """Both sides of the lesson, shortened: the study as one stack, and the same search a
+    trial at a time on two workers under its own study name; side by side in one MLflow
+    experiment, each stacked run tagged with its stack."""
+    short = ["sweep.n_trials=4", "epochs=3", "progress=false"]
+    r = hyperlab(workdir, f"experiment={name}", "sweep.population=4", *short)
+    assert r.returncode == 0, r.stderr
+    assert "trials 0-3 train as one stacked model of 4" in r.stderr
+    r = hyperlab(
+        workdir,
+        f"experiment={name}",
+        "sweep.population=1",
+        "sweep.workers=2",
+        "sweep.study=caviar_workers",
+        *short,
+    )
+    assert r.returncode == 0, r.stderr
+    parents, children = lesson_runs(workdir, name)
+    assert len(parents) == 2 and len(children) == 8
+    assert {c.info.status for c in [*parents, *children]} == {"FINISHED"}
+    stacked = [c for c in children if "hyperlab.population" in c.data.tags]
+    assert len(stacked) == 4
+    assert {c.data.tags["hyperlab.population"] for c in stacked} == {
+        "worker 0, trials 0-3 (4 members)"
+    }

@@ -16,7 +16,7 @@ from hyperlab.build import build
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.search.setup import setup_of
 from hyperlab.validate import validate
-from support.presets import MULTIRUNS, STUDIES, jobs, same
+from support.presets import MULTIRUNS, POPULATIONS, STUDIES, jobs, same
 
 ComposeHydra = Callable[..., DictConfig]
 
@@ -116,3 +116,19 @@ def test_panda_vs_caviar_composes_to_a_study_and_without_it_to_one_run(
     assert panda.checkpoint.every == 10
     # the same compute: 8 trials of `epochs` against one model of 8 x epochs
     assert caviar.sweep.n_trials * caviar.epochs == 160
+
+
+@pytest.mark.parametrize("name", sorted(POPULATIONS))
+def test_population_preset_composes_to_one_stack_of_its_trials(
+    compose_hydra: ComposeHydra, name: str
+) -> None:
+    search, n_trials, population = POPULATIONS[name]
+    c = compose_hydra(f"experiment={name}")
+    assert c.hydra.runtime.choices["hydra/sweeper"] == "hyperlab"
+    assert c.hydra.runtime.choices["search"] == search
+    assert c.hydra.runtime.choices["pruner"] == "none"  # every member trains every epoch
+    assert (c.sweep.n_trials, c.sweep.population, c.sweep.workers) == (n_trials, population, 1)
+    assert c.tracking.experiment == f"lesson-{name}"
+    setup = setup_of(validate(c), [f"experiment={name}"])
+    assert not setup.naive  # random search on each parameter's scale
+    build(validate(c))

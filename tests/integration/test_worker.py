@@ -133,10 +133,12 @@ def test_a_population_trains_its_trials_as_each_would_train_alone(
     mlflow_uri: str,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """sweep.population=3: the same six trials (one sampler seed), trained one by one and
-    as two stacks of three, end with the same values; each stacked trial has its own
-    FINISHED MLflow run with its params and per-epoch metrics."""
+    as two stacks of three, end with the same values; the worker says how it grouped them;
+    each stacked trial has its own FINISHED MLflow run with its params, per-epoch metrics
+    and the stack it trained in."""
     same = ["dataset=moons", "epochs=3", "objective.metric=dev_loss", "tracking.curve=false"]
     (tmp_path / "alone").mkdir()
     (tmp_path / "stacked").mkdir()
@@ -159,6 +161,9 @@ def test_a_population_trains_its_trials_as_each_would_train_alone(
     monkeypatch.setattr(hyperlab.run_population, "run_population", spy)
     assert worker.run(stacked, caviar.train_stacked, batch=3) == {"COMPLETE": 6}
     assert sizes == [3, 3]  # two stacks of three: no trial trained alone
+    said = capsys.readouterr().err
+    assert "worker 0: trials 0-2 train as one stacked model of 3" in said
+    assert "worker 0: trials 3-5 train as one stacked model of 3" in said
     one, many = alone.study.get_trials(), stacked.study.get_trials()
     assert [t.params for t in many] == [t.params for t in one]
     assert [t.value for t in many] == pytest.approx([t.value for t in one], rel=1e-4)
@@ -167,6 +172,10 @@ def test_a_population_trains_its_trials_as_each_would_train_alone(
     for t in many:
         r = runs[str(t.number)]
         assert r.info.status == "FINISHED"
+        first = 0 if t.number < 3 else 3
+        assert r.data.tags["hyperlab.population"] == (
+            f"worker 0, trials {first}-{first + 2} (3 members)"
+        )
         assert float(r.data.params["lr"]) == pytest.approx(t.params["lr"])
         assert r.data.metrics["dev_loss"] == pytest.approx(t.value)
         assert set(t.user_attrs["seconds"]) == {"build", "fit", "finish"}

@@ -27,9 +27,11 @@ STUDIES: dict[str, tuple[str, str, int, tuple[str, str]]] = {
     "grid_vs_random": ("lr_eps", "log_uniform", 25, ("grid", "log_uniform")),
     "linear_vs_log": ("lr", "log_uniform", 20, ("random", "log_uniform")),
 }
+# Studies whose lesson compares how the trials are trained, not the samplers.
+POPULATIONS = {"caviar_population": ("lr_beta", 32, 32)}  # search, trials, population
 
 
-PRESETS = sorted([*MULTIRUNS, *STUDIES])
+PRESETS = sorted([*MULTIRUNS, *STUDIES, *POPULATIONS])
 
 
 def same(value: str) -> str | float:

@@ -250,3 +250,10 @@ def test_members_built_from_configs_train_as_their_runs_would(cfg: Compose) -> N
             generator=torch.Generator().manual_seed(member.seed),
         )
         assert_same(result.history, want)
+
+
+def test_trial_numbers_are_said_as_runs() -> None:
+    from hyperlab.search.caviar import spans
+
+    assert spans([5, 0, 1, 2, 7, 8]) == "0-2, 5, 7-8"
+    assert spans([3]) == "3"

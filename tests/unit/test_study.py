@@ -21,8 +21,10 @@ def test_the_same_command_names_the_same_study() -> None:
     a = study.study_name("lr_beta", ["search=lr_beta", "sampler=tpe", "epochs=5"])
     assert a == study.study_name(
         "lr_beta",
-        ["epochs=5", "sampler=tpe", "search=lr_beta", "sweep.n_trials=99", "sweep.workers=2"]
-        + ["sweep.population=8", "threads=2", "device=cpu"],  # how it runs, not what
+        [
+            *("epochs=5", "sampler=tpe", "search=lr_beta", "sweep.n_trials=99"),
+            *("sweep.workers=2", "sweep.population=8", "threads=2", "device=cpu"),  # how, not what
+        ],
     )
     assert a != study.study_name("lr_beta", ["search=lr_beta", "sampler=random", "epochs=5"])
     assert a.startswith("lr_beta-")

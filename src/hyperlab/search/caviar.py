@@ -10,6 +10,7 @@ it. Hydra-free, like the worker.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from hyperlab import stops
@@ -52,6 +53,11 @@ def train_stacked(w: Worker, batch: Sequence[Claimed]) -> list[Outcome]:
     order = list(configs)
     stacks = [[order[j] for j in group] for group in groups([configs[i] for i in order])]
     alone += [s[0] for s in stacks if len(s) == 1]
+    _say_how(
+        w,
+        [[batch[i].trial.number for i in s] for s in stacks if len(s) > 1],
+        sorted(batch[i].trial.number for i in alone),
+    )
     try:
         for i in sorted(alone):
             outcomes[i] = train_trial(w, batch[i])
@@ -60,6 +66,37 @@ def train_stacked(w: Worker, batch: Sequence[Claimed]) -> list[Outcome]:
     except stops.STOPS as e:
         return [outcomes.get(i) or stopped(e) for i in range(len(batch))]
     return [outcomes[i] for i in range(len(batch))]
+
+
+def _say_how(w: Worker, stacks: list[list[int]], alone: list[int]) -> None:
+    """One line per stack, and one for the trials that train alone (a shape of their own,
+    seed repeats or checkpoints), naming the trials."""
+    from hyperlab.display import error_console
+
+    worker = f"worker {w.cfg.sweep.worker}"
+    for numbers in stacks:
+        error_console.print(
+            f"{worker}: trials {spans(numbers)} train as one stacked model of {len(numbers)}",
+            highlight=False,
+        )
+    if alone:
+        error_console.print(
+            f"{worker}: trial{'s' if len(alone) > 1 else ''} {spans(alone)} train"
+            f"{'' if len(alone) > 1 else 's'} alone (no other claimed trial shares its "
+            "shape, or it has seed repeats or checkpoints)",
+            highlight=False,
+        )
+
+
+def spans(numbers: Sequence[int]) -> str:
+    """Trial numbers as runs: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def _train_stack(
@@ -75,6 +112,10 @@ def _train_stack(
         trial_job(w, c, config, seen.append)
         for c, config, seen in zip(claimed, composed, opened, strict=True)
     ]
+    # Which stack a run trained in: the worker, the stack's first trial, and its size.
+    group = f"worker {w.cfg.sweep.worker}, trials {spans([c.trial.number for c in claimed])}"
+    tag = {"hyperlab.population": f"{group} ({len(jobs)} members)"}
+    jobs = [dataclasses.replace(job, tags={**job.tags, **tag}) for job in jobs]
     try:
         ends = run_population(composed, jobs)
     except Exception as e:  # the stack could not be built: each trial fails with the reason
