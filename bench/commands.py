@@ -42,6 +42,7 @@ class Timed:
     cpu: float
     stdout: str
     stderr: str
+    peak_mib: float = float("nan")  # the largest process's peak RSS (with peak=True)
 
 
 def _children_cpu() -> float:
@@ -49,13 +50,31 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_command(cmd: list[str], cwd: Path, timeout: float = 3600) -> Timed:
-    """Run `cmd` in `cwd` and time it. Raises CommandFailed on a non-zero exit."""
+# Runs a command and prints, last on stderr, the peak RSS (KiB) of the largest process of
+# its tree: RUSAGE_CHILDREN's maxrss is the maximum over the descendants waited for, and
+# this process is fresh, so no earlier command's peak is in it.
+_PEAK = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_command(cmd: list[str], cwd: Path, timeout: float = 3600, peak: bool = False) -> Timed:
+    """Run `cmd` in `cwd` and time it (with `peak`, measure its peak RSS too). Raises
+    CommandFailed on a non-zero exit."""
+    full = [sys.executable, "-c", _PEAK, *cmd] if peak else cmd
     cpu, start = _children_cpu(), time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    r = subprocess.run(full, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=timeout)
     wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if r.returncode != 0:
         raise CommandFailed(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stderr[-3000:]}")
+    peak_mib = float("nan")
+    if peak:
+        err, _, last = r.stderr.rstrip("\n").rpartition("\n")
+        peak_mib = int(last) / 1024
+        return Timed(wall, cpu, r.stdout, err, peak_mib)
     return Timed(wall, cpu, r.stdout, r.stderr)
 
 
@@ -71,6 +90,7 @@ class StudyRun:
     wall: float
     cpu: float
     trials: list[optuna.trial.FrozenTrial]
+    peak_mib: float = float("nan")
 
     @property
     def command(self) -> str:
@@ -124,15 +144,21 @@ def trained_epochs(t: optuna.trial.FrozenTrial, args: list[str]) -> int:
     return next(int(a.split("=", 1)[1]) for a in args if a.startswith("epochs="))
 
 
-def study(args: list[str], prefix: str, keep: bool = False) -> StudyRun:
-    """Run `hyperlab *args` in a fresh directory and read its study back from the journal."""
+def study(
+    args: list[str], prefix: str, keep: bool = False, peak: bool = False, store: Path | None = None
+) -> StudyRun:
+    """Run `hyperlab *args` in a fresh directory and read its study back from the journal.
+    With `store`, a copy of that MLflow database is the directory's outputs/mlflow.db."""
     cwd = fresh_dir(prefix)
+    if store is not None:
+        (cwd / "outputs").mkdir()
+        shutil.copy(store, cwd / "outputs" / "mlflow.db")
     try:
-        timed = run_command([HYPERLAB, *args], cwd)
+        timed = run_command([HYPERLAB, *args], cwd, peak=peak)
         storage = st.storage(str(cwd / DEFAULT_JOURNAL))
         (summary,) = optuna.get_all_study_summaries(storage)
         s = optuna.load_study(study_name=summary.study_name, storage=storage)
-        return StudyRun(args, timed.wall, timed.cpu, s.trials)
+        return StudyRun(args, timed.wall, timed.cpu, s.trials, timed.peak_mib)
     finally:
         if not keep:
             shutil.rmtree(cwd, ignore_errors=True)
@@ -263,3 +289,14 @@ def import_profile(args: list[str], cwd: Path) -> dict[str, Any]:
         "by_package": sorted(per_root.items(), key=lambda kv: -kv[1]),
         "top_level": sorted(top_level, key=lambda kv: -kv[1]),
     }
+
+
+def empty_store(directory: Path) -> Path:
+    """An MLflow SQLite database with its tables created (seconds of migrations that a
+    fresh outputs/ pays once) and nothing in it: what a user's outputs/ holds after their
+    first command."""
+    from mlflow import MlflowClient
+
+    path = directory / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path

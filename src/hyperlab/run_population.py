@@ -10,6 +10,7 @@ evaluation, diverged, or pruned. The members' configs must share a population gr
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from hyperlab import stops
 from hyperlab.build import Parts
 from hyperlab.devices import threads
 from hyperlab.loop import Listener
+from hyperlab.models import hidden_sizes
 from hyperlab.population import Member, fit_population
 from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
 from hyperlab.schema import Config
@@ -61,7 +63,9 @@ def run_population(
         for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
     ]
     first, data = prepared[0][0], prepared[0][1].data
-    torch.set_num_threads(threads(first, population=True))
+    sizes = [data.n_features, *hidden_sizes(first.model["hidden_units"], first.model["layers"])]
+    step = sum(a * b for a, b in itertools.pairwise([*sizes, data.n_classes]))
+    torch.set_num_threads(threads(first, work=len(members) * first.batch_size * step))
     start = time.perf_counter()
     try:
         ends = fit_population(

@@ -145,7 +145,7 @@ class Config:
     diagnosis_threshold: float = bounded(0.05, UNIT)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     resume: str = ""
-    # 0: one for a single model, the cores split between workers for a population.
+    # 0: one for a single model, the cores split between workers for a large stack.
     threads: int = bounded(0, NATURAL)
     # What runs train on: auto is the first GPU where there is one, else the CPU.
     device: str = bounded("auto", DEVICE)

@@ -96,8 +96,8 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
         ("population_speed.py", ["--quick"], ["| moons | 32 | 1 |", "dev loss rel diff"]),
         (
             "population_study.py",
-            ["--trials", "8", "--epochs", "2", "--population", "4", "--rounds", "1"],
-            ["moons, MLflow on: population=4 over 1", "digits, MLflow off"],
+            ["--quick", "--rounds", "1"],
+            ["trials/min, population=4 over 1, MLflow on", "equivalence", "over the floor"],
         ),
     ],
 )

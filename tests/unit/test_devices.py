@@ -40,18 +40,20 @@ def test_a_misspelled_device_is_refused(setting: str) -> None:
         devices.resolve(setting)
 
 
-def test_threads_default_to_one_and_to_the_cores_split_for_a_population(
+def test_threads_default_to_one_and_to_the_cores_split_for_a_large_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from hyperlab.schema import Config
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     config = Config()
+    big = devices.SHARED_WORK + 1
     assert devices.threads(config) == 1
-    assert devices.threads(config, population=True) == 8
+    assert devices.threads(config, work=devices.SHARED_WORK) == 1  # the moons net's stack
+    assert devices.threads(config, work=big) == 8
     config.sweep.workers = 3
-    assert devices.threads(config, population=True) == 2
+    assert devices.threads(config, work=big) == 2
     config.sweep.workers = 16
-    assert devices.threads(config, population=True) == 1
+    assert devices.threads(config, work=big) == 1
     config.threads = 4
-    assert devices.threads(config) == devices.threads(config, population=True) == 4
+    assert devices.threads(config) == devices.threads(config, work=big) == 4
