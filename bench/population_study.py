@@ -2,7 +2,9 @@
 study with its trials trained one by one (sweep.population=1) and as one stacked model
 (sweep.population=K), side by side, through the command.
 
-    python bench/population_study.py [--rounds R] [--quick]
+    python bench/population_study.py [--rounds R] [--quick] [--record]
+
+With --record, the report becomes section 7 of bench/RESULTS.md (kept in results.json).
 
 1. The course's moons net ([2, 10, 5, 2], ReLU, momentum, mini-batches of 64, 200 epochs),
    32 trials of search=lr_beta, random sampler, no pruner, one worker: trials per minute of
@@ -26,14 +28,20 @@ first command (a new store's migrations take about 2 s, once). Rounds alternate 
 from __future__ import annotations
 
 import argparse
+import datetime
+import io
+import json
 import math
 import os
 import statistics
+import sys
+import time
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 
-from commands import StudyRun, empty_store, floor_study, fresh_dir, study
+from commands import BENCH, StudyRun, empty_store, floor_study, fresh_dir, study
 
 MOONS = [
     "search=lr_beta",
@@ -46,6 +54,12 @@ MOONS = [
 DIGITS = ["search=lr", "sampler=log_uniform", "pruner=none", "dataset=digits", "sweep.workers=1"]
 BUDGET_GIB = 4.0  # the memory budget the largest digits population is sized to
 STORE = None  # an MLflow store with its tables made, copied into each study's outputs/
+
+
+def verdict(x: float, goal: float, at_least: bool) -> str:
+    """`x` with its goal, met or missed."""
+    met = x >= goal if at_least else x <= goal
+    return f"{x:.2f}x (goal {'>=' if at_least else '<='} {goal:g}x: {'met' if met else 'MISSED'})"
 
 
 def per_minute(run: StudyRun) -> float:
@@ -109,7 +123,7 @@ def moons(rounds: int, trials: int, epochs: int, k: int) -> None:
     on, off = f"K={k} on", f"K={k} off"
     print(
         f"\n  trials/min, population={k} over 1, MLflow on:  "
-        f"{ratio(lambda r: per_minute(r[on]) / per_minute(r['K=1 on'])):.2f}x (goal >= 8x); "
+        f"{verdict(ratio(lambda r: per_minute(r[on]) / per_minute(r['K=1 on'])), 8, True)}; "
         f"command wall {ratio(lambda r: r['K=1 on'].wall / r[on].wall):.2f}x faster"
     )
     print(
@@ -119,7 +133,7 @@ def moons(rounds: int, trials: int, epochs: int, k: int) -> None:
     )
     print(
         f"  MLflow on over off at population={k}: command wall "
-        f"{ratio(lambda r: r[on].wall / r[off].wall):.2f}x (goal <= 1.25x), span "
+        f"{verdict(ratio(lambda r: r[on].wall / r[off].wall), 1.25, False)}, span "
         f"{ratio(lambda r: r[on].span / r[off].span):.2f}x"
     )
     last = results[-1]
@@ -157,7 +171,7 @@ def digits(rounds: int, trials: int, epochs: int, k: int) -> None:
     ratio = statistics.median(w[f"K={k}"] / w["floor"] for w in walls)
     ratio1 = statistics.median(w["K=1"] / w["floor"] for w in walls)
     print(
-        f"\n  command wall over the floor's: population={k} {ratio:.2f}x (goal <= 0.8x), "
+        f"\n  command wall over the floor's: population={k} {verdict(ratio, 0.8, False)}, "
         f"population=1 {ratio1:.2f}x (MLflow on; the floor records nothing)"
     )
     per_member = (peaks[f"K={k}"] - peaks["K=1"]) / (k - 1)
@@ -173,7 +187,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a toy budget: checks the script runs")
     ap.add_argument("--only", choices=["moons", "digits"], default=None)
+    ap.add_argument("--record", action="store_true", help="write the report to RESULTS.md")
     args = ap.parse_args()
+    started = time.time()
+    tee = Tee(sys.stdout)
+    if args.record:  # everything printed is kept for the report
+        sys.stdout = tee
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     global STORE
     STORE = empty_store(fresh_dir("store"))
@@ -182,6 +201,43 @@ def main() -> None:
         moons(args.rounds, *((8, 2, 4) if args.quick else (32, 200, 32)))
     if args.only in (None, "digits"):
         digits(args.rounds, *((4, 2, 4) if args.quick else (20, 20, 20)))
+    if args.record:
+        record(
+            tee.text(),
+            " ".join(["python bench/population_study.py", *sys.argv[1:]]),
+            (time.time() - started) / 60,
+        )
+
+
+class Tee(io.StringIO):
+    """Prints and keeps what is printed."""
+
+    def __init__(self, out: Any) -> None:
+        super().__init__()
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        self.out.flush()
+        return super().write(text)
+
+    def text(self) -> str:
+        return self.getvalue()
+
+
+def record(report: str, command: str, minutes: float) -> None:
+    """The report as section 7 of bench/RESULTS.md, kept in bench/results.json."""
+    from render import markdown, write_json
+
+    path = BENCH / "results.json"
+    saved = json.loads(path.read_text())
+    saved["population"] = {
+        "command": command,
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "minutes": minutes,
+        "report": report,
+    }
+    (BENCH / "RESULTS.md").write_text(markdown(write_json(path, saved)))
 
 
 if __name__ == "__main__":

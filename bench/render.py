@@ -176,6 +176,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         *md_startup(r["startup"]),
         "",
+        *md_population(r.get("population")),
         "## The run",
         "",
         *md_sections(r),
@@ -197,6 +198,26 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [jsonable(v) for v in x]
     return x
+
+
+def md_population(p: dict[str, Any] | None) -> list[str]:
+    """Section 7, written by bench/population_study.py --record (its own run, not run.py's):
+    its report as printed, with the command and the date."""
+    if not p:
+        return []
+    return [
+        "## 7. Caviar in one process (sweep.population)",
+        "",
+        f"Measured by `{p['command']}` on {p['date']} ({p['minutes']:.1f} minutes), on the "
+        "otherwise idle machine. Its report, as printed:",
+        "",
+        "```",
+        *p["report"].rstrip("\n").splitlines(),
+        "```",
+        "",
+        *p.get("notes", []),
+        "",
+    ]
 
 
 def write_json(path: Path, results: dict[str, Any]) -> dict[str, Any]:

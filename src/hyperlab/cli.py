@@ -193,6 +193,12 @@ def entry() -> None:
     # SIGTERM (Slurm, Kubernetes, systemd) and SIGHUP stop a run as Ctrl-C does: its MLflow
     # run is closed as KILLED, a study's workers are stopped with it (hyperlab.stops).
     stops.install()
+    if "tracking.enabled=false" not in sys.argv[1:]:
+        from hyperlab.tracking import writer
+
+        # MLflow's imports (1.4 s) overlap Hydra's composing and the config's checks; the
+        # store is named once the config is known (writer(uri) below and in the sweeper).
+        writer()
     try:
         main()
     except stops.STOPS as e:  # before a run started (composing the config, its checks)

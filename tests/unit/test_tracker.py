@@ -50,3 +50,53 @@ def test_requests_do_not_wait_for_a_busy_writer(
     echoed = w.proc.stdout.read().splitlines()  # type: ignore[union-attr]
     assert w.proc.wait() == 0
     assert [json.loads(line) for line in echoed] == sent
+
+
+def test_a_writer_never_asked_to_write_does_not_hold_up_the_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command starts its writer before it knows its config (MLflow's imports overlap
+    Hydra's): a command that ends without a run (a bad value, --cfg) kills it at exit
+    instead of waiting for its imports; one asked only to open a store is not waited for
+    either. A writer asked to write is waited for (test above: its requests all arrive)."""
+    import time
+
+    real = subprocess.Popen
+
+    def stand_in(args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        return real([sys.executable, "-c", "import time; time.sleep(60)"], **kwargs)
+
+    monkeypatch.setattr(tracker.subprocess, "Popen", stand_in)
+    w = tracker._WriterProcess(None)
+    w.send(op="open", ref=0, uri="sqlite:///never.db")
+    start = time.monotonic()
+    w.close()
+    assert w.proc.poll() is not None
+    assert time.monotonic() - start < 30  # not the minute it would sleep, nor close's wait
+
+
+def test_a_running_writer_is_asked_to_open_each_new_store_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Stub:
+        def __init__(self) -> None:
+            self.pid = tracker.os.getpid()
+            self.opened: set[str] = set()
+            self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+
+        def send(self, **request: Any) -> None:
+            sent.append(request)
+
+    stub = Stub()
+    monkeypatch.setattr(tracker, "_writer", stub)
+    try:
+        for uri in ("sqlite:///a.db", "sqlite:///a.db", "sqlite:///b.db"):
+            assert tracker.writer(uri) is stub
+        assert tracker.writer() is stub
+        assert [r["uri"] for r in sent] == ["sqlite:///a.db", "sqlite:///b.db"]
+        assert {r["op"] for r in sent} == {"open"}
+    finally:
+        stub.proc.kill()
+        stub.proc.wait()

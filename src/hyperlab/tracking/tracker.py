@@ -51,6 +51,8 @@ class _WriterProcess:
         # holding a password is not opened early but with the first request (over a pipe).
         if uri and masked(uri) != uri:
             uri = None
+        self.opened = {uri} if uri else set()  # stores the writer was asked to open
+        self.used = False  # asked to write anything: then it must finish before exit
         # A session of its own: Ctrl-C in the terminal must not kill the writer before
         # it has recorded the interrupted run as KILLED.
         self.proc = subprocess.Popen(
@@ -75,6 +77,7 @@ class _WriterProcess:
         with stops.held(), self.lock:
             stdin.write(json.dumps(request) + "\n")
             stdin.flush()
+            self.used = self.used or request["op"] != "open"
             if request["op"] == "end":
                 self.ending.add(request["ref"])
 
@@ -121,6 +124,10 @@ class _WriterProcess:
                 self.failures.append(f"run {msg.get('run_id') or msg['ref']}: {msg['error']}")
 
     def close(self) -> None:
+        if not self.used:  # nothing to write (a bad config, --cfg): no wait for its imports
+            self.proc.kill()
+            self.proc.wait()
+            return
         if self.proc.poll() is None and self.proc.stdin:
             self.proc.stdin.close()  # the writer ends what is still open, then exits
             try:
@@ -146,11 +153,15 @@ _writer: _WriterProcess | None = None
 
 
 def writer(uri: str | None = None) -> _WriterProcess:
-    """This process's writer (a forked child starts its own); a new writer opens `uri`'s
-    store before it is asked to write there."""
+    """This process's writer (a forked child starts its own), asked to open `uri`'s store
+    before it is asked to write there."""
     global _writer
     if _writer is None or _writer.pid != os.getpid() or _writer.proc.poll() is not None:
         _writer = _WriterProcess(uri)
+    if uri and uri not in _writer.opened:
+        _writer.opened.add(uri)
+        with contextlib.suppress(OSError):  # a writer gone says so with the first request
+            _writer.send(op="open", ref=0, uri=uri)
     return _writer
 
 
