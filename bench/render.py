@@ -88,6 +88,9 @@ def findings(r: dict[str, Any]) -> list[str]:
         f"{med_cpu['hyperlab --cfg job']:.2f} and {med_cpu['hyperlab epochs=1']:.2f} s). "
         f"Goal (under 1.5 s for the first two): {'met' if max(h, c) < 1.5 else 'missed'}."
     )
+    if r.get("population"):  # section 7's goals, as its script judged them
+        goals = [line.strip() for line in r["population"]["report"].splitlines() if "goal" in line]
+        out.append("**Caviar in one process** (section 7): " + "; ".join(goals) + ".")
     return out
 
 
