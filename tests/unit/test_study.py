@@ -190,3 +190,22 @@ def test_a_grid_is_walked_for_exhaustion_only_once_it_may_be_exhausted(
     s.tell(t, state=TrialState.FAIL)
     assert study.claim(s, url, n_trials=3) is None  # every point used up, by failures
     assert walks == [3]
+
+
+def test_a_zombie_worker_is_not_alive() -> None:
+    """A worker killed with its parent stays a zombie until it is reaped; kill(pid, 0)
+    still finds it, but its trials are lost and must be failed."""
+    import os
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        assert not study._alive(proc.pid)  # exited, not reaped: a zombie
+    finally:
+        proc.wait()
+    assert not study._alive(proc.pid)  # reaped: gone
+    assert study._alive(os.getpid())

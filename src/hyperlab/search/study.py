@@ -189,13 +189,18 @@ def budget_lock(url: str) -> Iterator[None]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs on this machine."""
+    from hyperlab.search.launch import alive
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # kill(0) finds a zombie too: a worker killed with -9 along with its parent stays one
+    # until init reaps it, and its trials must be failed meanwhile (where /proc tells).
+    return not Path(f"/proc/{pid}").exists() or alive(pid)
 
 
 def _fail_lost(study: optuna.Study) -> None:

@@ -156,10 +156,6 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.validate import validate
 
     config = validate(cfg)  # the base config: a bad value stops the sweep before it starts
-    if config.tracking.enabled and not config.sweep.dry_run:
-        from hyperlab.tracking import writer
-
-        writer(config.tracking.uri)  # opens the store while the study is set up
     choices = {g: str(c) for g, c in cfg.hydra.runtime.choices.items()}
     setup = setup_of(config, arguments)
     check_not_fixed(setup, arguments, _required(cfg, setup, arguments))
