@@ -197,7 +197,7 @@ def entry() -> None:
         from hyperlab.tracking import writer
 
         # MLflow's imports (1.4 s) overlap Hydra's composing and the config's checks; the
-        # store is named once the config is known (writer(uri) below and in the sweeper).
+        # store is named once the config is known (writer(uri) below, a study's parent run).
         writer()
     try:
         main()

@@ -4,8 +4,9 @@ normalization layers, dropout and L2 penalty (initializations: hyperlab.init).""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,6 +34,11 @@ def hidden_sizes(hidden_units: int | Sequence[int], layers: int) -> list[int]:
     if isinstance(hidden_units, int):
         return [hidden_units] * layers
     return [int(h) for h in hidden_units]
+
+
+def layer_sizes(model: Mapping[str, Any], n_features: int, n_classes: int) -> list[int]:
+    """The widths of a model config's layers, from its inputs to its outputs."""
+    return [n_features, *hidden_sizes(model["hidden_units"], model["layers"]), n_classes]
 
 
 @dataclass(frozen=True)

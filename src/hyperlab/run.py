@@ -32,7 +32,7 @@ from hyperlab.devices import resolve, threads
 from hyperlab.diagnose import Reading, bias_variance
 from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
-from hyperlab.models import hidden_sizes
+from hyperlab.models import layer_sizes
 from hyperlab.schema import Config, as_dict
 from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
 from hyperlab.validate import checked
@@ -123,12 +123,7 @@ def prepare(
     torch.set_num_threads(threads(config))
     torch.manual_seed(config.seed)  # initialization and dropout masks
     data = build_data(config.dataset)  # kept: build() below gets the same splits
-    model = config.model
-    sizes = [
-        data.n_features,
-        *hidden_sizes(model["hidden_units"], model["layers"]),
-        data.n_classes,
-    ]
+    sizes = layer_sizes(config.model, data.n_features, data.n_classes)
     memory = _memory_bytes()
     _check_model_size(config, sizes, memory)
     if check:

@@ -22,7 +22,7 @@ from hyperlab import stops
 from hyperlab.build import Parts
 from hyperlab.devices import threads
 from hyperlab.loop import Listener
-from hyperlab.models import hidden_sizes
+from hyperlab.models import layer_sizes
 from hyperlab.population import Member, fit_population
 from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
 from hyperlab.schema import Config
@@ -63,8 +63,8 @@ def run_population(
         for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
     ]
     first, data = prepared[0][0], prepared[0][1].data
-    sizes = [data.n_features, *hidden_sizes(first.model["hidden_units"], first.model["layers"])]
-    step = sum(a * b for a, b in itertools.pairwise([*sizes, data.n_classes]))
+    sizes = layer_sizes(first.model, data.n_features, data.n_classes)
+    step = sum(a * b for a, b in itertools.pairwise(sizes))
     torch.set_num_threads(threads(first, work=len(members) * first.batch_size * step))
     start = time.perf_counter()
     try:
