@@ -125,8 +125,12 @@ class _WriterProcess:
 
     def close(self) -> None:
         if not self.used:  # nothing to write (a bad config, --cfg): no wait for its imports
-            self.proc.kill()
-            self.proc.wait()
+            # SIGTERM, not kill: a store it is opening is finished first (see _Opening).
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
             return
         if self.proc.poll() is None and self.proc.stdin:
             self.proc.stdin.close()  # the writer ends what is still open, then exits

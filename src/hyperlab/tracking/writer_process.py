@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +43,42 @@ HTTP_DEFAULTS = {
 }
 
 
+class _Opening:
+    """A store being opened: SIGTERM waits until it is done.
+
+    Opening a fresh store runs MLflow's migrations; a writer stopped in the middle would
+    leave a half-made schema and a hot journal that read-only readers cannot open. The
+    trainer ends a writer it never used with SIGTERM, which this defers past the opening."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.stopped = False
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        if self.depth:
+            self.stopped = True
+        else:
+            _die(signum)
+
+    def __enter__(self) -> None:
+        self.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.stopped and not self.depth:
+            _die(signal.SIGTERM)
+
+
+def _die(signum: int) -> None:
+    """End as the signal's default would, with its exit status."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+_opening: _Opening | contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
 class Writer:
     def __init__(self) -> None:
         self.open: dict[int, tuple[Any, str]] = {}  # ref -> (client, run_id)
@@ -60,7 +97,7 @@ class Writer:
         op, ref = req["op"], req["ref"]
         try:
             if op == "open":  # a store to open before its first write: errors come then
-                with contextlib.suppress(Exception):
+                with _opening, contextlib.suppress(Exception):
                     self.client(req["uri"]).search_experiments(max_results=1)
             elif op == "start":
                 self.start(ref, req)
@@ -237,9 +274,12 @@ def main() -> None:
     # Retried above: urllib3's own warning per attempt would repeat the same line.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
+    global _opening
+    _opening = _Opening()
     for uri in sys.argv[1:]:
         try:
-            client(uri).search_experiments(max_results=1)
+            with _opening:
+                client(uri).search_experiments(max_results=1)
         except Exception as e:  # reported again, with its run, when a request uses it
             print(
                 f"hyperlab: MLflow store {uri} is not usable yet: {first_line(e)}", file=sys.stderr
