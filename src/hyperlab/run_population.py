@@ -10,6 +10,7 @@ evaluation, diverged, or pruned. The members' configs must share a population gr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from hyperlab.models import layer_sizes
 from hyperlab.population import Member, fit_population
 from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
 from hyperlab.schema import Config
+from hyperlab.tracking import batched
 
 
 def member_of(config: Config, parts: Parts, listeners: Sequence[Listener] = ()) -> Member:
@@ -42,6 +44,11 @@ def member_of(config: Config, parts: Parts, listeners: Sequence[Listener] = ()) 
     )
 
 
+def _batched(config: Config) -> contextlib.AbstractContextManager[None]:
+    """The members' MLflow requests sent together, with tracking on."""
+    return batched() if config.tracking.enabled else contextlib.nullcontext()
+
+
 def run_population(
     cfgs: Sequence[Config | DictConfig | Mapping[str, Any]], jobs: Sequence[Job]
 ) -> list[RunResult | BaseException]:
@@ -49,15 +56,17 @@ def run_population(
     a diverged one) or the error that ended it (a pruner's TrialPruned). A stop signal
     records every member's run as stopped and is raised."""
     prepared, records, built = [], [], []
-    for cfg, job in zip(cfgs, jobs, strict=True):
+    for cfg in cfgs:
         start = time.perf_counter()
-        config, parts = prepare(cfg)  # seeded: each member its own initialization
+        prepared.append(prepare(cfg))  # seeded: each member its own initialization
         built.append(time.perf_counter() - start)
-        record = open_record(config, job, parts.data.sha256, {})
-        if record.tracker and job.on_opened:
-            job.on_opened(record.tracker)
-        prepared.append((config, parts))
-        records.append(record)
+    # The members' runs are created together, in one transaction of a database store.
+    with _batched(prepared[0][0]):
+        for (config, parts), job in zip(prepared, jobs, strict=True):
+            record = open_record(config, job, parts.data.sha256, {})
+            if record.tracker and job.on_opened:
+                job.on_opened(record.tracker)
+            records.append(record)
     members = [
         member_of(config, parts, [*([record.tracker] if record.tracker else []), *job.listeners])
         for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
@@ -82,7 +91,8 @@ def run_population(
     # Each member's share of the stack's training time.
     fit_seconds = (time.perf_counter() - start) / len(members)
     out: list[RunResult | BaseException] = []
-    with stops.held(until_checked=True):  # trained: recorded as it ended, then a stop
+    # Trained: recorded as it ended, then a stop; the runs ended together.
+    with stops.held(until_checked=True), _batched(first):
         for (config, parts), job, record, end, build_seconds in zip(
             prepared, jobs, records, ends, built, strict=True
         ):

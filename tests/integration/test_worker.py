@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 import hyperlab.run_population
@@ -179,3 +180,8 @@ def test_a_population_trains_its_trials_as_each_would_train_alone(
         assert float(r.data.params["lr"]) == pytest.approx(t.params["lr"])
         assert r.data.metrics["dev_loss"] == pytest.approx(t.value)
         assert set(t.user_attrs["seconds"]) == {"build", "fit", "finish"}
+        # Created and ended three at a time (tracking.rows): the same record as alone.
+        artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(r.info.run_id)}
+        assert artifacts == {"config.yaml", "overrides.yaml"}
+        assert r.data.tags["hyperlab.replay"] == t.user_attrs["replay"]
+        assert r.info.end_time is not None and r.info.run_name.startswith(f"trial {t.number}: ")

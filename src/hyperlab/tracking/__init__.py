@@ -5,6 +5,8 @@
 - writer_process.py: the writer process (`python -m hyperlab.tracking.writer_process`),
   which does MLflow's calls on another core than the training loop's.
 - store.py: the writer's MLflow clients, experiments, and retries while a store is down.
+- rows.py: the writer's bulk path into a database store: metric rows, and a population's
+  runs created and ended in one transaction each.
 - metadata.py: what a run records besides its metrics: params, default tags, versions.
 
 Importing this package imports no MLflow: the CLI's --help and the writer process's
@@ -23,13 +25,21 @@ from hyperlab.tracking.metadata import (
     versions,
 )
 from hyperlab.tracking.store import client
-from hyperlab.tracking.tracker import Tracker, TrackingError, drain, start_run, writer
+from hyperlab.tracking.tracker import (
+    Tracker,
+    TrackingError,
+    batched,
+    drain,
+    start_run,
+    writer,
+)
 
 __all__ = [
     "PARENT_RUN_ID",
     "PARENT_TAG",
     "Tracker",
     "TrackingError",
+    "batched",
     "client",
     "default_tags",
     "drain",

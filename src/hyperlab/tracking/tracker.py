@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,19 +67,48 @@ class _WriterProcess:
         self.started: dict[int, dict[str, Any]] = {}  # start replies not yet claimed
         self.ending: set[int] = set()  # runs told to end, not yet confirmed
         self.failures: list[str] = []
+        self.pending: list[dict[str, Any]] | None = None  # requests held by batched()
         self.lock = threading.Lock()
         atexit.register(self.close)
 
     def send(self, **request: Any) -> None:
+        with self.lock:
+            self.used = self.used or request["op"] != "open"
+            if request["op"] == "end":
+                self.ending.add(request["ref"])
+            if self.pending is not None:
+                self.pending.append(request)
+                return
+        self._write(request)
+
+    def _write(self, request: dict[str, Any]) -> None:
         stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
         # Held: a stop raised in the middle of a write would leave half a request on the
         # writer's stdin, and the next one glued to it.
         with stops.held(), self.lock:
             stdin.write(json.dumps(request) + "\n")
             stdin.flush()
-            self.used = self.used or request["op"] != "open"
-            if request["op"] == "end":
-                self.ending.add(request["ref"])
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Requests sent inside reach the writer together, when the block ends: a
+        population's runs are created (and ended) in one transaction of the store instead
+        of one each. Nothing inside may wait for a reply to a request sent inside."""
+        if self.pending is not None:  # nested: the outer block sends
+            yield
+            return
+        self.pending = []
+        try:
+            yield
+        finally:
+            with self.lock:
+                requests, self.pending = self.pending, None
+            # A writer gone says so when a reply is awaited (started_run, drain).
+            with contextlib.suppress(OSError):
+                if len(requests) == 1:
+                    self._write(requests[0])
+                elif requests:
+                    self._write({"op": "batch", "ref": 0, "requests": requests})
 
     def started_run(self, ref: int) -> dict[str, Any]:
         """The writer's answer to start request `ref`: {"run_id": ...} or {"error": ...}."""
@@ -167,6 +196,11 @@ def writer(uri: str | None = None) -> _WriterProcess:
         with contextlib.suppress(OSError):  # a writer gone says so with the first request
             _writer.send(op="open", ref=0, uri=uri)
     return _writer
+
+
+def batched() -> contextlib.AbstractContextManager[None]:
+    """A block whose MLflow requests the writer receives together (_WriterProcess.batched)."""
+    return writer().batched()
 
 
 def drain() -> None:

@@ -14,6 +14,7 @@ the retries run out, the request fails and the trainer is told.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -24,14 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from hyperlab.errors import first_line
-from hyperlab.tracking.store import (
+from hyperlab.tracking.rows import (
     AlreadyRecorded,
-    Retrying,
-    client,
-    database_store,
-    experiment_id,
+    EndedRun,
+    NewRun,
+    create_runs,
+    end_runs,
     insert_metrics,
+    write_artifacts,
 )
+from hyperlab.tracking.store import Retrying, client, database_store, experiment_id
 
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
@@ -107,6 +110,8 @@ class Writer:
                 c, run_id = self.open[ref]
                 for path in req["paths"]:
                     c.log_artifact(run_id, path, req.get("artifact_path"))
+            elif op == "batch":
+                self.batch(req["requests"])
             elif op == "close_stale":
                 self.close_stale(req)
             elif op == "end":
@@ -122,18 +127,100 @@ class Writer:
             else:
                 raise ValueError(f"unknown request {op!r}")
         except Exception as e:
-            # One line per run: its first error (a run never created fails every request).
-            first = ref not in self.errors
-            self.errors.setdefault(ref, first_line(e))
-            if op == "start" and ref not in self.open:  # the run was never created
-                reply(ref=ref, kind="start", error=self.errors[ref])
-            elif op == "end":
-                reply(ref=ref, kind="end", error=self.errors.pop(ref))
-            if first:
+            self.failed(ref, op, e)
+
+    def failed(self, ref: int, op: str, e: Exception) -> None:
+        """Request `op` of run `ref` raised `e`: the trainer is told with its run's reply."""
+        # One line per run: its first error (a run never created fails every request).
+        first = ref not in self.errors
+        self.errors.setdefault(ref, first_line(e))
+        if op == "start" and ref not in self.open:  # the run was never created
+            reply(ref=ref, kind="start", error=self.errors[ref])
+        elif op == "end":
+            reply(ref=ref, kind="end", error=self.errors.pop(ref))
+        if first:
+            print(
+                f"hyperlab: MLflow could not record {op} of run {ref}: {first_line(e)}",
+                file=sys.stderr,
+            )
+
+    def batch(self, requests: list[dict[str, Any]]) -> None:
+        """Requests sent together (tracker's batched()): consecutive starts of new runs, or
+        ends of open runs, in one database store are each written in one transaction; the
+        rest, and a batch that fails as a whole, request by request."""
+        for (op, uri, _), group in itertools.groupby(requests, self._batch_key):
+            reqs = list(group)
+            try:
+                if len(reqs) > 1 and op == "start" and uri:
+                    self.start_many(reqs)
+                    continue
+                if len(reqs) > 1 and op == "end" and uri:
+                    self.end_many(reqs)
+                    continue
+            except Exception as e:
                 print(
-                    f"hyperlab: MLflow could not record {op} of run {ref}: {first_line(e)}",
+                    f"hyperlab: MLflow batch of {len(reqs)} {op}s: {first_line(e)}; "
+                    "writing them one by one",
                     file=sys.stderr,
                 )
+            for req in reqs:
+                self.handle(req)
+
+    def _batch_key(self, req: dict[str, Any]) -> tuple[str, str | None, str | None]:
+        """Requests that may share a transaction share a key: (op, store, experiment); the
+        store is None for what is written one by one."""
+        op, ref = req["op"], req["ref"]
+        if (
+            op == "start"
+            and not req.get("run_id")
+            and database_store(self.client(req["uri"])) is not None
+        ):
+            return op, req["uri"], req["experiment"]
+        if op == "end" and ref in self.open and not req.get("curve") and ref not in self.errors:
+            c, _ = self.open[ref]
+            if database_store(c) is not None:
+                return op, str(id(c)), None
+        return op, None, str(ref)
+
+    def start_many(self, reqs: list[dict[str, Any]]) -> None:
+        """New runs of one experiment in one transaction, then their config artifacts."""
+        first = reqs[0]
+        c = self.client(first["uri"])
+        exp = experiment_id(c, first["uri"], first["experiment"], first.get("artifact_root"))
+        new = [NewRun(r["run_name"], r["tags"], r.get("params", {})) for r in reqs]
+        created = c.retried("create_run", lambda: create_runs(database_store(c), exp, new))
+        for req, (run_id, _) in zip(reqs, created, strict=True):
+            self.open[req["ref"]] = (c, run_id)
+            reply(ref=req["ref"], kind="start", run_id=run_id)
+        for req, (run_id, artifact_uri) in zip(reqs, created, strict=True):
+            try:
+                self.artifacts(c, run_id, artifact_uri, req.get("artifacts") or {})
+            except Exception as e:
+                self.failed(req["ref"], "start", e)
+
+    def end_many(self, reqs: list[dict[str, Any]]) -> None:
+        """Open runs ended in one transaction with their last metrics and tags."""
+        c, _ = self.open[reqs[0]["ref"]]
+        ended = []
+        for req in reqs:
+            _, run_id = self.open[req["ref"]]
+            metrics = [(k, v, ts, step) for k, v, ts, step in req.get("metrics", ())]
+            ended.append(EndedRun(run_id, metrics, req.get("tags", {}), req["status"]))
+        c.retried("set_terminated", lambda: end_runs(database_store(c), ended))
+        for req in reqs:
+            self.curves.pop(req["ref"], None)
+            _, run_id = self.open.pop(req["ref"])
+            reply(
+                ref=req["ref"], kind="end", run_id=run_id, error=self.errors.pop(req["ref"], None)
+            )
+
+    def artifacts(self, c: Any, run_id: str, artifact_uri: str, files: dict[str, str]) -> None:
+        """Text files logged as the run's artifacts: written in place on this machine."""
+        if files and not write_artifacts(artifact_uri, files):
+            with tempfile.TemporaryDirectory(prefix="hyperlab-") as tmp:
+                for name, text in files.items():
+                    (Path(tmp) / name).write_text(text)
+                c.log_artifacts(run_id, tmp)
 
     def start(self, ref: int, req: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -154,10 +241,8 @@ class Writer:
         for i in range(0, len(params), BATCH_PARAMS):
             c.log_batch(run_id, params=params[i : i + BATCH_PARAMS])
         if req.get("artifacts"):
-            with tempfile.TemporaryDirectory(prefix="hyperlab-") as tmp:
-                for name, text in req["artifacts"].items():
-                    (Path(tmp) / name).write_text(text)
-                c.log_artifacts(run_id, tmp)
+            artifact_uri = c.get_run(run_id).info.artifact_uri
+            self.artifacts(c, run_id, artifact_uri, req["artifacts"])
 
     def log(self, ref: int, metrics: Any, tags: dict[str, str]) -> None:
         from mlflow.entities import Metric, RunTag
