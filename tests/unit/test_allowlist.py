@@ -122,3 +122,30 @@ def test_stored_overrides_cannot_set_allow_targets() -> None:
         "allow_targets_x=1",
     ]
     assert stored(overrides) == ["lr=0.1", "allow_targets_x=1"]
+
+
+def test_a_flat_node_is_built_from_its_kept_partial_as_hydra_builds_it(tmp_path: Path) -> None:
+    """build.instantiate keeps a flat node's partial (a stack builds the same nodes per
+    member): each call still makes its own object, takes its keyword arguments, and the
+    allowlist is checked for what the partial would build."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    from hyperlab.models import Regularization
+    from hyperlab.schedules import Exponential
+
+    node = {"_target_": "hyperlab.schedules.Exponential", "rate": 0.5}
+    a, b = build.instantiate(node), build.instantiate(node)
+    assert isinstance(a, Exponential) and a is not b and vars(a) == vars(hydra_instantiate(node))
+    assert build.instantiate(node, rate=0.25)(2) == pytest.approx(0.0625)
+    partial = build.instantiate({"_target_": "hyperlab.models.Regularization", "_partial_": True})
+    one, two = partial(l2=0.1), partial(l2=0.2)
+    assert isinstance(one, Regularization) and (one.l2, two.l2) == (0.1, 0.2)
+    made = build.instantiate({"_target_": "hyperlab.models.Regularization"}, _partial_=True)
+    assert made(keep_prob=0.5).keep_prob == 0.5
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    bad = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
+    for _ in range(2):  # refused every time, never kept
+        with pytest.raises(ConfigError, match=re.escape("_target_=builtins.open")):
+            build.instantiate(bad)
+    assert victim.read_text() == "precious"

@@ -219,3 +219,26 @@ def test_a_stop_inside_a_write_is_raised_once_the_write_is_done(
         backend.append_logs([{"op_code": 0, "worker_id": "w"}])
     assert path.read_bytes() == b'{"op_code":0,"worker_id":"w"}\n'
     assert not Path(f"{path}.lock").exists()
+
+
+def test_appends_in_a_synced_block_are_read_at_once_and_synced_once_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's claim of K trials: another worker reads each record as it is appended
+    (whole lines, under the lock), and the disk is synced once, when the block ends."""
+    path = tmp_path / "journal.log"
+    s = new_study(path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    with journal.synced_once():
+        for value in (3.0, 4.0, 5.0):
+            s.tell(s.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), value)
+            other = JournalStorage(journal.backend(path))  # another worker's reader
+            assert other.get_all_trials(s._study_id)[-1].value == value
+        assert synced == []
+    assert len(synced) == 1
+    s.tell(s.ask(), 6.0)  # outside a block: Optuna's own fsync for each of its two appends
+    assert len(synced) == 3
+    fresh = optuna.load_study(study_name="s", storage=JournalStorage(journal.backend(path)))
+    assert [t.value for t in fresh.trials] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

@@ -280,9 +280,61 @@ class GuardedJournal(JournalFileBackend):
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         try:
             with stops.held():
-                super().append_logs(logs)
+                if _unsynced is None:
+                    super().append_logs(logs)
+                else:
+                    self._append_unsynced(logs)
         except OSError as e:
             raise write_error(self._path, e) from None
+
+    def _append_unsynced(self, logs: list[dict[str, Any]]) -> None:
+        """Optuna's append (under the lock, whole lines), without its fsync: synced_once."""
+        assert _unsynced is not None
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        self._guard.acquire()
+        try:
+            with self._path.open("ab") as f:
+                f.write(text.encode("utf-8"))
+        finally:
+            self._guard.release()
+        _unsynced.add(self._path)
+
+
+# Journals appended to without fsync inside synced_once(), to be synced when it ends.
+_unsynced: set[Path] | None = None
+
+
+@contextlib.contextmanager
+def synced_once() -> Iterator[None]:
+    """Journal appends inside are written at once, whole lines under the lock, so other
+    workers read them and a killed process loses none, but reach the disk with one fsync
+    when the block ends instead of one each.
+
+    A worker's claim of K trials, their samples, and their tells are each a block: a trial
+    costs about nine appends, and each fsync about a millisecond, more than a small stack
+    spends training a trial. What a power cut could lose is the block in progress: trials
+    that then run again on resume."""
+    global _unsynced
+    if _unsynced is not None:  # nested: the outer block syncs
+        yield
+        return
+    _unsynced = set()
+    try:
+        yield
+    finally:
+        paths, _unsynced = _unsynced, None
+        for path in paths:
+            try:
+                with stops.held():
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            except FileNotFoundError:  # deleted: the next read or write says so
+                pass
+            except OSError as e:
+                raise write_error(path, e) from None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

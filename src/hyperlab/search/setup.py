@@ -211,26 +211,60 @@ Composer = Callable[[dict[str, Any]], tuple[DictConfig, dict[str, str]]]
 
 class TrialComposer:
     """Trial configs: one `compose` per combination of group options, then the trial's
-    other values set on a copy (a compose costs tens of milliseconds). Returns the config
-    and the group options it was composed with."""
+    other values set on it (a compose costs tens of milliseconds). Returns the config and
+    the group options it was composed with.
+
+    The config returned is the kept one, with the trial's values set: it is good until the
+    next call, which first puts the values it replaced back. A copy of it would cost more
+    than a stacked trial's training (deep-copying an OmegaConf config takes milliseconds);
+    the worker validates each one into its own plain Config at once (compose_trial)."""
 
     def __init__(self, compose: Compose, base: list[str], groups: set[str]) -> None:
         self.compose, self.base, self.groups = compose, base, groups
-        self.cache: dict[tuple[str, ...], tuple[DictConfig, dict[str, str]]] = {}
+        # group options -> (config, its values unresolved ("${lr}" stays), group options)
+        self.cache: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any], dict[str, str]]] = {}
+        self.lent: tuple[DictConfig, dict[str, Any]] | None = None  # config, replaced values
 
     def __call__(self, values: dict[str, Any]) -> tuple[DictConfig, dict[str, str]]:
         from hyperlab.search.space import overrides
 
+        self._restore()
         group_part = tuple(overrides({k: v for k, v in values.items() if k in self.groups}))
         if group_part not in self.cache:
-            self.cache[group_part] = self.compose([*self.base, *group_part])
-        cached, choices = self.cache[group_part]
-        cfg = copy.deepcopy(cached)
-        for key, value in values.items():
-            if key not in self.groups:
-                OmegaConf.update(cfg, key, value, merge=False)
-        OmegaConf.update(cfg, "progress", False)  # workers print the report, not bars
+            composed, choices = self.compose([*self.base, *group_part])
+            OmegaConf.update(composed, "progress", False)  # workers print the report, not bars
+            raw = OmegaConf.to_container(composed, resolve=False)
+            self.cache[group_part] = composed, raw, choices  # type: ignore[assignment]
+        cfg, raw, choices = self.cache[group_part]
+        own = {k: v for k, v in values.items() if k not in self.groups}
+        replaced = {k: _raw_value(raw, k) for k in own}
+        if any(v is _ABSENT for v in replaced.values()):  # a new key: set on a copy
+            cfg = copy.deepcopy(cfg)
+        else:
+            self.lent = cfg, replaced
+        for key, value in own.items():
+            OmegaConf.update(cfg, key, value, merge=False)
         return cfg, choices
+
+    def _restore(self) -> None:
+        if self.lent is not None:
+            cfg, replaced = self.lent
+            self.lent = None
+            for key, value in replaced.items():
+                OmegaConf.update(cfg, key, value, merge=False)
+
+
+_ABSENT = object()
+
+
+def _raw_value(raw: Mapping[str, Any], key: str) -> Any:
+    """The value at dotted `key` of an unresolved plain config, or _ABSENT."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
 
 
 def check_not_fixed(setup: Setup, arguments: Sequence[str], required: Collection[str] = ()) -> None:

@@ -92,22 +92,26 @@ Train = Callable[[Worker, Sequence[Claimed]], list[Outcome]]
 def run(w: Worker, train: Train | None = None, batch: int = 1) -> dict[str, int]:
     """Claim, train and tell trials until the study needs none. Returns how many trials
     this worker finished, by state, and how many storage calls it retried."""
+    from hyperlab.search.journal import synced_once
     from hyperlab.tracking import TrackingError, drain
 
     train = train or train_each
     limit = w.cfg.sweep.max_failure_rate
     done: dict[str, int] = {}
     while True:
-        claimed = _claim(w, batch)
+        # Each phase's journal appends reach the disk with one fsync (journal.synced_once).
+        with synced_once():
+            claimed = _claim(w, batch)
         if not claimed:
             break
         with _Heartbeat(w.study, [c.trial for c in claimed]):
             try:
                 stops.check()  # a stop that came during the claim fails these trials
-                outcomes = train(w, claimed)
+                with synced_once():
+                    outcomes = train(w, claimed)
             except stops.STOPS as e:  # the runner closed the trials' MLflow runs as KILLED
                 outcomes = [stopped(e) for _ in claimed]
-            with stops.held(until_checked=True), _timed(w, "tell"):
+            with stops.held(until_checked=True), _timed(w, "tell"), synced_once():
                 for c, outcome in zip(claimed, outcomes, strict=True):
                     _tell(w, c.trial, outcome)
         for outcome in outcomes:
