@@ -15,6 +15,9 @@ With --record, the report becomes section 7 of bench/RESULTS.md (kept in results
    search=lr: the whole command at population=20 against the floor, Optuna calling a
    hand-written loop (bench/floor_study.py; goal <= 0.8x the floor's wall time), and the
    peak RSS at population 1 and 20, with the largest population that fits a memory budget.
+3. The fixed cost of a trial (goal <= 5 ms inside a population): one-epoch moons trials,
+   the command's wall time at 32 and at 256 trials, its difference per extra trial, at
+   population=32 and at 1.
 
 Trials per minute are counted over the study's span, from the first trial's start to the
 last one's end (a stack's trials all end together, so there is no steady state to take
@@ -182,11 +185,38 @@ def digits(rounds: int, trials: int, epochs: int, k: int) -> None:
     )
 
 
+def fixed_cost(rounds: int, small: int, large: int, k: int) -> None:
+    print(
+        f"## 3. the fixed cost of a trial: moons [2, 10, 5, 2], one-epoch trials of lr_beta, "
+        f"MLflow on, {small} against {large} trials at population={k} and at 1\n"
+    )
+    costs: dict[int, list[float]] = {k: [], 1: []}
+    for i in range(rounds):
+        for population in (k, 1) if i % 2 == 0 else (1, k):
+            walls = {}
+            for n in (small, large) if i % 2 == 0 else (large, small):
+                s = run(MOONS, n, 1, population, True)
+                assert len(s.finished()) == n, s.states()
+                walls[n] = s.wall
+            costs[population].append((walls[large] - walls[small]) / (large - small) * 1000)
+            print(
+                f"  round {i} population={population:>2}: {small} trials {walls[small]:.1f} s, "
+                f"{large} trials {walls[large]:.1f} s: {costs[population][-1]:.1f} ms a trial"
+            )
+    stacked, alone = (statistics.median(costs[p]) for p in (k, 1))
+    met = "met" if stacked <= 5 else "MISSED"
+    print(
+        f"\n  fixed cost a trial (the command's wall per extra trial, its one epoch of "
+        f"training included): {stacked:.1f} ms at population={k} (goal <= 5 ms: {met}), "
+        f"{alone:.1f} ms at population=1\n"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a toy budget: checks the script runs")
-    ap.add_argument("--only", choices=["moons", "digits"], default=None)
+    ap.add_argument("--only", choices=["moons", "digits", "fixed"], default=None)
     ap.add_argument("--record", action="store_true", help="write the report to RESULTS.md")
     args = ap.parse_args()
     started = time.time()
@@ -201,6 +231,8 @@ def main() -> None:
         moons(args.rounds, *((8, 2, 4) if args.quick else (32, 200, 32)))
     if args.only in (None, "digits"):
         digits(args.rounds, *((4, 2, 4) if args.quick else (20, 20, 20)))
+    if args.only in (None, "fixed"):
+        fixed_cost(args.rounds, *((4, 12, 4) if args.quick else (32, 256, 32)))
     if args.record:
         record(
             tee.text(),

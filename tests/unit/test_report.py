@@ -3,6 +3,8 @@ trial, top trials, distinct values, importances and Markdown text."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -87,3 +89,32 @@ def test_a_study_without_a_complete_trial_has_no_best() -> None:
     assert rep.importances == {} and rep.distinct == {}
     text = report.markdown(rep)
     assert "best:" not in text and "| trial |" not in text
+
+
+def test_one_searched_parameter_is_all_the_importance_and_gets_its_own_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one parameter varied, its importance is 1 without fitting fANOVA's forest, and
+    the plots are the history and the slice (coordinates and importances would say no
+    more); with two, every plot is drawn."""
+
+    def no_fanova(*args: object, **kwargs: object) -> dict[str, float]:
+        raise AssertionError("fANOVA fitted for one parameter")
+
+    with monkeypatch.context() as m:
+        m.setattr(optuna.importance, "get_param_importances", no_fanova)
+        rep = report.build(mixed("maximize"), tmp_path / "one")
+    assert rep.importances == {"lr": 1.0}
+    assert sorted(p.name for p in rep.plots) == ["optimization_history.png", "slice.png"]
+
+    both = {**LR, "wd": FloatDistribution(0.0, 1.0)}
+    two = study(
+        "maximize",
+        [
+            create_trial(value=v, params={"lr": lr, "wd": wd}, distributions=both)
+            for v, lr, wd in [(0.5, 0.1, 0.2), (0.7, 0.01, 0.5), (0.6, 0.001, 0.9), (0.4, 0.3, 0.1)]
+        ],
+    )
+    rep = report.build(two, tmp_path / "two")
+    assert set(rep.importances) == {"lr", "wd"}
+    assert {p.name for p in rep.plots} >= {"parallel_coordinate.png", "param_importances.png"}

@@ -84,7 +84,13 @@ def distinct_values(trials: list[FrozenTrial]) -> tuple[dict[str, int], int]:
 
 def _importances(study: optuna.Study) -> dict[str, float]:
     import optuna
+    from optuna.trial import TrialState
 
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    varied = {k for k in {k for t in complete for k in t.params} if _varied(complete, k)}
+    if len(varied) == 1:
+        # One parameter explains all there is: fitting fANOVA's forest to say so took seconds.
+        return {key_of(varied.pop()): 1.0}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -93,6 +99,10 @@ def _importances(study: optuna.Study) -> dict[str, float]:
         return {key_of(k): v for k, v in found.items()}
     except (RuntimeError, ValueError):  # e.g. a parameter that never varied
         return {}
+
+
+def _varied(trials: list[FrozenTrial], name: str) -> bool:
+    return len({repr(t.params.get(name)) for t in trials}) > 1
 
 
 def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
@@ -110,9 +120,11 @@ def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
     ranked = [names[k] for k in rep.importances if k in names] or sorted(names.values())
     drawings: list[tuple[str, Any]] = [
         ("optimization_history", lambda: vis.plot_optimization_history(study)),
-        ("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)),
     ]
-    if rep.importances:
+    # With one parameter, the slice plot says all: coordinates and importances would not.
+    if len(names) > 1:
+        drawings.append(("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)))
+    if rep.importances and len(names) > 1:
         drawings.append(("param_importances", lambda: vis.plot_param_importances(study)))
     if len(ranked) >= 2:
         drawings.append(("contour", lambda: vis.plot_contour(study, params=ranked[:2])))
