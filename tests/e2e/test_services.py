@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from hyperlab.search import study as st
@@ -120,6 +121,53 @@ def test_optuna_dashboard_serves_the_postgresql_study(pg_study: SharedStudy) -> 
     served = {t["number"]: t["state"].upper() for t in detail["trials"]}
     assert served == {t.number: t.state.name for t in s.get_trials(deepcopy=False)}
     assert detail["best_trials"][0]["number"] == s.best_trial.number
+
+
+def test_two_processes_train_populations_on_postgresql_recorded_in_postgresql(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """sweep.population on a PostgreSQL study, tracked in an MLflow store on PostgreSQL:
+    each stack's runs are created and ended in one transaction (tracking.rows), with the
+    params, tags and config artifacts of a trial trained alone."""
+    study_url = postgres.create_database("population_study")
+    mlflow_url = postgres.create_database("population_mlflow")
+    args = [
+        "search=lr_beta",
+        "sampler=random",
+        "pruner=none",
+        "dataset=moons",
+        "dataset.n_samples=300",
+        "epochs=3",
+        "sweep.n_trials=16",
+        "sweep.population=4",
+        f"sweep.storage={study_url}",
+        "sweep.study=population",
+        f"tracking.uri={mlflow_url}",
+        "tracking.experiment=population",
+        f"tracking.artifacts={tmp_path / 'artifacts'}",
+    ]
+    results = run_all([tmp_path / "a", tmp_path / "b"], *args)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    s = read_study(study_url, "population")
+    check_exactly_n(s, 16)
+    trials = s.get_trials(deepcopy=False)
+    assert len({t.user_attrs[st.PID_ATTR] for t in trials}) == 2, "one process took them all"
+    runs = runs_of(mlflow_url, "population")
+    check_runs_match_trials(runs, trials)
+    client = MlflowClient(mlflow_url)
+    by_trial = {
+        int(r.data.tags["hyperlab.trial"]): r for r in runs if "hyperlab.trial" in r.data.tags
+    }
+    for t in trials:
+        run = by_trial[t.number]
+        assert "members)" in run.data.tags["hyperlab.population"]
+        assert float(run.data.params["lr"]) == pytest.approx(t.params["lr"])
+        assert run.data.metrics["dev_acc"] == pytest.approx(t.value)
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+            "config.yaml",
+            "overrides.yaml",
+        }
 
 
 def test_four_processes_share_the_default_journal(tmp_path: Path) -> None:
