@@ -17,8 +17,11 @@ from hyperlab.diagnose import Reading
 if TYPE_CHECKING:
     from hyperlab.errors import HyperlabError
 
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+# Text is never wrapped (soft_wrap): a replay line or a trial's line is one line, to copy
+# whole or to grep, in a pipe or a file as on a terminal, which wraps it only on screen.
+# Tables still fit the width.
+console = Console(highlight=False, soft_wrap=True)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def plain(value: object) -> str:

@@ -29,6 +29,10 @@ def test_a_study_records_trials_parent_run_report_and_resumes(tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
     assert "best: trial" in r.stdout and "replay: hyperlab" in r.stdout
     assert "importances:" in r.stdout
+    # The live view: one line per trial as it ended, whole in a pipe; no launcher noise.
+    ended = re.findall(r"^trial (\d) complete  dev_acc [0-9.]+  best .* worker 0  ", r.stdout, re.M)
+    assert sorted(ended) == list("01234"), r.stdout
+    assert "Joblib" not in r.stdout + r.stderr and "Launching jobs" not in r.stderr
     s = study_in(tmp_path)
     assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 5
     assert set(s.trials[0].params) == {"lr", "1-optimizer.beta"}

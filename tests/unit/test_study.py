@@ -62,6 +62,51 @@ def test_workers_sharing_a_journal_make_exactly_n_trials(tmp_path: Path) -> None
     assert len({t.user_attrs[study.PID_ATTR] for t in trials}) == 3  # all three took part
 
 
+POPULATION = textwrap.dedent("""
+    import sys, time, optuna
+    from hyperlab.search import study
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url, name, n, worker = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    s = optuna.load_study(study_name=name, storage=study.storage(url))
+    while trials := study.claim_many(s, url, n, 4, worker=worker):
+        print(len(trials), flush=True)
+        time.sleep(0.01)
+        for t in trials:
+            s.tell(t, t.suggest_float("x", 0, 1))
+""")
+
+
+def test_workers_claiming_populations_make_exactly_n_trials(tmp_path: Path) -> None:
+    """Claims of up to 4 trials under one hold of the lock: 30 trials, no more, each
+    marked with the worker that claimed it; the last claims take what is left."""
+    url = str(tmp_path / "journal.log")
+    optuna.create_study(study_name="s", storage=study.storage(url))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", POPULATION, url, "s", "30", str(w)], stdout=subprocess.PIPE
+        )
+        for w in range(3)
+    ]
+    claims = [int(n) for p in procs for n in p.communicate(timeout=120)[0].split()]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert sum(claims) == 30 and max(claims) == 4
+    trials = optuna.load_study(study_name="s", storage=study.storage(url)).trials
+    assert sorted(t.number for t in trials) == list(range(30))
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert {t.user_attrs[study.WORKER_ATTR] for t in trials} <= {0, 1, 2}
+
+
+def test_a_population_claim_takes_a_waiting_retry_beyond_the_budget(tmp_path: Path) -> None:
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=study.storage(url))
+    for _ in range(2):
+        s.tell(s.ask(), 1.0)
+    s.enqueue_trial({})  # a retry waiting: it holds its place in the budget already
+    (waiting,) = study.claim_many(s, url, 3, 5, worker=7)
+    assert waiting.number == 2 and waiting.user_attrs[study.WORKER_ATTR] == 7
+    assert study.claim_many(s, url, 3, 5) == []
+
+
 def test_a_dead_workers_trial_is_failed_and_replaced(tmp_path: Path) -> None:
     url = str(tmp_path / "journal.log")
     s = optuna.create_study(study_name="s", storage=study.storage(url))

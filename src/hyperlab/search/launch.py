@@ -89,10 +89,10 @@ class Workers:
         config = self.launcher.config
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         limit = _n_jobs(self.launcher.joblib.get("n_jobs"), len(jobs))
-        log.info(f"Joblib launcher: {len(jobs)} workers, each in a process of its own")
-        log.info(f"Launching jobs, sweep output dir : {config.hydra.sweep.dir}")
+        log.debug(f"Joblib launcher: {len(jobs)} workers, each in a process of its own")
+        log.debug(f"Launching jobs, sweep output dir : {config.hydra.sweep.dir}")
         for idx, overrides in enumerate(jobs):
-            log.info("\t#{} : {}".format(idx, " ".join(filter_overrides(overrides))))
+            log.debug("\t#{} : {}".format(idx, " ".join(filter_overrides(overrides))))
         queue = collections.deque(enumerate(jobs))
         returns: dict[int, Any] = {}
         try:
@@ -112,7 +112,7 @@ class Workers:
                         self.deaths.append(death)
                         again = replace(death)
                         if again is not None:
-                            log.info(f"\t#{len(jobs) + len(self.deaths) - 1} : {' '.join(again)}")
+                            log.debug(f"\t#{len(jobs) + len(self.deaths) - 1} : {' '.join(again)}")
                             queue.append((len(jobs) + len(self.deaths) - 1, again))
         except BaseException:
             self.stop()

@@ -32,6 +32,7 @@ FINISHED = ("COMPLETE", "PRUNED")
 # Trials that hold a place in the budget: finished, or about to be.
 TAKEN = (*FINISHED, "RUNNING", "WAITING")
 HOST_ATTR, PID_ATTR = "hyperlab:host", "hyperlab:pid"
+WORKER_ATTR = "hyperlab:worker"  # the sweep.worker number of the worker that claimed it
 DEAD_WORKER = "its worker process died (killed?)"
 STALE_WORKER = "its worker stopped sending heartbeats (killed, or its machine lost?)"
 STORAGE_LOST = "its worker lost the study's storage"
@@ -237,9 +238,23 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def claim(
-    study: optuna.Study, url: str, n_trials: int, retry_failed: int = 0
+    study: optuna.Study, url: str, n_trials: int, retry_failed: int = 0, worker: int = 0
 ) -> optuna.Trial | None:
-    """A new trial if the study still needs one, else None.
+    """A new trial if the study still needs one, else None (claim_many for one)."""
+    trials = claim_many(study, url, n_trials, 1, retry_failed, worker)
+    return trials[0] if trials else None
+
+
+def claim_many(
+    study: optuna.Study,
+    url: str,
+    n_trials: int,
+    count: int,
+    retry_failed: int = 0,
+    worker: int = 0,
+) -> list[optuna.Trial]:
+    """Up to `count` new trials that the study still needs, under one hold of its lock
+    (a population claims its members together), each marked with `worker`.
 
     `n_trials` counts the study's finished (complete or pruned) trials, whoever ran them;
     running and waiting trials count too, since they will finish. Failed trials do not:
@@ -252,6 +267,7 @@ def claim(
     hold a place in the budget, forever."""
     import optuna
 
+    claimed: list[optuna.Trial] = []
     with budget_lock(url):
         _fail_stale(study)
         _fail_lost(study)
@@ -259,23 +275,32 @@ def claim(
         enqueued = _enqueue_retries(study, trials, retry_failed) if retry_failed > 0 else 0
         # A WAITING trial (a retry) holds its place in the budget already: it is claimed
         # even when the budget is full, or it would wait forever.
-        waiting = enqueued or any(t.state.name == "WAITING" for t in trials)
-        if not waiting and sum(t.state.name in TAKEN for t in trials) >= n_trials:
-            return None
-        # A grid of at least n_trials points (setup_of) is exhausted only once the study has
-        # that many trials (failed ones used up points too): is_exhausted walks every point,
-        # millions on a large space, so it is asked only then.
-        grid = study.sampler
-        if (
-            isinstance(grid, optuna.samplers.GridSampler)
-            and len(trials) >= n_trials
-            and grid.is_exhausted(study)
-        ):
-            return None
-        trial = study.ask()
-        trial.set_user_attr(HOST_ATTR, socket.gethostname())
-        trial.set_user_attr(PID_ATTR, os.getpid())
-    return trial
+        waiting = enqueued + sum(t.state.name == "WAITING" for t in trials)
+        taken = sum(t.state.name in TAKEN for t in trials) + enqueued
+        while len(claimed) < count:
+            if not waiting and taken >= n_trials:
+                break
+            # A grid of at least n_trials points (setup_of) is exhausted only once the study
+            # has that many trials (failed ones used up points too): is_exhausted walks every
+            # point, millions on a large space, so it is asked only then.
+            grid = study.sampler
+            if (
+                not waiting
+                and isinstance(grid, optuna.samplers.GridSampler)
+                and len(trials) + len(claimed) >= n_trials
+                and grid.is_exhausted(study)
+            ):
+                break
+            if waiting:
+                waiting -= 1  # ask() takes it: it was counted already
+            else:
+                taken += 1
+            trial = study.ask()
+            trial.set_user_attr(HOST_ATTR, socket.gethostname())
+            trial.set_user_attr(PID_ATTR, os.getpid())
+            trial.set_user_attr(WORKER_ATTR, worker)
+            claimed.append(trial)
+    return claimed
 
 
 def release_lost(study: optuna.Study, url: str, retry_failed: int = 0) -> None:

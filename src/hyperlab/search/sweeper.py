@@ -153,6 +153,7 @@ def sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
 def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.display import console, error_console, plain
     from hyperlab.search import report
+    from hyperlab.search.watch import StudyView
     from hyperlab.validate import validate
 
     config = validate(cfg)  # the base config: a bad value stops the sweep before it starts
@@ -216,7 +217,8 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         return _replace_dead(config, setup, s, retry, arguments, death, len(deaths))
 
     try:
-        returns = _launch(launcher, jobs, replace)
+        with StudyView(s, setup.n_trials, config.objective.metric, console):
+            returns = _launch(launcher, jobs, replace)
         for r in returns:
             r.return_value  # noqa: B018  (re-raises a worker's exception)
         if deaths:

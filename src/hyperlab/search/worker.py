@@ -16,6 +16,7 @@ stops the worker.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -149,31 +150,27 @@ def _timed(w: Worker, what: str) -> Any:
 
 
 def _claim(w: Worker, batch: int) -> list[Claimed]:
-    """Up to `batch` trials the study still needs, each sampled."""
-    claimed: list[Claimed] = []
-    while len(claimed) < batch and (c := _claim_one(w)) is not None:
-        claimed.append(c)
-    return claimed
-
-
-def _claim_one(w: Worker) -> Claimed | None:
+    """Up to `batch` trials the study still needs, claimed under one hold of its lock, each
+    sampled."""
     from hyperlab.search import space, study
 
     s, setup = w.study, w.setup
-    retries = w.cfg.sweep.retry_failed
+    retries, number = w.cfg.sweep.retry_failed, w.cfg.sweep.worker
     with stops.held(until_checked=True), _timed(w, "claim"):  # marked with its process
-        trial = w.retry(
-            "claiming a trial", lambda: study.claim(s, setup.url, setup.n_trials, retries)
+        trials = w.retry(
+            "claiming trials",
+            lambda: study.claim_many(s, setup.url, setup.n_trials, batch, retries, number),
         )
-    if trial is None:
-        return None
-    with _timed(w, "sample"):
-        values = w.retry(
-            "sampling the trial",
-            lambda: space.suggest(trial, setup.params, fixed=w.fixed, naive=setup.naive),
-        )
-    overrides = space.overrides(values)
-    return Claimed(trial, values, overrides, "hyperlab " + " ".join(overrides))
+    claimed = []
+    for trial in trials:
+        with _timed(w, "sample"):
+            sample = functools.partial(
+                space.suggest, trial, setup.params, fixed=w.fixed, naive=setup.naive
+            )
+            values = w.retry("sampling the trial", sample)
+        overrides = space.overrides(values)
+        claimed.append(Claimed(trial, values, overrides, "hyperlab " + " ".join(overrides)))
+    return claimed
 
 
 def compose_trial(w: Worker, c: Claimed) -> Config:

@@ -1,0 +1,137 @@
+"""The live view of a study, drawn by the sweeper's process for all of its workers.
+
+One line per trial as it ends (number, state, objective, the best so far, its parameters
+under the user's override keys, the worker, its seconds), never wrapped, so that a pipe or
+a file gets one line per event; and, on a terminal, a progress bar over sweep.n_trials
+with the time spent and an estimate of what is left, drawn below the lines.
+
+The view reads the study's storage from a thread every `every` seconds: the workers are
+other processes (or, with one worker and Hydra's basic launcher, this one), and a read of
+a journal only parses what was appended since the last. A read that fails is skipped: the
+view must never stop a study.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+    from rich.console import Console
+
+ENDED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+class StudyView:
+    """`with StudyView(study, n_trials, metric, console):` around a study's run."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        n_trials: int,
+        metric: str,
+        console: Console,
+        every: float = 0.5,
+    ) -> None:
+        self.study, self.n_trials, self.metric = study, n_trials, metric
+        self.maximize = study.direction.name == "MAXIMIZE"
+        self.every = every
+        self.seen: set[int] = set()
+        self.best: FrozenTrial | None = None
+        self.done = 0
+        self.progress = Progress(
+            TextColumn("[bold]study"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("trials"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task("study", total=n_trials, best="")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="study view")
+
+    def __enter__(self) -> StudyView:
+        self._read(first=True)  # trials a resumed study had: counted, not listed
+        self.progress.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._read()
+        self.progress.stop()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            self._read()
+
+    def _read(self, first: bool = False) -> None:
+        try:
+            trials = self.study.get_trials(deepcopy=False)
+        except Exception:  # the storage away for a moment: the next read may get through
+            return
+        for t in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start or 0):
+            if t.number in self.seen or t.state.name not in ENDED:
+                continue
+            self.seen.add(t.number)
+            self.done += t.state.name != "FAIL"
+            if t.state.name == "COMPLETE" and t.value is not None and self._better(t):
+                self.best = t
+            if not first:
+                self.progress.console.print(
+                    self.line(t), soft_wrap=True, highlight=False, markup=False
+                )
+        best = f"best {self.best.value:.4g} (trial {self.best.number})" if self.best else ""
+        self.progress.update(self.task, completed=min(self.done, self.n_trials), best=best)
+
+    def _better(self, t: FrozenTrial) -> bool:
+        if self.best is None or self.best.value is None:
+            return True
+        assert t.value is not None
+        return t.value > self.best.value if self.maximize else t.value < self.best.value
+
+    def line(self, t: FrozenTrial) -> str:
+        """One trial's line: `trial 7 complete  dev_acc 0.9733  best 0.98 (trial 3)  lr=...`."""
+        from hyperlab.search.report import values
+        from hyperlab.search.study import WORKER_ATTR
+
+        state = t.state.name.lower()
+        parts = [f"trial {t.number} {'failed' if state == 'fail' else state}"]
+        if t.state.name == "COMPLETE" and t.value is not None:
+            parts.append(f"{self.metric} {t.value:.4g}")
+        elif t.state.name == "PRUNED" and t.intermediate_values:
+            step = max(t.intermediate_values)
+            parts.append(f"at epoch {step + 1} ({self.metric} {t.intermediate_values[step]:.4g})")
+        if self.best is not None and self.best.value is not None:
+            parts.append(f"best {self.best.value:.4g} (trial {self.best.number})")
+        parts.append(" ".join(f"{k}={_short(v)}" for k, v in values(t).items()))
+        if WORKER_ATTR in t.user_attrs:
+            parts.append(f"worker {t.user_attrs[WORKER_ATTR]}")
+        if t.datetime_start and t.datetime_complete:
+            parts.append(f"{(t.datetime_complete - t.datetime_start).total_seconds():.1f} s")
+        if t.state.name == "FAIL":
+            parts.append(f"({t.user_attrs.get('fail_reason', 'no reason recorded')})")
+        return "  ".join(p for p in parts if p)
+
+
+def _short(v: Any) -> str:
+    """A parameter's value as a person reads it: 4 significant digits for a float."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
