@@ -153,3 +153,20 @@ def test_ending_a_run_that_is_not_active_writes_nothing_of_the_batch(tmp_path: P
     run = c.get_run(live)
     assert run.info.status == "RUNNING" and not run.data.metrics
     assert "hyperlab.outcome" not in run.data.tags
+
+
+def test_an_experiment_made_before_hyperlab_set_its_kind_gets_one_and_a_user_s_stays(
+    tmp_path: Path,
+) -> None:
+    from hyperlab.tracking import store as stores
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = MlflowClient(uri)
+    old = c.create_experiment("old")
+    mine = c.create_experiment("mine", tags={"mlflow.experimentKind": "genai_development"})
+    for name in ("old", "mine", "new"):
+        stores.experiment_id(c, uri, name, str(tmp_path / "art"))
+    kinds = {e.name: e.tags.get("mlflow.experimentKind") for e in c.search_experiments()}
+    assert kinds["old"] == kinds["new"] == "custom_model_development"
+    assert kinds["mine"] == "genai_development"
+    assert {old, mine} <= {e.experiment_id for e in c.search_experiments()}

@@ -43,6 +43,9 @@ def test_run_records_params_metrics_artifacts_and_tags(
     result = run(cfg(*overrides, tracking=True), job)
     value = result.objective
     (r,) = runs_of(mlflow_uri, request.node.name)
+    # MLflow's UI opens the experiment on "Model training", not its GenAI pages.
+    experiment = MlflowClient(mlflow_uri).get_experiment_by_name(request.node.name)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert r.info.status == "FINISHED"
     p = r.data.params
     # The result says which run recorded it, on which data, and where the time went.

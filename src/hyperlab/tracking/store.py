@@ -32,6 +32,9 @@ def client(uri: str) -> MlflowClient:
 
 
 _experiments: dict[tuple[str, str], str] = {}
+# MLflow 3's UI opens an experiment without a kind in its GenAI mode (traces, judges); this
+# kind (one its UI bundle names) opens it on "Model training" and its runs table.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | None) -> str:
@@ -45,13 +48,17 @@ def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | Non
             if artifact_root and not uri.startswith(("http://", "https://", "databricks")):
                 location = Path(artifact_root).expanduser().resolve().as_uri()
             try:
-                _experiments[key] = c.create_experiment(name, artifact_location=location)
+                _experiments[key] = c.create_experiment(
+                    name, artifact_location=location, tags={KIND_TAG: KIND}
+                )
             except Exception:  # created by another process in the meantime
                 exp = c.get_experiment_by_name(name)
                 if exp is None:
                     raise
                 _experiments[key] = exp.experiment_id
         else:
+            if KIND_TAG not in exp.tags:  # made before hyperlab set a kind: a user's is kept
+                c.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
             _experiments[key] = exp.experiment_id
     return _experiments[key]
 
