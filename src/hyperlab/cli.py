@@ -124,6 +124,7 @@ HELP = """hyperlab: train a model, or search its hyperparameters, from config fi
   hyperlab search=NAME [...]                    an Optuna study over a search space
   hyperlab -m key=a,b,c [...]                   a Hydra multirun: one run per value
   hyperlab experiment=NAME                      a lesson preset
+  hyperlab task=studies [sweep.storage=...]     list the studies in a storage
   hyperlab --cfg job [overrides]                print the composed config, train nothing
   hyperlab --hydra-help                         Hydra's own flags
 
@@ -231,6 +232,15 @@ def main(cfg: DictConfig) -> float:
 
             worst = check_gradients(config)
             sys.exit(0 if worst < config.gradcheck.fail_at else 1)
+        if config.task == "studies":
+            from hyperlab.display import console
+            from hyperlab.search import listing
+            from hyperlab.stores import where
+
+            listing.show(
+                listing.studies(config.sweep.storage), where(config.sweep.storage), console
+            )
+            sys.exit(0)
     except HyperlabError as e:
         _exit_with(e)
     if config.tracking.enabled:

@@ -53,7 +53,11 @@ LABELS = {"init": "scheme", "normalization": "kind"}
 
 # A root setting's range is its field's (ranges.bounded); a group's settings are bounded by
 # the signature of the function their `_target_` names (hyperlab.ranges).
-TASKS = Range(one_of("train", "gradcheck", "retest"), "train, gradcheck or retest", "gradcheck")
+TASKS = Range(
+    one_of("train", "gradcheck", "retest", "studies"),
+    "train, gradcheck, retest or studies",
+    "gradcheck",
+)
 DIRECTIONS = Range(one_of("auto", "maximize", "minimize"), "auto, maximize or minimize", "maximize")
 SAMPLER_SEED = dataclasses.replace(NUMPY_SEED, allowed=NUMPY_SEED.allowed + ": the samplers' seeds")
 

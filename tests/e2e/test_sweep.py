@@ -36,6 +36,9 @@ def test_a_study_records_trials_parent_run_report_and_resumes(tmp_path: Path) ->
     s = study_in(tmp_path)
     assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 5
     assert set(s.trials[0].params) == {"lr", "1-optimizer.beta"}
+    listed = hyperlab(tmp_path, "task=studies")
+    assert listed.returncode == 0, listed.stderr
+    assert s.study_name in listed.stdout and "5 complete" in listed.stdout
 
     runs = mlflow_runs(tmp_path)
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
