@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from hyperlab.schema import Config, as_dict
+from hyperlab.search.space_check import ABSENT, lookup
 from hyperlab.search.study import Retry
 from hyperlab.tracking import PARENT_RUN_ID
 
@@ -237,8 +238,8 @@ class TrialComposer:
             self.cache[group_part] = composed, raw, choices  # type: ignore[assignment]
         cfg, raw, choices = self.cache[group_part]
         own = {k: v for k, v in values.items() if k not in self.groups}
-        replaced = {k: _raw_value(raw, k) for k in own}
-        if any(v is _ABSENT for v in replaced.values()):  # a new key: set on a copy
+        replaced = {k: lookup(raw, k) for k in own}
+        if any(v is ABSENT for v in replaced.values()):  # a new key: set on a copy
             cfg = copy.deepcopy(cfg)
         else:
             self.lent = cfg, replaced
@@ -252,19 +253,6 @@ class TrialComposer:
             self.lent = None
             for key, value in replaced.items():
                 OmegaConf.update(cfg, key, value, merge=False)
-
-
-_ABSENT = object()
-
-
-def _raw_value(raw: Mapping[str, Any], key: str) -> Any:
-    """The value at dotted `key` of an unresolved plain config, or _ABSENT."""
-    node: Any = raw
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
 
 
 def check_not_fixed(setup: Setup, arguments: Sequence[str], required: Collection[str] = ()) -> None:

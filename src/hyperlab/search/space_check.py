@@ -51,15 +51,15 @@ def _options(loader: int, group: str) -> list[str] | None:
     return list(found) or None
 
 
-_ABSENT = object()
+ABSENT = object()
 
 
-def _lookup(config: Mapping[str, Any], key: str) -> Any:
-    """The value at dotted `key`, or _ABSENT."""
+def lookup(config: Mapping[str, Any], key: str) -> Any:
+    """The value at dotted `key`, or ABSENT."""
     node: Any = config
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
+            return ABSENT
         node = node[part]
     return node
 
@@ -88,13 +88,13 @@ def check_search(plain: Mapping[str, Any], group_options: GroupOptions, rule_for
         p.key
         for p in params
         if p.kind == "categorical"
-        and (group_options(p.key) or isinstance(_lookup(plain, p.key), Mapping))
+        and (group_options(p.key) or isinstance(lookup(plain, p.key), Mapping))
     ]
     _check_conditions(params, groups, group_options, rule_for)
     for p in params:
         where = f"search.params.{p.key}"
         in_group = any(p.key.startswith(g + ".") for g in groups)
-        if p.key not in groups and not in_group and _lookup(plain, p.key) is _ABSENT:
+        if p.key not in groups and not in_group and lookup(plain, p.key) is ABSENT:
             raise ConfigError(
                 f"{where}: {p.key} is not a setting of the config",
                 "check its spelling (hyperlab --cfg job prints every setting), or search "
