@@ -111,7 +111,16 @@ def summary(
     console.print(f"  next step: {reading.advice}")
     console.print(f"[bold]objective:[/] {objective[0]} = {objective[1]:.4f}")
     if run_id:
-        console.print(
-            f"[bold]MLflow:[/] run {run_id}  ->  "
-            f"mlflow ui --host 127.0.0.1 --backend-store-uri {plain(uri)}"
-        )
+        console.print(f"[bold]MLflow:[/] run {run_id}  ->  {plain(where_to_look(uri or ''))}")
+
+
+def where_to_look(uri: str) -> str:
+    """How to see a tracking store's runs: a server's URL to open, or the `mlflow ui`
+    command (one line, quoted for the shell) that serves a local store."""
+    import shlex
+
+    from hyperlab.errors import masked
+
+    if uri.startswith(("http://", "https://")):
+        return f"open {masked(uri)} in a browser"
+    return f"mlflow ui --host 127.0.0.1 --backend-store-uri {shlex.quote(masked(uri))}"

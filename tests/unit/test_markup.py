@@ -63,3 +63,19 @@ def test_a_report_shows_names_and_values_as_written() -> None:
     assert re.search(r"1 .*0\.7000 .*\[/red\]", out) and re.search(
         r"0 .*0\.5000 .*\[rmsprop\]", out
     )
+
+
+def test_where_to_look_is_a_server_s_url_or_a_command_to_copy() -> None:
+    assert (
+        display.where_to_look("http://mlflow.lab:5000")
+        == "open http://mlflow.lab:5000 in a browser"
+    )
+    assert display.where_to_look("https://bob:s3cret@mlflow.lab") == (
+        "open https://bob:***@mlflow.lab in a browser"
+    )
+    assert display.where_to_look("sqlite:///outputs/mlflow.db") == (
+        "mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///outputs/mlflow.db"
+    )
+    assert display.where_to_look("sqlite:////tmp/my runs/m.db").endswith(
+        "--backend-store-uri 'sqlite:////tmp/my runs/m.db'"
+    )
