@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -29,6 +29,35 @@ def plain(value: object) -> str:
     hold `[...]`, which rich reads as markup: `[final]` vanishes, `[/red]` fails. Every
     user text in a markup string goes through here."""
     return escape(str(value))
+
+
+def fit(
+    target: Console,
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Collection[str] = (),
+) -> None:
+    """Rows of plain text with every value whole at any width: a table where it fits the
+    console, else one block a row of `column: value` lines under its first cell (a pipe or
+    a narrow terminal would cut a table's cells to `0.…`)."""
+    table = Table(title=escape(title) if title else None, title_justify="left")
+    for name in header:
+        table.add_column(escape(name), justify="right" if name in right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*map(escape, row))
+    # Measured against a wide page: against the console's own width rich reports what fits.
+    wide = target.options.update_width(100_000)
+    if target.measure(table, options=wide).maximum <= target.width:
+        target.print(table)
+        return
+    if title:
+        target.print(title, markup=False)
+    for row in rows:
+        target.print(f"{header[0]} {row[0]}", markup=False, style="bold")
+        for name, value in zip(header[1:], row[1:], strict=True):
+            if value:
+                target.print(f"  {name}: {value}", markup=False)
 
 
 def exit_with(e: HyperlabError) -> NoReturn:

@@ -185,7 +185,7 @@ CASES = [
     Case("device=gpu", config("device=gpu"), "auto, cpu, cuda, cuda:N or mps"),
     # This machine has no GPU (a test on one would name another device).
     Case("device=cuda:7", config("device=cuda:7"), "this machine has no such device"),
-    Case("task=foo", config("task=foo"), "train, gradcheck or retest"),
+    Case("task=foo", config("task=foo"), "train, gradcheck, retest or studies"),
     Case("repeats=0", config("repeats=0"), "repeats must be an integer >= 1"),
     Case("n_trials=0", config(LR, "sweep.n_trials=0"), "sweep.n_trials must be"),
     Case("max_failure_rate=2", config("sweep.max_failure_rate=2"), "[0, 1]"),

@@ -118,3 +118,30 @@ def test_one_searched_parameter_is_all_the_importance_and_gets_its_own_plots(
     rep = report.build(two, tmp_path / "two")
     assert set(rep.importances) == {"lr", "wd"}
     assert {p.name for p in rep.plots} >= {"parallel_coordinate.png", "param_importances.png"}
+
+
+@pytest.mark.parametrize("width", [60, 80, 200])
+def test_the_report_keeps_every_value_whole_at_any_width(width: int) -> None:
+    """The top trials as a table where it fits, else a block a trial: never `0.…`."""
+    import io
+
+    from rich.console import Console
+
+    both = {**LR, "1-optimizer.beta2": FloatDistribution(1e-4, 1e-2, log=True)}
+    params = [(0.000123456789, 0.00123456789), (0.0987654321, 0.000987654321)]
+    s = study(
+        "maximize",
+        [
+            create_trial(
+                value=0.9 - i / 10, params={"lr": lr, "1-optimizer.beta2": b}, distributions=both
+            )
+            for i, (lr, b) in enumerate(params)
+        ],
+    )
+    out = io.StringIO()
+    report.show(report.build(s, None), Console(file=out, width=width))
+    text = out.getvalue()
+    assert "…" not in text
+    for whole in ("0.000123457", "0.998765", "0.0987654", "0.999012"):
+        assert whole in text, (width, text)
+    assert all(len(line) <= width for line in text.splitlines() if "│" in line)

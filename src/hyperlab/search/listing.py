@@ -63,35 +63,23 @@ def studies(url: str) -> list[StudyRow]:
 def show(rows: list[StudyRow], where: str, console: Console) -> None:
     """The studies as a table, or as one block of `key: value` lines a study where the
     table would not fit the width: every value whole, at any width."""
-    from rich.table import Table
+    from hyperlab.display import fit
 
     if not rows:
         console.print(f"no studies in {where}: run one first (hyperlab search=NAME)")
         return
     console.print(f"studies in {where}")
-    header = ("study", "trials", "best", "last activity")
+    header = ["study", "trials", "best", "last activity"]
     cells = [
-        (
+        [
             r.name,
             counts(r.counts),
             "-" if r.best is None else f"{r.best:.4g} (trial {r.best_trial}, {r.direction})",
             _when(r.last),
-        )
+        ]
         for r in rows
     ]
-    widths = [max(len(c) for c in column) for column in zip(header, *cells, strict=True)]
-    if sum(widths) + 2 * (len(widths) - 1) <= console.width:
-        table = Table(box=None, pad_edge=False, show_edge=False)
-        for name in header:
-            table.add_column(name, no_wrap=True, justify="right" if name == "best" else "left")
-        for row in cells:
-            table.add_row(*row)
-        console.print(table)
-    else:
-        for row in cells:
-            console.print(row[0], style="bold")
-            for name, value in zip(header[1:], row[1:], strict=True):
-                console.print(f"  {name}: {value}")
+    fit(console, "", header, cells, right=("best",))
     console.print(
         "resume one: the command that made it; retest its best: hyperlab task=retest study=NAME"
     )

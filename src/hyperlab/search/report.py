@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 
-from hyperlab.display import plain
+from hyperlab.display import fit, plain
 
 if TYPE_CHECKING:
     import optuna
@@ -155,16 +154,12 @@ def show(rep: Report, console: Console) -> None:
         return
     console.print(f"[bold]best:[/] trial {rep.best.number}, value {rep.best.value:.4f}")
     console.print(f"  replay: {plain(rep.best.user_attrs.get(REPLAY_ATTR, '?'))}")
-    table = Table(title=f"top {len(rep.top)} trials", title_justify="left")
-    table.add_column("trial", justify="right")
-    table.add_column("value", justify="right")
     keys = sorted({k for t in rep.top for k in values(t)})
-    for k in keys:
-        table.add_column(plain(k), justify="right")
-    for t in rep.top:
-        v = values(t)
-        table.add_row(str(t.number), f"{t.value:.4f}", *(plain(_fmt(v.get(k))) for k in keys))
-    console.print(table)
+    rows = [
+        [str(t.number), f"{t.value:.4f}", *(_fmt(values(t).get(k)) for k in keys)] for t in rep.top
+    ]
+    header = ["trial", "value", *keys]
+    fit(console, f"top {len(rep.top)} trials", header, rows, right=header)
     if rep.distinct:
         console.print(
             "[bold]distinct values tried:[/] "
@@ -239,15 +234,11 @@ def data_changes(s: optuna.Study) -> str:
 
 
 def show_space(setup: Setup, console: Any) -> None:
-    from rich.table import Table
-
-    from hyperlab.display import plain
     from hyperlab.search.space import quantiles
 
     how = "every range linear: sampler=random" if setup.naive else "appropriate scales"
-    table = Table(title=f"search space ({how})", title_justify="left")
-    for col in ("parameter", "type", "range", "scale", "when", "5%", "25%", "50%", "75%", "95%"):
-        table.add_column(col)
+    header = ["parameter", "type", "range", "scale", "when", "5%", "25%", "50%", "75%", "95%"]
+    rows = []
     for p in setup.params:
         qs = quantiles(p, naive=setup.naive)
         cells = [f"{q:.4g}" if isinstance(q, float) else str(q) for q in qs]
@@ -256,9 +247,8 @@ def show_space(setup: Setup, console: Any) -> None:
         scale = "linear" if setup.naive and p.kind != "categorical" else p.scale
         rng = "" if p.kind == "categorical" else f"[{p.low:g}, {p.high:g}]"
         when = ", ".join(f"{k} in {list(v)}" for k, v in p.when.items())
-        row = [p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells]
-        table.add_row(*map(plain, row))
-    console.print(table)
+        rows.append([p.key, p.kind, rng, scale if p.kind != "categorical" else "", when, *cells])
+    fit(console, f"search space ({how})", header, rows)
     console.print(f"study {plain(setup.name)}: {setup.n_trials} trials (dry run: nothing trained)")
 
 
