@@ -36,3 +36,21 @@ def test_sigterm_while_a_fresh_store_is_made_waits_for_its_schema(tmp_path: Path
     assert proc.wait(timeout=300) == -signal.SIGTERM  # it still ends by the signal
     assert not Path(f"{db}-journal").exists()
     assert schema(db) == schema(whole)
+
+
+def test_sigterm_while_a_server_does_not_answer_ends_the_writer_at_once(tmp_path: Path) -> None:
+    """A tracking server makes no schema here: a writer waiting on one that never answers
+    (a refused command's exit) is not held until MLflow's timeouts run out."""
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers a request
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = subprocess.Popen([*WRITER, uri], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(4)  # MLflow imported; the first request hangs on the silent server
+        assert proc.poll() is None
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+        assert time.monotonic() - start < 5

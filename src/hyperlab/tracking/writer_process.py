@@ -82,6 +82,13 @@ def _die(signum: int) -> None:
 _opening: _Opening | contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
+def opening(uri: str) -> _Opening | contextlib.nullcontext[None]:
+    """The guard for opening `uri`'s store: a database's migrations are waited for; a
+    server makes no schema here, and one that does not answer must not hold up an exit."""
+    remote = uri.startswith(("http://", "https://", "databricks"))
+    return contextlib.nullcontext() if remote else _opening
+
+
 class Writer:
     def __init__(self) -> None:
         self.open: dict[int, tuple[Any, str]] = {}  # ref -> (client, run_id)
@@ -100,7 +107,7 @@ class Writer:
         op, ref = req["op"], req["ref"]
         try:
             if op == "open":  # a store to open before its first write: errors come then
-                with _opening, contextlib.suppress(Exception):
+                with opening(req["uri"]), contextlib.suppress(Exception):
                     self.client(req["uri"]).search_experiments(max_results=1)
             elif op == "start":
                 self.start(ref, req)
@@ -363,7 +370,7 @@ def main() -> None:
     _opening = _Opening()
     for uri in sys.argv[1:]:
         try:
-            with _opening:
+            with opening(uri):
                 client(uri).search_experiments(max_results=1)
         except Exception as e:  # reported again, with its run, when a request uses it
             print(
