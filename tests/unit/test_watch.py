@@ -65,3 +65,24 @@ def test_the_view_counts_finished_trials_against_the_budget() -> None:
     assert view.done == 3  # a failed trial does not count: another runs in its place
     assert view.best is not None and view.best.value == 0.1
     assert view.progress.tasks[0].completed == 3
+
+
+def test_a_waiting_retry_beside_ended_trials_is_not_listed_and_breaks_nothing() -> None:
+    """A retry enqueued (WAITING, no times) among ended trials: the view lists the ended
+    ones, and a read that fails is skipped, never raised into the study."""
+    s = optuna.create_study(direction="maximize")
+    s.add_trial(trial(TrialState.COMPLETE, 0.5, value=0.5))
+    s.enqueue_trial({"lr": 0.1, "1-optimizer.beta": 0.05})
+    out = io.StringIO()
+    view = StudyView(s, 3, "dev_acc", Console(file=out), every=10)
+    with view:
+        s.add_trial(trial(TrialState.COMPLETE, 0.2, value=0.7))
+    assert out.getvalue().startswith("trial 2 complete  dev_acc 0.7")
+    assert view.done == 2
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("storage away")
+
+    s.get_trials = broken  # type: ignore[method-assign]
+    view._read()  # skipped
+    assert view.done == 2

@@ -13,6 +13,7 @@ view must never stop a study.
 
 from __future__ import annotations
 
+import datetime
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -85,12 +86,16 @@ class StudyView:
 
     def _read(self, first: bool = False) -> None:
         try:
-            trials = self.study.get_trials(deepcopy=False)
+            self._show_ended(first)
         except Exception:  # the storage away for a moment: the next read may get through
             return
-        for t in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start or 0):
-            if t.number in self.seen or t.state.name not in ENDED:
-                continue
+
+    def _show_ended(self, first: bool) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        # A waiting trial (a retry enqueued) has no times: only ended trials are ordered.
+        ended = [t for t in trials if t.state.name in ENDED and t.number not in self.seen]
+        never = datetime.datetime.min
+        for t in sorted(ended, key=lambda t: (t.datetime_complete or never, t.number)):
             self.seen.add(t.number)
             self.done += t.state.name != "FAIL"
             if t.state.name == "COMPLETE" and t.value is not None and self._better(t):
