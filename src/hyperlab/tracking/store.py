@@ -31,6 +31,12 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def is_server(uri: str) -> bool:
+    """Whether `uri` names a tracking server (which keeps its own artifacts and schema)
+    rather than a database or a local store this process writes itself."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
 _experiments: dict[tuple[str, str], str] = {}
 # MLflow 3's UI opens an experiment without a kind in its GenAI mode (traces, judges); this
 # kind (one its UI bundle names) opens it on "Model training" and its runs table.
@@ -45,7 +51,7 @@ def experiment_id(c: MlflowClient, uri: str, name: str, artifact_root: str | Non
         if exp is None:
             location = None
             # A local store keeps artifacts beside it; a server decides for itself.
-            if artifact_root and not uri.startswith(("http://", "https://", "databricks")):
+            if artifact_root and not is_server(uri):
                 location = Path(artifact_root).expanduser().resolve().as_uri()
             try:
                 _experiments[key] = c.create_experiment(

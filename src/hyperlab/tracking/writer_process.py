@@ -34,7 +34,7 @@ from hyperlab.tracking.rows import (
     insert_metrics,
     write_artifacts,
 )
-from hyperlab.tracking.store import Retrying, client, database_store, experiment_id
+from hyperlab.tracking.store import Retrying, client, database_store, experiment_id, is_server
 
 BATCH_PARAMS = 100  # MLflow's limits for one log_batch call
 BATCH_METRICS = 1000
@@ -85,8 +85,7 @@ _opening: _Opening | contextlib.nullcontext[None] = contextlib.nullcontext()
 def opening(uri: str) -> _Opening | contextlib.nullcontext[None]:
     """The guard for opening `uri`'s store: a database's migrations are waited for; a
     server makes no schema here, and one that does not answer must not hold up an exit."""
-    remote = uri.startswith(("http://", "https://", "databricks"))
-    return contextlib.nullcontext() if remote else _opening
+    return contextlib.nullcontext() if is_server(uri) else _opening
 
 
 class Writer:
@@ -240,7 +239,8 @@ class Writer:
             reply(ref=ref, kind="start", run_id=run_id)
             return
         exp = experiment_id(c, req["uri"], req["experiment"], req.get("artifact_root"))
-        run_id = str(c.create_run(exp, run_name=req["run_name"], tags=req["tags"]).info.run_id)
+        info = c.create_run(exp, run_name=req["run_name"], tags=req["tags"]).info
+        run_id = str(info.run_id)
         self.open[ref] = (c, run_id)
         # Answer now: the trainer may print the id while params and artifacts are written.
         reply(ref=ref, kind="start", run_id=run_id)
@@ -248,8 +248,7 @@ class Writer:
         for i in range(0, len(params), BATCH_PARAMS):
             c.log_batch(run_id, params=params[i : i + BATCH_PARAMS])
         if req.get("artifacts"):
-            artifact_uri = c.get_run(run_id).info.artifact_uri
-            self.artifacts(c, run_id, artifact_uri, req["artifacts"])
+            self.artifacts(c, run_id, info.artifact_uri, req["artifacts"])
 
     def log(self, ref: int, metrics: Any, tags: dict[str, str]) -> None:
         from mlflow.entities import Metric, RunTag
