@@ -254,3 +254,26 @@ def test_a_zombie_worker_is_not_alive() -> None:
         proc.wait()
     assert not study._alive(proc.pid)  # reaped: gone
     assert study._alive(os.getpid())
+
+
+def test_a_storage_failing_in_the_middle_of_a_claim_keeps_the_trials_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying the whole claim would strand the trials already marked with this process:
+    they are returned, and the error comes back with the next claim."""
+    url = str(tmp_path / "journal.log")
+    s = optuna.create_study(study_name="s", storage=study.storage(url))
+    real_ask, asked = s.ask, []
+
+    def ask(*args: object, **kwargs: object) -> optuna.Trial:
+        if len(asked) == 2:
+            raise OSError("storage away")
+        asked.append(1)
+        return real_ask()
+
+    monkeypatch.setattr(s, "ask", ask)
+    trials = study.claim_many(s, url, 10, 4)
+    assert [t.number for t in trials] == [0, 1]
+    assert all(study.PID_ATTR in t.user_attrs for t in s.trials)
+    with pytest.raises(OSError, match="storage away"):
+        study.claim_many(s, url, 10, 4)

@@ -39,10 +39,10 @@ def studies(url: str) -> list[StudyRow]:
         return []
     storage = st.storage(url)
     rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        row = StudyRow(summary.study_name, summary.direction.name.lower())
+        row = StudyRow(name, study.direction.name.lower())
         for t in trials:
             row.counts[t.state.name] = row.counts.get(t.state.name, 0) + 1
             for when in (t.datetime_start, t.datetime_complete):

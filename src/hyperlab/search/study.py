@@ -246,12 +246,7 @@ def claim(
 
 
 def claim_many(
-    study: optuna.Study,
-    url: str,
-    n_trials: int,
-    count: int,
-    retry_failed: int = 0,
-    worker: int = 0,
+    study: optuna.Study, url: str, n_trials: int, count: int, retry_failed: int = 0, worker: int = 0
 ) -> list[optuna.Trial]:
     """Up to `count` new trials that the study still needs, under one hold of its lock
     (a population claims its members together), each marked with `worker`.
@@ -295,10 +290,17 @@ def claim_many(
                 waiting -= 1  # ask() takes it: it was counted already
             else:
                 taken += 1
-            trial = study.ask()
-            trial.set_user_attr(HOST_ATTR, socket.gethostname())
-            trial.set_user_attr(PID_ATTR, os.getpid())
-            trial.set_user_attr(WORKER_ATTR, worker)
+            try:
+                trial = study.ask()
+                trial.set_user_attr(HOST_ATTR, socket.gethostname())
+                trial.set_user_attr(PID_ATTR, os.getpid())
+                trial.set_user_attr(WORKER_ATTR, worker)
+            except Exception:
+                # Trials claimed already are kept: a retried claim would strand them RUNNING.
+                # The next claim meets the error again, and fails one left without its pid.
+                if claimed:
+                    break
+                raise
             claimed.append(trial)
     return claimed
 
