@@ -145,3 +145,39 @@ def test_the_report_keeps_every_value_whole_at_any_width(width: int) -> None:
     for whole in ("0.000123457", "0.998765", "0.0987654", "0.999012"):
         assert whole in text, (width, text)
     assert all(len(line) <= width for line in text.splitlines() if "│" in line)
+
+
+def test_parallel_coordinates_show_the_six_most_important_of_many_parameters(
+    tmp_path: Path,
+) -> None:
+    """Eleven axes are illegible: the plot keeps the six most important and says so."""
+    import matplotlib.image
+
+    names = [f"p{i}" for i in range(8)]
+    space = {n: FloatDistribution(0.0, 1.0) for n in names}
+    rng = __import__("random").Random(0)
+    trials = []
+    for _ in range(12):
+        params = {n: rng.random() for n in names}
+        trials.append(
+            create_trial(
+                value=params["p0"] + 0.1 * params["p1"], params=params, distributions=space
+            )
+        )
+    s = study("maximize", trials)
+    captured: dict[str, object] = {}
+    real = optuna.visualization.matplotlib.plot_parallel_coordinate
+
+    def spy(st: optuna.Study, params: list[str]) -> object:
+        ax = real(st, params=params)
+        captured["params"], captured["ax"] = params, ax
+        return ax
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(optuna.visualization.matplotlib, "plot_parallel_coordinate", spy)
+        rep = report.build(s, tmp_path)
+    assert len(captured["params"]) == 6  # type: ignore[arg-type]
+    assert captured["params"][:1] == [next(iter(rep.importances))]  # type: ignore[index]
+    title = captured["ax"].get_title()  # type: ignore[attr-defined]
+    assert title == "Parallel coordinates: the 6 most important of 8 parameters"
+    assert matplotlib.image.imread(tmp_path / "parallel_coordinate.png").size > 0

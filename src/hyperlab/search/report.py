@@ -100,6 +100,20 @@ def _importances(study: optuna.Study) -> dict[str, float]:
         return {}
 
 
+COORDINATES = 6  # parameters a parallel-coordinate plot can show legibly
+
+
+def _coordinates(vis: Any, study: optuna.Study, ranked: list[str]) -> Any:
+    """Optuna's parallel-coordinate plot of the most important parameters, at most
+    COORDINATES of them (eleven axes are illegible), saying so in its title."""
+    ax = vis.plot_parallel_coordinate(study, params=ranked[:COORDINATES])
+    if len(ranked) > COORDINATES:
+        ax.set_title(
+            f"Parallel coordinates: the {COORDINATES} most important of {len(ranked)} parameters"
+        )
+    return ax
+
+
 def _varied(trials: list[FrozenTrial], name: str) -> bool:
     return len({repr(t.params.get(name)) for t in trials}) > 1
 
@@ -122,7 +136,7 @@ def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
     ]
     # With one parameter, the slice plot says all: coordinates and importances would not.
     if len(names) > 1:
-        drawings.append(("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)))
+        drawings.append(("parallel_coordinate", lambda: _coordinates(vis, study, ranked)))
     if rep.importances and len(names) > 1:
         drawings.append(("param_importances", lambda: vis.plot_param_importances(study)))
     if len(ranked) >= 2:
