@@ -3,9 +3,11 @@ hyperparameters.
 
 A checkpoint holds what the next epoch needs to continue exactly: the model's and the
 optimizer's state, the epochs done (the schedule is a function of the epoch), both random
-states (dropout masks, mini-batch shuffles), and the overrides of the run, so that a resume
-composes the same config with only the user's changes on top. Files are read back with
-torch.load(weights_only=True): plain tensors and containers, never pickled code.
+states (dropout masks, mini-batch shuffles), the overrides of the run, so that a resume
+composes the same config with only the user's changes on top, and the metrics of every
+epoch done, so that a resumed run's learning curve and best epoch span the whole history.
+Files are read back with torch.load(weights_only=True): plain tensors and containers, never
+pickled code.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ class Checkpoint:
     """What a checkpoint file holds."""
 
     path: Path
-    epoch: int  # epochs completed: training resumes at this epoch index
+    epoch: int  # epochs completed: training resumes at epoch `epoch + 1`
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     optimizer_type: str
@@ -45,6 +47,8 @@ class Checkpoint:
     generator_rng: torch.Tensor
     overrides: list[str]
     run_id: str  # the MLflow run that wrote it ("" when tracking was off)
+    # Metrics of epochs 1..epoch (empty from checkpoints saved before they were kept).
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def restore(self, model: nn.Module, optimizer: Optimizer, generator: torch.Generator) -> None:
         """Put the saved states into freshly built parts."""
@@ -78,6 +82,7 @@ def save(
     generator: torch.Generator,
     overrides: Sequence[str],
     run_id: str = "",
+    history: Sequence[Mapping[str, float]] = (),
 ) -> Path:
     """Write a checkpoint after `epoch` epochs; written to a temporary file and renamed, so a
     kill during the write leaves the previous checkpoint whole."""
@@ -92,6 +97,7 @@ def save(
         "generator_rng": generator.get_state(),
         "overrides": list(overrides),
         "run_id": run_id,
+        "history": [dict(h) for h in history],
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -132,7 +138,30 @@ def load(path: Path) -> Checkpoint:
         generator_rng=state["generator_rng"],
         overrides=list(state["overrides"]),
         run_id=str(state["run_id"]),
+        history=_history(path, state),
     )
+
+
+def _history(path: Path, state: Mapping[str, Any]) -> list[dict[str, float]]:
+    """The per-epoch metrics a checkpoint keeps: one mapping of names to numbers an epoch
+    done, or none from a file saved before they were kept."""
+    history = state.get("history", [])
+    if not (
+        isinstance(history, list)
+        and len(history) in (0, state["epoch"])
+        and all(
+            isinstance(h, Mapping)
+            and all(isinstance(k, str) and type(v) in (float, int) for k, v in h.items())
+            for h in history
+        )
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its history is not one mapping of metric names "
+            f"to numbers for each of its {state['epoch']} epochs",
+            "resume from another checkpoint of the run (saved as "
+            f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+        )
+    return [{k: float(v) for k, v in h.items()} for h in history]
 
 
 def _is_count(v: Any) -> bool:
@@ -189,9 +218,12 @@ def _latest(directory: Path) -> Path | None:
     return files[-1] if files else None
 
 
-def locate(ref: str, tracking_uri: str) -> Path:
+def locate(ref: str, tracking_uri: str, runs: Path | None = None) -> Path:
     """The checkpoint `resume=` names: a checkpoint file, a run's output dir (its latest
-    checkpoint), or an MLflow run id (its latest checkpoint artifact, downloaded)."""
+    checkpoint), an MLflow run id (its latest checkpoint artifact, downloaded), or `last`:
+    the newest checkpoint among the run dirs in `runs`."""
+    if ref == "last" and runs is not None:
+        return _last(runs)
     path = Path(ref).expanduser()
     if path.is_file():
         return path
@@ -209,6 +241,19 @@ def locate(ref: str, tracking_uri: str) -> Path:
         f"resume={ref}: no such file or directory, and not an MLflow run id",
         "give a run dir (outputs/runs/...), a checkpoint file, or a 32-character run id",
     )
+
+
+def _last(runs: Path) -> Path:
+    """The newest checkpoint file of any run dir in `runs` (a run that failed, or saved
+    none, has none: the newest run dir is not always the run to continue)."""
+    found = [f for d in runs.glob("*") if d.is_dir() and (f := _latest(d / DIR))]
+    if not found:
+        raise CheckpointError(
+            f"resume=last: no run in {runs} has saved a checkpoint",
+            "train with checkpoint.every=N to save one every N epochs, or give resume= "
+            "a run dir, a checkpoint file or an MLflow run id",
+        )
+    return max(found, key=lambda f: f.stat().st_mtime_ns)
 
 
 def _download(run_id: str, uri: str) -> Path:
@@ -246,24 +291,28 @@ class Checkpointer:
         overrides: Sequence[str],
         run_id: Callable[[], str] = lambda: "",
         on_saved: Callable[[Path], None] = lambda path: None,
+        history: Sequence[Mapping[str, float]] = (),
     ) -> None:
         self.directory, self.every, self.epochs = directory, every, epochs
         self.model, self.optimizer, self.generator = model, optimizer, generator
         self.overrides, self.run_id, self.on_saved = list(overrides), run_id, on_saved
         self.saved: list[Path] = []
+        self.history = [dict(h) for h in history]  # from epoch 1, a resumed run's included
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        done = epoch + 1
-        if done % self.every and done != self.epochs:
+        self.history.append(dict(metrics))
+        if epoch % self.every and epoch != self.epochs:
             return
         path = save(
-            self.directory / f"epoch_{done:04d}.pt",
-            epoch=done,
+            self.directory / f"epoch_{epoch:04d}.pt",
+            epoch=epoch,
             model=self.model,
             optimizer=self.optimizer,
             generator=self.generator,
             overrides=self.overrides,
             run_id=self.run_id(),
+            # Resumed from a checkpoint that kept no history: this one keeps none either.
+            history=self.history if len(self.history) == epoch else [],
         )
         self.saved.append(path)
         self.on_saved(path)

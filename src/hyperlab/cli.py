@@ -5,6 +5,7 @@ is used: those answer in a fraction of a second."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections.abc import Sequence
@@ -82,16 +83,19 @@ def _gist(e: Exception) -> str:
     return " ".join(" ".join(lines).split())[:300] or type(e).__name__
 
 
-def _resumed(cfg: DictConfig, overrides: list[str]) -> tuple[Config, list[str], Checkpoint]:
-    """resume=REF: the checkpoint, and the config its run was trained with (its overrides)
-    with this command's overrides on top. The stored overrides are data: without
+def _resumed(
+    cfg: DictConfig, overrides: list[str], runs: Path | None = None
+) -> tuple[Config, list[str], Checkpoint]:
+    """resume=REF: the checkpoint (resume=last: the newest in `runs`, the run dirs), and
+    the config its run was trained with (its overrides) with this command's overrides on
+    top. The stored overrides are data: without
     allow_targets, through the allowlist and the same validation as a command line; a
     checkpoint whose overrides fail is refused, naming it."""
     from hyperlab.allowlist import check_unwidened, stored
     from hyperlab.checkpoint import CheckpointError, load, locate
     from hyperlab.validate import validate
 
-    ckpt = load(locate(str(cfg.resume), str(cfg.tracking.uri)))
+    ckpt = load(locate(str(cfg.resume), str(cfg.tracking.uri), runs))
     merged = [
         o for o in merge([*stored(ckpt.overrides), *overrides]) if override_key(o) != "resume"
     ]
@@ -135,7 +139,24 @@ Config groups (group=option; * marks the default; conf/<group>/<option>.yaml):
 def _exit_with(e: HyperlabError) -> NoReturn:
     from hyperlab.display import exit_with
 
+    _discard_run_dir()
     exit_with(e)
+
+
+def _discard_run_dir() -> None:
+    """Remove the run dir Hydra made for a single run that wrote nothing into it (refused,
+    or a task that keeps no files): `ls -t outputs/runs` and resume=last then find the
+    last run that trained. A dir holding anything beyond Hydra's own files is kept."""
+    import shutil
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return
+    out = Path(hc.runtime.output_dir)
+    hydra_own = {hc.output_subdir, f"{hc.job.name}.log"}
+    with contextlib.suppress(OSError):
+        if {p.name for p in out.iterdir()} <= hydra_own:
+            shutil.rmtree(out)
 
 
 def _stopped(cfg: Config, opened: Sequence[Tracker], e: BaseException) -> NoReturn:
@@ -226,7 +247,8 @@ def main(cfg: DictConfig) -> float:
                     "resume= continues one run; it cannot be part of a multirun",
                     "resume one run per command",
                 )
-            config, overrides, checkpoint = _resumed(cfg, overrides)  # validated there
+            runs = Path(hc.runtime.output_dir).parent
+            config, overrides, checkpoint = _resumed(cfg, overrides, runs)  # validated there
         if config.task == "gradcheck":
             from hyperlab.gradcheck import check_gradients
 
@@ -240,6 +262,7 @@ def main(cfg: DictConfig) -> float:
             listing.show(
                 listing.studies(config.sweep.storage), where(config.sweep.storage), console
             )
+            _discard_run_dir()
             sys.exit(0)
     except HyperlabError as e:
         _exit_with(e)

@@ -70,7 +70,7 @@ def exit_with(e: HyperlabError) -> NoReturn:
 
 def _line(epoch: int, m: Mapping[str, float]) -> str:
     return (
-        f"epoch {epoch + 1:>4}  train {m['train_loss']:.4f} / {m['train_acc']:6.2%}   "
+        f"epoch {epoch:>4}  train {m['train_loss']:.4f} / {m['train_acc']:6.2%}   "
         f"dev {m['dev_loss']:.4f} / {m['dev_acc']:6.2%}   lr {m['lr']:.3g}"
     )
 
@@ -105,11 +105,11 @@ class ProgressDisplay:
         self._progress.stop()
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+        if epoch % self.every == 0 or epoch == self.epochs:
             self._progress.console.print(_line(epoch, metrics))
         self._progress.update(
             self._task,
-            completed=epoch + 1,
+            completed=epoch,
             description=f"dev acc {metrics['dev_acc']:.2%}  lr {metrics['lr']:.3g}",
             refresh=True,
         )

@@ -17,7 +17,8 @@ Metrics = dict[str, float]
 
 
 class Listener(Protocol):
-    """Receives each epoch's metrics; may raise to stop training (e.g. optuna.TrialPruned)."""
+    """Receives each epoch's metrics, the epoch counted from 1 (epoch 1 is the first pass
+    through the data); may raise to stop training (e.g. optuna.TrialPruned)."""
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> None: ...
 
@@ -58,7 +59,8 @@ def fit(
     listeners: Sequence[Listener] = (),
     start_epoch: int = 0,
 ) -> list[Metrics]:
-    """Train with mini-batch updates for epochs [start_epoch, epochs); return per-epoch metrics.
+    """Train with mini-batch updates from epoch start_epoch + 1 to epoch `epochs` (counted
+    from 1; start_epoch is the number already done); return per-epoch metrics.
 
     train_loss is the cost J of the epoch's mini-batches (cross-entropy plus the L2 term),
     averaged over the examples; train_acc is measured on the same mini-batches, in training
@@ -73,7 +75,7 @@ def fit(
         [min(batch_size, n - i) for i in range(0, n, batch_size)], dtype=x.dtype, device=x.device
     )
     history: list[Metrics] = []
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch + 1, epochs + 1):
         rate = lr * schedule(epoch)
         for group in optimizer.param_groups:
             group["lr"] = rate

@@ -315,9 +315,10 @@ def fit_population(
     batch_size: int,
     start_epoch: int = 0,
 ) -> list[MemberResult]:
-    """Train every member for epochs [start_epoch, epochs) as one stack; per member, the
-    per-epoch metrics hyperlab.loop.fit would give and how it ended. Each member's trained
-    weights are written back into its model, as they were at its last epoch."""
+    """Train every member from epoch start_epoch + 1 to `epochs` (counted from 1) as one
+    stack; per member, the per-epoch metrics hyperlab.loop.fit would give and how it ended.
+    Each member's trained weights are written back into its model, as they were at its
+    last epoch."""
     x, y = train
     pop = Population(members, x.device)
     results = {id(m): MemberResult() for m in members}
@@ -327,7 +328,7 @@ def fit_population(
     sizes = torch.tensor(
         [min(batch_size, n - i) for i in range(0, n, batch_size)], dtype=x.dtype, device=x.device
     )
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch + 1, epochs + 1):
         rates = [mem.lr * mem.schedule(epoch) for mem in pop.members]
         lr = _column(rates, pop.device, F64)
         perms = torch.stack([torch.randperm(m, generator=g) for g in pop.shuffles]).to(x.device)

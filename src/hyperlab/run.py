@@ -11,16 +11,13 @@ import contextlib
 import itertools
 import math
 import os
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from omegaconf import DictConfig
 
 from hyperlab import display, stops
@@ -28,13 +25,14 @@ from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
 from hyperlab.checkpoint import Checkpoint, Checkpointer
 from hyperlab.data import Splits
-from hyperlab.devices import resolve, threads
+from hyperlab.devices import threads
 from hyperlab.diagnose import Reading, bias_variance
 from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import layer_sizes
-from hyperlab.schema import Config, as_dict
-from hyperlab.tracking import Tracker, TrackingError, default_tags, params_of
+from hyperlab.record import Record, open_record
+from hyperlab.schema import Config
+from hyperlab.tracking import Tracker, TrackingError
 from hyperlab.validate import checked
 
 
@@ -80,7 +78,7 @@ def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) ->
     sha256 = parts.data.sha256
     generator = torch.Generator().manual_seed(config.seed)  # mini-batch shuffles
     start_epoch, resume_tags = _resume(config, parts, generator, job.resume)
-    _announce(config, parts.data, job.choices)
+    _announce(config, parts.data, job)
     record = open_record(config, job, sha256, resume_tags)
     if record.tracker and job.on_opened:
         job.on_opened(record.tracker)
@@ -191,10 +189,12 @@ def _resume(
     }
 
 
-def _announce(config: Config, data: Splits, choices: Mapping[str, str]) -> None:
-    """One line on what is trained on what, with the progress display on."""
+def _announce(config: Config, data: Splits, job: Job) -> None:
+    """With the progress display on: one line on what is trained on what, where the run's
+    files go, and what a resumed run continues."""
     if not config.progress:
         return
+    choices = job.choices
     header = (
         f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}: "
         f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
@@ -203,69 +203,16 @@ def _announce(config: Config, data: Splits, choices: Mapping[str, str]) -> None:
         f"{config.epochs} epochs, batch {config.batch_size}"
     )
     display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
-
-
-@dataclass(frozen=True)
-class Record:
-    """Where a run is recorded: its MLflow run (None with tracking off), its directory
-    (learning curve, checkpoints), and the learning curve's file and title."""
-
-    tracker: Tracker | None
-    out: Path
-    curve: Path | None
-    title: str
-
-    def close(
-        self,
-        status: str,
-        tags: Mapping[str, str],
-        metrics: Mapping[str, float] = {},
-        step: int = 0,
-    ) -> str:
-        """End the MLflow run with `status` and draw its curve; return the run's id."""
-        assert self.tracker, "closed with tracking off"
-        return self.tracker.finish(
-            status, metrics=metrics, step=step, tags=tags, curve=self.curve, title=self.title
+    if job.output_dir:
+        display.console.print(f"run dir: {display.plain(job.output_dir)}", soft_wrap=True)
+    if job.resume:
+        ckpt = job.resume
+        source = f"{ckpt.path}" + (f" (MLflow run {ckpt.run_id})" if ckpt.run_id else "")
+        display.console.print(
+            f"resumed from {display.plain(source)} after epoch {ckpt.epoch}: "
+            f"training epochs {ckpt.epoch + 1} to {config.epochs}",
+            soft_wrap=True,
         )
-
-
-def open_record(config: Config, job: Job, sha256: str, resume_tags: Mapping[str, str]) -> Record:
-    """Start the MLflow run, with tracking on: the params, the tags, the config."""
-    tracking = config.tracking
-    tracker = None
-    if tracking.enabled:
-        recorded = as_dict(config)
-        tracker = Tracker(
-            tracking.uri,
-            tracking.experiment,
-            artifact_root=tracking.artifacts,
-            run_name=masked(job.run_name or " ".join(job.overrides) or "defaults")[:250],
-            parent_run_id=job.parent_run_id,
-            params={**params_of(recorded, job.choices), "data.sha256": sha256},
-            tags={
-                **default_tags(job.command),
-                "hyperlab.device": str(resolve(config.device)),
-                **resume_tags,
-                **job.tags,
-            },
-            # Passwords (a database URL in sweep.storage, tracking.uri, the overrides) are
-            # masked in every param, tag and artifact; the Tracker masks them as well.
-            artifacts={
-                "config.yaml": _yaml(masked(recorded)),
-                "overrides.yaml": _yaml(masked(list(job.overrides))),
-            },
-            flush_seconds=tracking.flush_seconds,
-        )
-    out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
-    curve = out / "learning_curve.png" if tracking.curve else None
-    return Record(tracker, out, curve, masked(f"hyperlab {' '.join(job.overrides)}"))
-
-
-def _yaml(data: Any) -> str:
-    """YAML text, by libyaml where PyYAML has it: ten times faster than the pure-Python
-    dumper, which cost 10 ms per config, every trial of a study."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(data, Dumper=dumper, sort_keys=False)  # type: ignore[no-any-return]
 
 
 def _listeners(
@@ -281,6 +228,13 @@ def _listeners(
     the progress bar."""
     tracker = record.tracker
     checkpointer = None
+
+    def saved(path: Path) -> None:
+        if tracker:
+            tracker.log_files([path], CHECKPOINT_DIR)
+        if progress:
+            display.console.print(f"checkpoint: {display.plain(str(path))}", soft_wrap=True)
+
     if config.checkpoint.every:
         checkpointer = Checkpointer(
             record.out / CHECKPOINT_DIR,
@@ -293,9 +247,8 @@ def _listeners(
             # an override holding a password stays out (give it again).
             [o for o in job.overrides if masked(o) == o],
             run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
-            on_saved=(lambda p: tracker.log_files([p], CHECKPOINT_DIR))
-            if tracker
-            else (lambda p: None),
+            on_saved=saved,
+            history=record.prior,
         )
     found = [tracker, checkpointer, *job.listeners, progress]
     return [listener for listener in found if listener is not None]
@@ -371,9 +324,11 @@ class Final:
     reading: Reading
     metric: str
     value: float
+    best: dict[str, float] = field(default_factory=dict)  # best_dev_acc, best_epoch, ...
 
     def metrics(self) -> dict[str, float]:
         return {
+            **self.best,
             "test_loss": self.splits["test"][0],
             "test_acc": self.splits["test"][1],
             "train_error": 1 - self.splits["train"][1],
@@ -391,6 +346,21 @@ class Final:
         }
 
 
+def best(
+    points: Mapping[str, Sequence[tuple[int, float]]], metric: str, direction: str
+) -> dict[str, float]:
+    """The best dev accuracy and dev cost over the epochs, and the epoch where the
+    objective's metric was best (the first, on a tie): MLflow's runs table shows a metric's
+    last value only, and an overfitting run's last epoch is not its best."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    epoch = max(points[metric], key=lambda p: (sign * p[1], -p[0]))[0]
+    return {
+        "best_dev_acc": max(v for _, v in points["dev_acc"]),
+        "best_dev_loss": min(v for _, v in points["dev_loss"]),
+        "best_epoch": float(epoch),
+    }
+
+
 def finish(
     config: Config,
     parts: Parts,
@@ -401,15 +371,11 @@ def finish(
 ) -> tuple[Final, str | None]:
     """The learning curve of an untracked run, the final evaluation, and the run recorded
     as FINISHED (its id returned with the evaluation, with tracking on)."""
+    points = record.curve_points(history, start_epoch)
     if record.curve and record.tracker is None and job.output_dir:
         from hyperlab.curves import draw
 
-        epochs = range(start_epoch, config.epochs)
-        draw(
-            {k: list(zip(epochs, [h[k] for h in history], strict=True)) for k in history[0]},
-            record.curve,
-            record.title,
-        )
+        draw(points, record.curve, record.title)
     splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in ("train", "dev", "test")}
     reading = bias_variance(
         1 - splits["train"][1],
@@ -418,14 +384,20 @@ def finish(
         config.diagnosis_threshold,
     )
     metric = config.objective.metric
-    final = Final(splits, reading, metric, history[-1][metric])
+    final = Final(
+        splits,
+        reading,
+        metric,
+        history[-1][metric],
+        best(points, metric, config.objective.direction),
+    )
     run_id = None
     if record.tracker:
         run_id = record.close(
             "FINISHED",
             final.tags(config.objective.direction),
             final.metrics(),
-            step=config.epochs - 1,
+            step=config.epochs,
         )
     return final, run_id
 

@@ -25,7 +25,8 @@ from hyperlab.devices import threads
 from hyperlab.loop import Listener
 from hyperlab.models import layer_sizes
 from hyperlab.population import Member, fit_population
-from hyperlab.run import Job, RunResult, end_early, finish, open_record, prepare
+from hyperlab.record import open_record
+from hyperlab.run import Job, RunResult, end_early, finish, prepare
 from hyperlab.schema import Config
 from hyperlab.tracking import batched
 

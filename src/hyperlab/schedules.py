@@ -1,4 +1,5 @@
-"""Learning-rate schedules: each maps the epoch index (0 for the first epoch) to a factor of lr0."""
+"""Learning-rate schedules: each maps the epoch, counted from 1 as the course counts
+epoch_num, to a factor of lr0: with decay_rate 1, inverse time trains epoch 1 at lr0/2."""
 
 from __future__ import annotations
 
@@ -38,22 +39,24 @@ class Exponential:
 
 @dataclass(frozen=True)
 class Staircase:
-    """lr = lr0 / (1 + decay_rate * floor(epoch / interval)): constant steps, then a drop."""
+    """lr = lr0 / (1 + decay_rate * floor((epoch - 1) / interval)): `interval` epochs at
+    each rate, the first ones at lr0."""
 
     decay_rate: NonNegative = 1.0
     interval: Count = 5
 
     def __call__(self, epoch: int) -> float:
-        return 1.0 / (1.0 + self.decay_rate * (epoch // self.interval))
+        return 1.0 / (1.0 + self.decay_rate * ((epoch - 1) // self.interval))
 
 
 @dataclass(frozen=True)
 class Cosine:
-    """Half a cosine from lr0 at epoch 0 down to lr0 * min_factor at epoch `epochs`."""
+    """Half a cosine over the epochs done: lr0 at epoch 1, down to lr0 * min_factor after
+    `epochs` epochs (torch's CosineAnnealingLR with T_max=epochs)."""
 
     epochs: Count = 20
     min_factor: Unit = 0.0
 
     def __call__(self, epoch: int) -> float:
-        cos = (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs)) / 2.0
+        cos = (1.0 + math.cos(math.pi * min(epoch - 1, self.epochs) / self.epochs)) / 2.0
         return self.min_factor + (1.0 - self.min_factor) * cos

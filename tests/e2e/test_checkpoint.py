@@ -35,7 +35,7 @@ def test_resume_by_run_id_nudges_the_rate_in_a_linked_run(tmp_path: Path) -> Non
     # The original's settings carry over; the nudged ones replace theirs.
     assert resumed.data.params["dataset"] == "moons" and resumed.data.params["lr"] == "0.003"
     lr = c.get_metric_history(resumed.info.run_id, "lr")
-    assert [m.step for m in lr] == [4, 5, 6]  # the curves join in the MLflow UI
+    assert [m.step for m in lr] == [5, 6, 7]  # the curves join in the MLflow UI
     assert {m.value for m in lr} == {3e-3}
     bad = hyperlab(tmp_path, f"resume={tmp_path / 'nothing'}", "epochs=9")
     assert bad.returncode == 2 and "not an MLflow run id" in bad.stderr
@@ -61,3 +61,43 @@ def test_the_command_refuses_a_broken_checkpoint(
     assert "Traceback" not in r.stderr
     assert str(path) in message and "fix:" in message
     assert not db.exists()  # refused before the tracking store was opened
+
+
+@pytest.mark.slow
+def test_panda_mode_names_its_files_and_resume_last_continues_the_newest_run(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "outputs" / "runs"
+    first = hyperlab(tmp_path, "dataset=moons", "epochs=4", "checkpoint.every=2", columns=80)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = runs.iterdir()
+    lines = first.stdout.splitlines()
+    assert f"run dir: {run_dir}" in lines  # one line, never wrapped, at 80 columns
+    saved = [f"checkpoint: {run_dir / 'checkpoints' / f'epoch_{e:04d}.pt'}" for e in (2, 4)]
+    assert [line for line in lines if line.startswith("checkpoint:")] == saved
+    # A refused command, and a task that keeps no files, leave no run dir behind.
+    assert hyperlab(tmp_path, "lr=-1").returncode == 2
+    assert hyperlab(tmp_path, "task=studies").returncode == 0
+    assert list(runs.iterdir()) == [run_dir]
+    second = hyperlab(tmp_path, "resume=last", "epochs=6", columns=80)
+    assert second.returncode == 0, second.stderr
+    assert f"resumed from {run_dir / 'checkpoints' / 'epoch_0004.pt'} (MLflow run " in second.stdout
+    assert "after epoch 4: training epochs 5 to 6" in second.stdout
+    assert [
+        line.split()[:2] for line in second.stdout.splitlines() if line.startswith("epoch")
+    ] == [
+        ["epoch", "5"],
+        ["epoch", "6"],
+    ]
+    c = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    resumed = next(r for r in c.search_runs(["1"]) if "hyperlab.resumed_from" in r.data.tags)
+    assert resumed.data.tags["hyperlab.resumed_at_epoch"] == "4"
+    assert resumed.data.metrics["best_epoch"] in range(1, 7)
+
+
+@pytest.mark.slow
+def test_resume_last_without_a_checkpoint_says_how_to_make_one(tmp_path: Path) -> None:
+    r = hyperlab(tmp_path, "resume=last", "epochs=6")
+    assert r.returncode == 2
+    assert "resume=last: no run in" in r.stderr and "checkpoint.every=N" in r.stderr
+    assert not any((tmp_path / "outputs" / "runs").iterdir())

@@ -127,3 +127,44 @@ def test_stored_overrides_that_do_not_parse_are_refused_naming_the_checkpoint(
         _resumed(cfg(f"resume={path}"), [f"resume={path}"])
     assert "the override 'lr=[1,2' does not parse" in e.value.problem
     assert e.value.fix
+
+
+def test_a_resumed_run_s_curve_and_best_epoch_span_the_whole_history(
+    cfg: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hyperlab.curves
+
+    drawn: list[dict[str, list[tuple[int, float]]]] = []
+    monkeypatch.setattr(hyperlab.curves, "draw", lambda points, *a: drawn.append(points))
+    run(cfg(*STATEFUL, "epochs=6", "checkpoint.every=3"), Job(output_dir=tmp_path / "a"))
+    straight = load(tmp_path / "a" / "checkpoints" / "epoch_0006.pt").history
+    assert len(straight) == 6
+    ckpt = load(tmp_path / "a" / "checkpoints" / "epoch_0003.pt")
+    assert ckpt.history == straight[:3]  # each checkpoint keeps the epochs done
+    run(
+        cfg(*STATEFUL, "epochs=6", "checkpoint.every=3"),
+        Job(resume=ckpt, output_dir=tmp_path / "b"),
+    )
+    # The continuation's curve is drawn over epochs 1 to 6, as the straight run's was.
+    assert drawn[1] == drawn[0]
+    assert [e for e, _ in drawn[1]["dev_loss"]] == [1, 2, 3, 4, 5, 6]
+    assert load(tmp_path / "b" / "checkpoints" / "epoch_0006.pt").history == straight
+
+
+def test_best_metrics_count_the_epochs_before_a_resume(
+    cfg: Compose, tmp_path: Path, mlflow_uri: str, request: pytest.FixtureRequest
+) -> None:
+    from support.records import runs_of
+
+    run(cfg(*STATEFUL, "epochs=4", "checkpoint.every=2"), Job(output_dir=tmp_path / "a"))
+    ckpt = load(tmp_path / "a" / "checkpoints" / "epoch_0002.pt")
+    # As if the first two epochs had been the best: the resumed run's best is among them.
+    ckpt.history = [
+        {**h, "dev_loss": 0.001 * (i + 1), "dev_acc": 1.0} for i, h in enumerate(ckpt.history)
+    ]
+    run(cfg(*STATEFUL, "epochs=4", tracking=True), Job(resume=ckpt))
+    drain()
+    (r,) = runs_of(mlflow_uri, request.node.name)
+    assert r.data.metrics["best_dev_loss"] == 0.001
+    assert r.data.metrics["best_dev_acc"] == 1.0
+    assert r.data.metrics["best_epoch"] == 1  # objective: dev_loss, minimized

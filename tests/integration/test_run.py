@@ -58,10 +58,18 @@ def test_run_records_params_metrics_artifacts_and_tags(
     c = MlflowClient(mlflow_uri)
     for name in EPOCH_METRICS:
         history = c.get_metric_history(r.info.run_id, name)
-        assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2]
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3]
     lrs = sorted(c.get_metric_history(r.info.run_id, "lr"), key=lambda m: m.step)
-    assert [m.value for m in lrs] == pytest.approx([0.05, 0.025, 0.05 / 3])
+    assert [m.value for m in lrs] == pytest.approx([0.05 / 2, 0.05 / 3, 0.05 / 4])
     assert r.data.metrics["dev_acc"] == pytest.approx(value)
+    # The best epoch beside the last one: MLflow's table shows only a metric's last value.
+    dev_acc = {m.step: m.value for m in c.get_metric_history(r.info.run_id, "dev_acc")}
+    dev_loss = [m.value for m in c.get_metric_history(r.info.run_id, "dev_loss")]
+    assert r.data.metrics["best_dev_acc"] == max(dev_acc.values())
+    assert r.data.metrics["best_dev_loss"] == min(dev_loss)
+    first_best = min(e for e, v in dev_acc.items() if v == max(dev_acc.values()))
+    assert r.data.metrics["best_epoch"] == first_best
+    assert r.data.tags["hyperlab.params"] == " ".join(overrides)
     assert {"test_loss", "test_acc", "train_error", "dev_error"} <= set(r.data.metrics)
     tags = r.data.tags
     assert tags["hyperlab.command"].startswith("hyperlab optimizer=momentum")

@@ -78,20 +78,20 @@ def test_it_trains_the_cost_falls_and_dev_is_learned() -> None:
     assert history[-1]["dev_loss"] < history[0]["dev_loss"]
     assert history[-1]["dev_acc"] >= 0.9
     # The rate of each epoch is lr times the schedule's factor for that epoch.
-    assert [m["lr"] for m in history] == pytest.approx([0.5 / (1 + e) for e in range(8)])
+    assert [m["lr"] for m in history] == pytest.approx([0.5 / (1 + e) for e in range(1, 9)])
 
 
 def test_listeners_get_each_epochs_metrics_in_order() -> None:
     first, second = Recorder(), Recorder()
     history = train(tiny(), epochs=3, listeners=(first, second))
-    assert first.seen == second.seen == list(enumerate(history))
+    assert first.seen == second.seen == list(enumerate(history, 1))  # epochs from 1
 
 
 def test_a_listener_that_raises_stops_training_there() -> None:
     seen = Recorder()
     with pytest.raises(KeyboardInterrupt):
         train(tiny(), epochs=6, listeners=(seen, StopAfter(2)))
-    assert [epoch for epoch, _ in seen.seen] == [0, 1, 2]
+    assert [epoch for epoch, _ in seen.seen] == [1, 2]
 
 
 def test_a_nan_cost_raises_diverged_before_the_listeners_hear_of_it() -> None:
@@ -100,16 +100,16 @@ def test_a_nan_cost_raises_diverged_before_the_listeners_hear_of_it() -> None:
     seen = Recorder()
     with pytest.raises(Diverged) as e:
         train(tiny(), epochs=4, x=x, start_epoch=2, listeners=(seen,))
-    assert e.value.epoch == 2 and math.isnan(e.value.loss)
-    assert "diverged at epoch 2" in str(e.value)
+    assert e.value.epoch == 3 and math.isnan(e.value.loss)  # the first after the 2 done
+    assert "diverged at epoch 3" in str(e.value)
     assert seen.seen == []
 
 
 def test_start_epoch_continues_the_epoch_count() -> None:
     seen = Recorder()
     history = train(tiny(), epochs=5, start_epoch=3, listeners=(seen,))
-    assert [epoch for epoch, _ in seen.seen] == [3, 4]
-    assert [m["lr"] for m in history] == pytest.approx([0.5 / 4, 0.5 / 5])
+    assert [epoch for epoch, _ in seen.seen] == [4, 5]
+    assert [m["lr"] for m in history] == pytest.approx([0.5 / 5, 0.5 / 6])
 
 
 def test_the_same_seed_trains_the_same_model() -> None:

@@ -139,7 +139,7 @@ class StopAt:
 def test_a_stopped_or_diverged_member_leaves_and_the_rest_go_on() -> None:
     build = [dict(kind="gd", lr=lr, seed=s) for lr, s in [(0.1, 0), (0.2, 1), (1e30, 2), (0.3, 3)]]
     members = [member(**b) for b in build]
-    members[1].listeners = [StopAt(2)]
+    members[1].listeners = [StopAt(3)]
     results = fit_population(members, TRAIN, DEV, epochs=6, batch_size=64)
     assert [r.outcome for r in results] == ["complete", "stopped", "diverged", "complete"]
     assert len(results[1].history) == 3 and str(results[1].error) == "pruned"

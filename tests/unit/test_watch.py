@@ -39,7 +39,7 @@ def test_each_trial_that_ends_gets_one_line_and_a_resumed_study_s_trials_none() 
     with StudyView(s, 5, "dev_acc", console, every=0.05):
         s.add_trial(trial(TrialState.COMPLETE, 0.0123456, value=0.91))
         time.sleep(0.3)  # the view's thread reads it while the study runs
-        s.add_trial(trial(TrialState.PRUNED, 0.2, intermediate_values={0: 0.4, 1: 0.45}))
+        s.add_trial(trial(TrialState.PRUNED, 0.2, intermediate_values={1: 0.4, 2: 0.45}))
         s.add_trial(trial(TrialState.FAIL, 0.9, user_attrs={"fail_reason": "training diverged"}))
         s.add_trial(trial(TrialState.COMPLETE, 0.03, value=0.8))
     # Each line ends its fields with the trial's seconds (0.0 here): taken out to compare.

@@ -23,7 +23,7 @@ class PruningReporter:
 
         self.trial = trial
         self.metric = metric
-        self.last = epochs - 1
+        self.last = epochs
         # Without a pruner, nothing reads the intermediate values, and each report is a
         # write to the study's storage (an fsync'd journal append, a database round trip):
         # skipped. The per-epoch curves are in MLflow.

@@ -123,8 +123,8 @@ class StudyView:
         if t.state.name == "COMPLETE" and t.value is not None:
             parts.append(f"{self.metric} {t.value:.4g}")
         elif t.state.name == "PRUNED" and t.intermediate_values:
-            step = max(t.intermediate_values)
-            parts.append(f"at epoch {step + 1} ({self.metric} {t.intermediate_values[step]:.4g})")
+            step = max(t.intermediate_values)  # the epoch, counted from 1
+            parts.append(f"at epoch {step} ({self.metric} {t.intermediate_values[step]:.4g})")
         if self.best is not None and self.best.value is not None:
             parts.append(f"best {self.best.value:.4g} (trial {self.best.number})")
         parts.append(" ".join(f"{k}={_short(v)}" for k, v in values(t).items()))

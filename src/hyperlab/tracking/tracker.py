@@ -290,11 +290,13 @@ class Tracker:
         tags: Mapping[str, str] = {},
         curve: str | Path | None = None,
         title: str = "",
+        prior: Mapping[str, Sequence[tuple[int, float]]] = {},
     ) -> str:
         """Send what is buffered with the final `metrics` and `tags` and end the run with
         `status`; return its id. With `curve`, the writer also draws the run's learning
-        curve there and logs it. The writer finishes the work while the caller goes on:
-        drain() waits for it and reports failures."""
+        curve there, after the `prior` epochs' points (a resumed run's), and logs it. The
+        writer finishes the work while the caller goes on: drain() waits for it and reports
+        failures."""
         self.log_metrics(metrics, step)
         batch, self._pending = self._pending, []
         run_id = self.run_id
@@ -305,6 +307,7 @@ class Tracker:
             tags={k: masked(str(v)) for k, v in tags.items()},
             curve=str(curve) if curve else None,
             title=masked(title),
+            prior={k: [list(p) for p in v] for k, v in prior.items()},
         )
         if self._error:
             self._fail()

@@ -124,6 +124,8 @@ class Writer:
                 self.log(ref, req.get("metrics", ()), req.get("tags", {}))
                 c, run_id = self.open[ref]
                 history = self.curves.pop(ref, {})
+                for k, points in req.get("prior", {}).items():
+                    history[k] = [(int(e), float(v)) for e, v in points] + history.get(k, [])
                 if req.get("curve"):
                     try:
                         self.curve(c, run_id, history, req["curve"], req.get("title", ""))
