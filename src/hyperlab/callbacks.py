@@ -87,13 +87,15 @@ def _check_writable(directory: Path) -> None:
 
 
 class MlflowParentRun(Callback):
-    """Creates the parent run when a multirun starts and ends it when the multirun ends.
+    """Creates the parent run when a multirun starts, with the swept keys as params, and
+    ends it when the multirun ends, with the best child and a comparison of every child.
 
     Jobs may run in other processes (joblib, submitit), so the parent's id travels in a
     file in the sweep directory, which every job's output directory sits in."""
 
     def __init__(self) -> None:
         self.parent: Any = None
+        self.config: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # A study validates its trials and keeps a parent run of its own across resumes.
@@ -103,6 +105,7 @@ class MlflowParentRun(Callback):
         # (a server that does not answer), whether or not the multirun has a parent run.
         _validate_jobs(config)
         if config.tracking.enabled:
+            self.config = config
             _or_exit(self._start_parent, config)
 
     def _start_parent(self, config: DictConfig) -> None:
@@ -118,6 +121,7 @@ class MlflowParentRun(Callback):
             config.tracking.artifacts,
             run_name=masked(f"multirun {overrides}")[:250],  # mask, then cut
             tags={**default_tags(f"hyperlab -m {overrides}"), "hyperlab.sweep_dir": str(sweep_dir)},
+            params={k: masked(v)[:6000] for k, v in _swept(config).items()},
         )
         # Waits for the writer, whose retries are bounded (hyperlab.tracking.store): a
         # store lost since the check stops the multirun here, before its first job.
@@ -128,10 +132,32 @@ class MlflowParentRun(Callback):
             _or_exit(self._end_parent)
 
     def _end_parent(self) -> None:
-        from hyperlab.tracking import drain
+        from hyperlab.display import console, plain
+        from hyperlab.tracking import client, drain
+        from hyperlab.tracking.comparison import best, children, markdown
+        from hyperlab.validate import direction_of
 
         parent, self.parent = self.parent, None
-        parent.finish("FINISHED")
+        config = self.config
+        assert config is not None
+        drain()  # the children's records, before they are read back
+        metric, direction = str(config.objective.metric), direction_of(config.objective)
+        runs = children(client(str(config.tracking.uri)), parent.run_id)
+        top = best(runs, metric, direction)
+        table = Path(config.hydra.sweep.dir) / "comparison.md"
+        table.write_text(markdown(runs, metric, direction))
+        parent.log_files([table])
+        metrics, tags = {}, {"hyperlab.objective": f"{metric} ({direction})"}
+        if top is not None:
+            metrics["best_value"] = top.metrics[metric]
+            tags |= {"hyperlab.best_run": top.run_id, "hyperlab.best_params": top.params}
+            console.print(
+                f"best of {len(runs)} runs: {plain(top.params)}  {metric} "
+                f"{top.metrics[metric]:.4g}  (MLflow run {top.run_id}; every run: "
+                f"{plain(table)})",
+                soft_wrap=True,
+            )
+        parent.finish("FINISHED", metrics=metrics, tags=tags)
         drain()
 
 
@@ -145,6 +171,17 @@ def _or_exit(fn: Callable[..., None], *args: Any) -> None:
         fn(*args)
     except HyperlabError as e:
         exit_with(e)
+
+
+def _swept(config: DictConfig) -> dict[str, str]:
+    """The multirun's keys as its command gave them (`optimizer: adam,gd`, `epochs: 3`),
+    a preset's sweep (hydra.sweeper.params) among them: the parent's params."""
+    params = config.hydra.sweeper.get("params") or {}
+    found = {str(k): str(v) for k, v in params.items()}
+    for line in config.hydra.overrides.task:
+        key, _, value = str(line).partition("=")
+        found[key.lstrip("+~")] = value
+    return found
 
 
 def _validate_jobs(config: DictConfig) -> None:

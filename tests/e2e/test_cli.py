@@ -81,14 +81,16 @@ def test_diverged_run_exits_non_zero(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_multirun_groups_jobs_under_one_parent_run(tmp_path: Path) -> None:
+def test_multirun_groups_jobs_under_a_parent_run_that_compares_them(tmp_path: Path) -> None:
     r = hyperlab(tmp_path, "-m", "optimizer=gd,momentum,rmsprop,adam", "epochs=2")
     assert r.returncode == 0, r.stderr
-    runs = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db").search_runs(["1"])
+    c = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    runs = c.search_runs(["1"])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 4
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    (parent,) = parents
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert sorted(c.data.params["optimizer"] for c in children) == [
         "adam",
         "gd",
@@ -96,6 +98,29 @@ def test_multirun_groups_jobs_under_one_parent_run(tmp_path: Path) -> None:
         "rmsprop",
     ]
     assert {r.info.status for r in runs} == {"FINISHED"}
+    # The parent holds what a study's does: the swept keys, the best child and its value.
+    assert parent.data.params == {"optimizer": "gd,momentum,rmsprop,adam", "epochs": "2"}
+    best = max(children, key=lambda r: r.data.metrics["dev_acc"])
+    assert parent.data.metrics["best_value"] == best.data.metrics["dev_acc"]
+    assert parent.data.tags["hyperlab.best_run"] == best.info.run_id
+    assert parent.data.tags["hyperlab.best_params"] == best.data.tags["hyperlab.params"]
+    assert (
+        best.data.tags["hyperlab.params"] == f"optimizer={best.data.params['optimizer']} epochs=2"
+    )
+    assert f"best of 4 runs: {best.data.tags['hyperlab.params']}" in r.stdout
+    # ... and a comparison of every child: overrides, status, final and best metrics.
+    (artifact,) = c.list_artifacts(parent.info.run_id)
+    assert artifact.path == "comparison.md"
+    table = Path(
+        c.download_artifacts(parent.info.run_id, "comparison.md", str(tmp_path))
+    ).read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| `optimizer=")]
+    assert len(rows) == 4 and rows[0].startswith(f"| `{best.data.tags['hyperlab.params']}`")
+    head = next(line for line in table.splitlines() if line.startswith("| overrides"))
+    assert "best_dev_acc" in head and "best_epoch" in head and "dev_acc" in head
+    for child in children:
+        row = next(r for r in rows if child.info.run_id in r)
+        assert f"{child.data.metrics['best_dev_acc']:.4g}" in row
 
 
 @pytest.mark.slow
