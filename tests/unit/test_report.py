@@ -68,7 +68,7 @@ def test_markdown_names_the_best_its_replay_line_and_the_top_trials() -> None:
     text = report.markdown(report.build(mixed("maximize"), None, top_k=2))
     lines = text.splitlines()
     assert lines[0] == "# Study small"
-    assert "direction: maximize; trials: {'COMPLETE': 3, 'PRUNED': 1, 'FAIL': 1}" in lines
+    assert "direction: maximize; trials: 3 complete, 1 pruned, 1 failed" in lines
     assert "best: trial 1, value 0.9" in lines
     assert "    hyperlab lr=0.01" in lines
     table = lines.index("| trial | value | lr |")
@@ -181,3 +181,33 @@ def test_parallel_coordinates_show_the_six_most_important_of_many_parameters(
     title = captured["ax"].get_title()  # type: ignore[attr-defined]
     assert title == "Parallel coordinates: the 6 most important of 8 parameters"
     assert matplotlib.image.imread(tmp_path / "parallel_coordinate.png").size > 0
+
+
+def test_summary_md_names_parameters_as_the_terminal_does_and_warns_of_few_trials() -> None:
+    import io
+
+    from rich.console import Console
+
+    both = {**LR, "1-optimizer.beta2": FloatDistribution(1e-4, 1e-2, log=True)}
+    values = [(0.0001, 0.001), (0.01, 0.002), (0.003, 0.0005), (0.03, 0.004)]
+    s = study(
+        "maximize",
+        [
+            create_trial(
+                value=0.5 + i / 10, params={"lr": lr, "1-optimizer.beta2": b}, distributions=both
+            )
+            for i, (lr, b) in enumerate(values)
+        ],
+    )
+    rep = report.build(s, None)
+    rep.importances = {"lr": 0.7, "optimizer.beta2": 0.3}  # as fANOVA would give them
+    text = report.markdown(rep)
+    assert "| trial | value | lr | optimizer.beta2 |" in text and "1-optimizer" not in text
+    assert "| 3 | 0.8 | 0.03 | 0.996 |" in text
+    warning = "(from 4 complete trials for 2 parameters: importances under about 20"
+    assert warning in text
+    out = io.StringIO()
+    report.show(rep, Console(file=out, width=200))
+    assert warning in out.getvalue()
+    rep.counts["COMPLETE"] = 20  # enough: no caveat
+    assert "mostly noise" not in report.markdown(rep)

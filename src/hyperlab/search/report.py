@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from hyperlab.display import fit, plain
+from hyperlab.search.listing import counts
 
 if TYPE_CHECKING:
     import optuna
@@ -161,7 +162,7 @@ def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
 
 def show(rep: Report, console: Console) -> None:
     """Print the best trial with its replay line, the top trials and the importances."""
-    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(rep.counts.items()))
+    states = counts(rep.counts)
     console.print(f"\n[bold]study {plain(rep.name)}[/] ({rep.direction}): {states}")
     if rep.best is None:
         console.print("no trial completed")
@@ -185,11 +186,34 @@ def show(rep: Report, console: Console) -> None:
             "[bold]importances:[/] "
             + ", ".join(f"{plain(k)} {v:.2f}" for k, v in rep.importances.items())
         )
+        if caveat(rep):
+            console.print(f"  {caveat(rep)}", highlight=False)
+
+
+# Completed trials per searched parameter below which fANOVA's importances are mostly noise.
+TRIALS_PER_PARAMETER = 10
+
+
+def caveat(rep: Report) -> str:
+    """A warning when too few trials completed for the importances to mean much."""
+    complete = rep.counts.get("COMPLETE", 0)
+    enough = TRIALS_PER_PARAMETER * len(rep.importances)
+    if len(rep.importances) < 2 or complete >= enough:
+        return ""
+    return (
+        f"(from {complete} complete trials for {len(rep.importances)} parameters: "
+        f"importances under about {enough} are mostly noise; read them as a hint)"
+    )
 
 
 def markdown(rep: Report) -> str:
     """The report as Markdown, for the sweep directory and the parent run."""
-    lines = [f"# Study {rep.name}", "", f"direction: {rep.direction}; trials: {rep.counts}", ""]
+    lines = [
+        f"# Study {rep.name}",
+        "",
+        f"direction: {rep.direction}; trials: {counts(rep.counts)}",
+        "",
+    ]
     if rep.best is not None:
         lines += [
             f"best: trial {rep.best.number}, value {rep.best.value:.6g}",
@@ -197,11 +221,12 @@ def markdown(rep: Report) -> str:
             f"    {rep.best.user_attrs.get(REPLAY_ATTR, '')}",
             "",
         ]
-        keys = sorted({k for t in rep.top for k in t.params})
+        # The keys a user overrides (optimizer.beta), not the sampled 1-optimizer.beta.
+        keys = sorted({k for t in rep.top for k in values(t)})
         lines += ["| trial | value | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
         lines += [
             f"| {t.number} | {t.value:.6g} | "
-            + " | ".join(_fmt(t.params.get(k)) for k in keys)
+            + " | ".join(_fmt(values(t).get(k)) for k in keys)
             + " |"
             for t in rep.top
         ]
@@ -215,6 +240,8 @@ def markdown(rep: Report) -> str:
     if rep.importances:
         lines += ["", "| parameter | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in rep.importances.items()]
+        if caveat(rep):
+            lines += ["", caveat(rep)]
     return "\n".join(lines) + "\n"
 
 

@@ -183,10 +183,13 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     retry("recording the versions", lambda: record_versions(s))
+    from hyperlab.search.listing import counts
+
+    had = retry("reading the study", lambda: report.build(s, None)).counts
     console.print(
         f"[bold]study[/] {plain(setup.name)} in "
         f"{plain(where(setup.url))}: "
-        f"{retry('reading the study', lambda: report.build(s, None)).counts or 'new'}; "
+        f"{counts(had) if had else 'new'}; "
         f"{setup.n_trials} trials, "
         f"{config.sweep.workers} worker(s), sampler {choices['sampler']}, "
         f"pruner {choices['pruner']}"
