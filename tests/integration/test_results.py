@@ -227,3 +227,22 @@ def test_retest_of_a_plain_optuna_study_says_why(cfg: Compose, tmp_path: Path) -
     assert "has 3 complete trial(s), but none was recorded by hyperlab" in e.value.problem
     assert "no complete trials" not in e.value.problem
     assert "hyperlab lr=" in e.value.fix and "repeats=" in e.value.fix
+
+
+def test_a_study_made_under_its_old_name_is_resumed_under_it(cfg: Compose, tmp_path: Path) -> None:
+    from hyperlab.search import study as st
+    from hyperlab.search.names import legacy_name
+
+    path = tmp_path / "journal.log"
+    overrides = ["search=lr", "epochs=2"]
+    old = legacy_name("lr", overrides)
+    made = optuna.create_study(study_name=old, storage=st.storage(str(path)), direction="maximize")
+    made.add_trial(optuna.trial.create_trial(value=0.5))
+    config = validate(cfg(*overrides, f"sweep.storage={path}"))
+    setup = setup_of(config, overrides)
+    assert setup.name == "lr epochs:2"
+    s = load_study(config, setup, 0, join=True)
+    assert s.study_name == setup.name == old and len(s.trials) == 1
+    # A storage without it makes the study under its readable name.
+    fresh = setup_of(validate(cfg(*overrides, f"sweep.storage={tmp_path / 'new.log'}")), overrides)
+    assert load_study(config, fresh, 0, join=True).study_name == "lr epochs:2" == fresh.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from pathlib import Path
 
 import optuna
@@ -24,7 +25,7 @@ def make(path: Path) -> None:
         a.tell(a.ask(), v)
     a.tell(a.ask(), state=TrialState.PRUNED)
     a.tell(a.ask(), state=TrialState.FAIL)
-    b = optuna.create_study(study_name="adam_full-0123abcd", storage=storage)
+    b = optuna.create_study(study_name="adam_full epochs:3", storage=storage)
     b.tell(b.ask(), 0.25)
     b.ask()  # running
 
@@ -33,7 +34,7 @@ def test_studies_are_listed_with_counts_best_and_the_latest_first(tmp_path: Path
     path = tmp_path / "journal.log"
     make(path)
     rows = listing.studies(str(path))
-    assert [r.name for r in rows] == ["adam_full-0123abcd", "lr_beta-da39a3ee"]
+    assert [r.name for r in rows] == ["adam_full epochs:3", "lr_beta-da39a3ee"]
     b, a = rows
     assert a.counts == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1} and a.search == "lr_beta"
     assert (a.best, a.best_trial, a.direction) == (0.97, 1, "maximize")
@@ -53,6 +54,9 @@ def test_the_listing_keeps_every_value_whole_at_any_width(tmp_path: Path, width:
     for whole in ("lr_beta-da39a3ee", "3 complete, 1 pruned, 1 failed", "0.97 (trial 1, maximize)"):
         assert any(whole in line for line in lines), (width, lines)
     assert "…" not in out.getvalue()
+    # The newest study's retest, one line to copy, quoted for the shell.
+    newest = listing.studies(str(path))[0].name
+    assert lines[-1].endswith(f"hyperlab task=retest {shlex.quote('study=' + newest)}")
     # A table where it fits (94 columns here); a study's block of key: value lines where
     # it does not.
     assert any(line.startswith("  best: 0.97") for line in lines) == (width < 94)

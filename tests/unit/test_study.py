@@ -17,17 +17,35 @@ from hyperlab.search.samplers import GridSampler
 from hyperlab.stores import DEFAULT_JOURNAL
 
 
-def test_the_same_command_names_the_same_study() -> None:
-    a = study.study_name("lr_beta", ["search=lr_beta", "sampler=tpe", "epochs=5"])
-    assert a == study.study_name(
+def test_the_same_command_names_the_same_study_readably() -> None:
+    from hyperlab.search.names import study_name
+
+    a = study_name("lr_beta", ["search=lr_beta", "sampler=tpe", "epochs=5"])
+    assert a == study_name(
         "lr_beta",
         [
             *("epochs=5", "sampler=tpe", "search=lr_beta", "sweep.n_trials=99"),
             *("sweep.workers=2", "sweep.population=8", "threads=2", "device=cpu"),  # how, not what
         ],
     )
-    assert a != study.study_name("lr_beta", ["search=lr_beta", "sampler=random", "epochs=5"])
-    assert a.startswith("lr_beta-")
+    assert a == "lr_beta epochs:5 sampler:tpe"
+    assert study_name("lr_beta", ["search=lr_beta", "sweep.n_trials=9"]) == "lr_beta"
+    assert a != study_name("lr_beta", ["search=lr_beta", "sampler=random", "epochs=5"])
+
+
+def test_a_name_gets_a_hash_only_where_its_words_cannot_tell_studies_apart() -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hyperlab.search.names import study_name
+
+    a = study_name("lr", ["model.hidden_units=[64,32]"])
+    b = study_name("lr", ["model.hidden_units=[64 32]"])
+    assert a.startswith("lr model.hidden_units:_64_32_ @") and a != b
+    long = study_name("lr", [f"dataset.path=/data/{'x' * 100}.csv"])
+    assert len(long) <= 80 and " @" in long
+    for name in (a, long, study_name("lr", ["+extra=1", "lr=1e-3"])):
+        # `task=retest study=NAME` takes every name as it is printed, quoted for the shell.
+        assert OverridesParser.create().parse_override(f"study={name}").value() == name
 
 
 def test_passwords_are_masked() -> None:

@@ -80,8 +80,14 @@ def show(rows: list[StudyRow], where: str, console: Console) -> None:
         for r in rows
     ]
     fit(console, "", header, cells, right=("best",))
+    import shlex
+
     console.print(
-        "resume one: the command that made it; retest its best: hyperlab task=retest study=NAME"
+        "resume one: the command that made it; retest the newest one's best: "
+        f"hyperlab task=retest {shlex.quote(f'study={rows[0].name}')}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
 
 

@@ -44,13 +44,14 @@ class Setup:
     params: list[Param]
     naive: bool  # sampler=random: every range on its linear scale
     n_trials: int
+    legacy: str = ""  # the name this study had before names were readable
 
 
 def setup_of(cfg: Config, overrides: Sequence[str]) -> Setup:
     """The study's settings. Its search space is checked against the config first: well
     formed, naming settings the config has, every value it can sample within its range."""
     from hyperlab.errors import ConfigError
-    from hyperlab.search import space, study
+    from hyperlab.search import names, space
     from hyperlab.search.space_check import check_search, group_options
     from hyperlab.validate import rule_for
 
@@ -61,12 +62,13 @@ def setup_of(cfg: Config, overrides: Sequence[str]) -> Setup:
     check_search(plain, group_options, rule_for(plain))
     params = space.parse(search["params"])
     naive = cfg.sampler.get("scales") == "linear"
-    name = cfg.sweep.study or study.study_name(search["name"], overrides)
+    name = cfg.sweep.study or names.study_name(search["name"], overrides)
+    legacy = "" if cfg.sweep.study else names.legacy_name(search["name"], overrides)
     n_trials = cfg.sweep.n_trials
     if _target(cfg.sampler).endswith("GridSampler"):
         size = math.prod(len(p.grid_points()) for p in params)
         n_trials = min(n_trials, size)
-    return Setup(cfg.sweep.storage, name, params, naive, n_trials)
+    return Setup(cfg.sweep.storage, name, params, naive, n_trials, legacy)
 
 
 def _target(node: Mapping[str, Any]) -> str:
@@ -114,6 +116,8 @@ def load_study(
     def create() -> optuna.Study:
         with study.budget_lock(setup.url):
             storage = study.storage(setup.url, cfg.sweep.heartbeat_seconds)
+            if setup.legacy and _exists(storage, setup.legacy) and not _exists(storage, setup.name):
+                setup.name = setup.legacy  # made before names were readable: resumed as it is
             made_with = _made_with(cfg, setup)
             if join:
                 _check_joinable(storage, setup, made_with)
@@ -133,6 +137,14 @@ def load_study(
             return s
 
     return retry("opening the study", create)
+
+
+def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _made_with(cfg: Config, setup: Setup) -> dict[str, dict[str, Any]]:

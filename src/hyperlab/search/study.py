@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import socket
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -139,22 +138,6 @@ def transient(e: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def study_name(search: str, overrides: Sequence[str]) -> str:
-    """A name fixed by what defines the study: the search space and the overrides that
-    change the trials (sampler, pruner, data, model...), not how many trials or workers run
-    or what they run on (threads, device).
-    The same command, run again, resumes the same study."""
-    defining = sorted(
-        o
-        for o in overrides
-        if not o.lstrip("+~").startswith(
-            ("sweep.", "hydra.", "hydra/", "search=", "progress=", "threads=", "device=")
-        )
-    )
-    digest = hashlib.sha1("\n".join(defining).encode()).hexdigest()[:8]
-    return f"{search}-{digest}"
 
 
 @contextlib.contextmanager
