@@ -122,9 +122,10 @@ def summary(
     objective: tuple[str, float],
     run_id: str | None,
     uri: str | None,
+    page: str = "",
 ) -> None:
     """Print the end-of-run table: loss and accuracy per split, the bias/variance reading,
-    the objective, and where MLflow recorded the run."""
+    the objective, and where MLflow recorded the run (`page`: its address in the UI)."""
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     table.add_column("loss", justify="right")
@@ -140,16 +141,36 @@ def summary(
     console.print(f"  next step: {reading.advice}")
     console.print(f"[bold]objective:[/] {objective[0]} = {objective[1]:.4f}")
     if run_id:
-        console.print(f"[bold]MLflow:[/] run {run_id}  ->  {plain(where_to_look(uri or ''))}")
+        console.print(f"[bold]MLflow:[/] run {run_id}")
+        for line in where_to_look(uri or "", page):
+            console.print(f"  {plain(line)}", soft_wrap=True, highlight=False)
 
 
-def where_to_look(uri: str) -> str:
-    """How to see a tracking store's runs: a server's URL to open, or the `mlflow ui`
-    command (one line, quoted for the shell) that serves a local store."""
+# MLflow 3's UI opens an experiment on its GenAI pages unless the address says otherwise:
+# its experiment-kind tag does not choose the view, this query does (and is remembered).
+MODEL_TRAINING = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves
+
+
+def ui_page(experiment_id: str | None, run_id: str | None = None) -> str:
+    """The MLflow UI's address of an experiment's runs table, or of one of its runs."""
+    if not experiment_id:
+        return ""
+    return f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+
+
+def where_to_look(uri: str, page: str = "") -> list[str]:
+    """How to see a tracking store's runs, a line each: a server's address to open (at
+    `page`, on the UI's model-training view), or the `mlflow ui` command that serves a
+    local store (one line, quoted for the shell), then the address to open."""
     import shlex
 
     from hyperlab.errors import masked
 
+    address = f"/{page}?{MODEL_TRAINING}" if page else ""
     if uri.startswith(("http://", "https://")):
-        return f"open {masked(uri)} in a browser"
-    return f"mlflow ui --host 127.0.0.1 --backend-store-uri {shlex.quote(masked(uri))}"
+        return [f"open {masked(uri).rstrip('/')}{address}"]
+    if uri.startswith("databricks"):
+        return ["open the experiment in your Databricks workspace"]
+    serve = f"mlflow ui --host 127.0.0.1 --backend-store-uri {shlex.quote(masked(uri))}"
+    return [serve, f"then open {LOCAL_UI}{address}"]

@@ -413,4 +413,5 @@ def _summarize(config: Config, final: Final, run_id: str | None, record: Record)
             (final.metric, final.value),
             run_id if tracked else None,
             masked(config.tracking.uri) if tracked else None,
+            display.ui_page(record.tracker.experiment_id, run_id) if record.tracker else "",
         )

@@ -71,8 +71,12 @@ def test_the_mlflow_ui_shows_a_study_run_with_its_trials(tmp_path: Path) -> None
     from support.command import finish, start_hyperlab
     from support.servers import mlflow_server
 
+    from hyperlab.display import LOCAL_UI
+
     code, out, err = finish(start_hyperlab(tmp_path, *STUDY))
     assert code == 0, out[-3000:] + err[-3000:]
+    (address,) = [line.split()[-1] for line in out.splitlines() if "then open" in line]
+    assert address.startswith(f"{LOCAL_UI}/#/experiments/")
     store = f"sqlite:///{tmp_path}/outputs/mlflow.db"
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("hyperlab")
@@ -80,7 +84,7 @@ def test_the_mlflow_ui_shows_a_study_run_with_its_trials(tmp_path: Path) -> None
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     children = sorted(run.info.run_name for run in runs if run is not parent)
-    assert parent.info.run_name.startswith("study lr-")
+    assert parent.info.run_name.startswith("study lr ")
     assert len(children) == 3 and all(name.startswith("trial ") for name in children)
 
     options = webdriver.ChromeOptions()
@@ -103,9 +107,13 @@ def test_the_mlflow_ui_shows_a_study_run_with_its_trials(tmp_path: Path) -> None
 
                 WebDriverWait(driver, 60).until(ready, f"the page never showed {texts}")
 
-            # MLflow 3 opens an experiment on its overview; the runs table has its own route.
-            driver.get(f"{server.uri}/#/experiments/{experiment.experiment_id}/runs")
-            wait_for(parent.info.run_name)
+            # The address the study printed at its end: the runs table on MLflow's "Model
+            # training" view (MLflow 3 otherwise opens on its GenAI pages: traces, judges).
+            driver.get(server.uri + address.removeprefix(LOCAL_UI))
+            wait_for(parent.info.run_name, "Model training")
+            assert not shown("Detect Issues") and "workflowType=machine_learning" in (
+                driver.current_url
+            )
             assert not any(shown(name) for name in children)  # collapsed under the parent
 
             # The expander is the button in the run-name cell that links to the parent run.

@@ -65,17 +65,20 @@ def test_a_report_shows_names_and_values_as_written() -> None:
     )
 
 
-def test_where_to_look_is_a_server_s_url_or_a_command_to_copy() -> None:
-    assert (
-        display.where_to_look("http://mlflow.lab:5000")
-        == "open http://mlflow.lab:5000 in a browser"
-    )
-    assert display.where_to_look("https://bob:s3cret@mlflow.lab") == (
-        "open https://bob:***@mlflow.lab in a browser"
-    )
-    assert display.where_to_look("sqlite:///outputs/mlflow.db") == (
-        "mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///outputs/mlflow.db"
-    )
-    assert display.where_to_look("sqlite:////tmp/my runs/m.db").endswith(
+def test_where_to_look_is_a_server_s_address_or_a_command_to_copy_and_an_address() -> None:
+    page = display.ui_page("3", "ab12")
+    assert page == "#/experiments/3/runs/ab12" and display.ui_page("3") == "#/experiments/3/runs"
+    assert display.where_to_look("http://mlflow.lab:5000/", page) == [
+        "open http://mlflow.lab:5000/#/experiments/3/runs/ab12?workflowType=machine_learning"
+    ]
+    assert display.where_to_look("https://bob:s3cret@mlflow.lab") == [
+        "open https://bob:***@mlflow.lab"
+    ]
+    assert display.where_to_look("sqlite:///outputs/mlflow.db", page) == [
+        "mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///outputs/mlflow.db",
+        "then open http://127.0.0.1:5000/#/experiments/3/runs/ab12?workflowType=machine_learning",
+    ]
+    assert display.where_to_look("sqlite:////tmp/my runs/m.db")[0].endswith(
         "--backend-store-uri 'sqlite:////tmp/my runs/m.db'"
     )
+    assert "Databricks" in display.where_to_look("databricks://profile")[0]

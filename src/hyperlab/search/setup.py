@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from hyperlab.schema import Config, as_dict
 from hyperlab.search.space_check import ABSENT, lookup
 from hyperlab.search.study import Retry
-from hyperlab.tracking import PARENT_RUN_ID
 
 if TYPE_CHECKING:
     import optuna
@@ -304,37 +303,6 @@ def check_not_fixed(setup: Setup, arguments: Sequence[str], required: Collection
         )
 
 
-def parent_run(
-    cfg: Config,
-    choices: Mapping[str, str],
-    setup: Setup,
-    s: optuna.Study,
-    arguments: list[str],
-) -> Any:
-    """The study's MLflow parent run: created by its first sweeper, reopened by the others.
-    Under the lock, so that two sweepers starting at once share one parent run."""
-    from hyperlab.search.study import budget_lock
-    from hyperlab.tracking import default_tags, start_run
-
-    with budget_lock(setup.url):
-        existing = s.user_attrs.get(PARENT_RUN_ID)
-        parent = start_run(
-            cfg.tracking.uri,
-            cfg.tracking.experiment,
-            cfg.tracking.artifacts,
-            run_name=f"study {setup.name}",
-            tags={
-                **default_tags("hyperlab " + " ".join(arguments)),
-                "hyperlab.study": setup.name,
-            },
-            params=study_params(cfg, choices, setup),
-            run_id=existing,
-        )
-        if existing is None:
-            s.set_user_attr(PARENT_RUN_ID, parent.run_id)
-    return parent
-
-
 def record_versions(s: optuna.Study) -> None:
     """A new study records the versions of the libraries that decide its results
     (task=retest compares them); a resumed one whose versions changed since says so."""
@@ -363,26 +331,3 @@ def worker_ids(s: optuna.Study, url: str, workers: int) -> int:
         first = int(s.user_attrs.get(WORKERS_ATTR, 0))
         s.set_user_attr(WORKERS_ATTR, first + workers)
     return first
-
-
-def study_params(cfg: Config, choices: Mapping[str, str], setup: Setup) -> dict[str, str]:
-    """The parent run's params: the study, its space, sampler and pruner (`choices`: the
-    options of the command's config groups), budget and objective, and the versions."""
-    from hyperlab.stores import where
-    from hyperlab.tracking import versions
-
-    params = {
-        "study": setup.name,
-        "search": cfg.search["name"],
-        "sampler": choices["sampler"],
-        "pruner": choices["pruner"],
-        "n_trials": str(setup.n_trials),
-        "workers": str(cfg.sweep.workers),
-        "seed": str(cfg.sweep.seed),
-        "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
-        "storage": where(setup.url),
-    }
-    for p in setup.params:
-        params[f"space.{p.key}"] = p.describe()
-    params.update({f"version.{name}": v for name, v in versions().items()})
-    return params

@@ -41,12 +41,12 @@ from hyperlab.errors import HyperlabError
 from hyperlab.schema import Config
 from hyperlab.search import report
 from hyperlab.search import worker as worker_
+from hyperlab.search.parent import close_parent, parent_run
 from hyperlab.search.setup import (
     Setup,
     TrialComposer,
     check_not_fixed,
     load_study,
-    parent_run,
     record_versions,
     setup_of,
     worker_ids,
@@ -208,7 +208,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         _fail_lost(config, setup, s, retry)
     except stops.STOPS as e:  # before any worker started: only the parent run to close
         if parent is not None:
-            _close_parent(parent, None, e, datetime.datetime.now())
+            close_parent(parent, None, e, datetime.datetime.now())
         _exit_stopped(e, "before its workers started")
     jobs = [[*arguments, f"sweep.worker={first + i}"] for i in range(workers)]
     failure: BaseException | None = None
@@ -235,7 +235,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
             _fail_lost(config, setup, s, retry)
         rep = report.write(config, setup, sweep_dir, failure)
         if parent is not None:
-            _close_parent(parent, rep, failure, launched)
+            close_parent(parent, rep, failure, launched)
         console.print(f"summary and plots: {plain(sweep_dir)}")
     failure = failure or stops.take()
     if failure is not None:
@@ -396,55 +396,3 @@ def _exit_stopped(e: BaseException, when: str) -> NoReturn:
         soft_wrap=True,
     )
     sys.exit(stops.exit_code(e))
-
-
-def _close_parent(
-    parent: Any,
-    finished: report.Finished | None,
-    failure: BaseException | None,
-    launched: datetime.datetime,
-) -> None:
-    """Log the report to the study's parent run and end it; close child runs that a worker
-    left RUNNING while the tracking store was away (see the writer's close_stale)."""
-    from hyperlab.display import console, plain
-    from hyperlab.search import coarse_to_fine, report
-    from hyperlab.tracking import TrackingError, drain
-
-    metrics: dict[str, float] = {}
-    tags: dict[str, str] = {}
-    if finished is not None:
-        rep, s = finished.report, finished.study
-        metrics = {f"importance.{k}": v for k, v in rep.importances.items()}
-        if rep.best is not None and rep.best.value is not None:
-            metrics["best_value"] = rep.best.value
-            tags = {
-                "hyperlab.best_trial": str(rep.best.number),
-                "hyperlab.best_replay": rep.best.user_attrs.get(report.REPLAY_ATTR, ""),
-                **{f"best.{k}": str(v) for k, v in report.values(rep.best).items()},
-            }
-        tags.update(coarse_to_fine.region_tags(s))
-        for key, region in tags.items():
-            if key.startswith("region."):
-                console.print(f"coarse to fine {key}: {plain(region)}")
-        parent.log_files([finished.summary, *rep.plots])
-        if failure is None:
-            # Only trials that ended before this sweep began: a trial that ended since may
-            # still have its run's end on its way through another worker's writer.
-            ended = {
-                t.number: str(t.user_attrs.get("fail_reason", ""))
-                for t in s.get_trials(deepcopy=False)
-                if t.state.is_finished() and t.datetime_complete and t.datetime_complete < launched
-            }
-            parent.close_stale(ended)
-    status = (
-        "FINISHED"
-        if failure is None
-        else ("KILLED" if isinstance(failure, stops.STOPS) else "FAILED")
-    )
-    parent.finish(status, metrics=metrics, tags=tags)
-    try:
-        drain()
-    except TrackingError:
-        if failure is None:
-            raise
-        # The sweep already failed (maybe for this same store): report that error.

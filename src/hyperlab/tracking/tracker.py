@@ -237,6 +237,7 @@ class Tracker:
         self._last_flush = time.monotonic()
         self._error: str | None = None
         self._run_id: str | None = None
+        self.experiment_id: str | None = None  # known once the writer has made the run
         all_tags = dict(tags)
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
@@ -278,6 +279,7 @@ class Tracker:
         if self._run_id is None and self._error is None:
             reply = self._writer.started_run(self._ref)
             self._run_id, self._error = reply.get("run_id"), reply.get("error")
+            self.experiment_id = reply.get("experiment_id")
         if self._run_id is None:
             self._fail()
         return self._run_id  # type: ignore[return-value]

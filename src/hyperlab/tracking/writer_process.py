@@ -199,7 +199,7 @@ class Writer:
         created = c.retried("create_run", lambda: create_runs(database_store(c), exp, new))
         for req, (run_id, _) in zip(reqs, created, strict=True):
             self.open[req["ref"]] = (c, run_id)
-            reply(ref=req["ref"], kind="start", run_id=run_id)
+            reply(ref=req["ref"], kind="start", run_id=run_id, experiment_id=exp)
         for req, (run_id, artifact_uri) in zip(reqs, created, strict=True):
             try:
                 self.artifacts(c, run_id, artifact_uri, req.get("artifacts") or {})
@@ -238,14 +238,15 @@ class Writer:
             run_id = req["run_id"]
             c.update_run(run_id, status="RUNNING")
             self.open[ref] = (c, run_id)
-            reply(ref=ref, kind="start", run_id=run_id)
+            exp = c.get_run(run_id).info.experiment_id
+            reply(ref=ref, kind="start", run_id=run_id, experiment_id=exp)
             return
         exp = experiment_id(c, req["uri"], req["experiment"], req.get("artifact_root"))
         info = c.create_run(exp, run_name=req["run_name"], tags=req["tags"]).info
         run_id = str(info.run_id)
         self.open[ref] = (c, run_id)
         # Answer now: the trainer may print the id while params and artifacts are written.
-        reply(ref=ref, kind="start", run_id=run_id)
+        reply(ref=ref, kind="start", run_id=run_id, experiment_id=exp)
         params = [Param(k, v) for k, v in req.get("params", {}).items()]
         for i in range(0, len(params), BATCH_PARAMS):
             c.log_batch(run_id, params=params[i : i + BATCH_PARAMS])
