@@ -270,6 +270,11 @@ def main(cfg: DictConfig) -> float:
         writer(config.tracking.uri)  # start it now: its imports overlap with torch's below
     if config.task == "retest":
         _retest(config, overrides)
+    choices = _choices(overrides) if checkpoint else _choices()
+    if config.progress:  # at once: torch's and the data's imports take seconds
+        from hyperlab.display import console, header
+
+        console.print(header(config.lr, config.epochs, config.batch_size, choices))
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
     from hyperlab.run import Job
@@ -278,7 +283,8 @@ def main(cfg: DictConfig) -> float:
     parent_file = Path(hc.runtime.output_dir).parent / PARENT_RUN_ID
     opened: list[Tracker] = []  # the run's MLflow run, once opened: a stop's message names it
     job = Job(
-        choices=_choices(overrides) if checkpoint else _choices(),
+        choices=choices,
+        announced=config.progress,
         overrides=overrides,
         command=_command(),
         output_dir=Path(hc.runtime.output_dir),

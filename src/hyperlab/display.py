@@ -159,6 +159,16 @@ def ui_page(experiment_id: str | None, run_id: str | None = None) -> str:
     return f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
 
 
+def header(lr: float, epochs: int, batch_size: int, choices: Mapping[str, str]) -> str:
+    """A run's first line: what is trained on what, and how (as markup)."""
+    what = (
+        f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}, "
+        f"{choices.get('optimizer', 'optimizer')} lr={lr:g}, "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}, batch {batch_size}"
+    )
+    return f"[bold]hyperlab[/] {plain(what)}"
+
+
 def where_to_look(uri: str, page: str = "") -> list[str]:
     """How to see a tracking store's runs, a line each: a server's address to open (at
     `page`, on the UI's model-training view), or the `mlflow ui` command that serves a

@@ -98,6 +98,8 @@ def open_record(config: Config, job: Job, sha256: str, resume_tags: Mapping[str,
         )
     out = job.output_dir or Path(tempfile.gettempdir()) / "hyperlab-runs" / uuid.uuid4().hex
     curve = out / "learning_curve.png" if tracking.curve else None
+    if tracker and curve:
+        tracker.expect_curve()
     prior = job.resume.history if job.resume else []
     return Record(tracker, out, curve, f"hyperlab: {name}", prior)
 

@@ -49,6 +49,7 @@ class Job:
     run_name: str = ""  # default: the overrides
     output_dir: Path | None = None  # learning curve and checkpoints (default: a temp dir)
     resume: Checkpoint | None = None  # continue from this checkpoint
+    announced: bool = False  # its header line is printed already (by the command, at once)
     # Told of the run's MLflow client once the run is opened: a caller whose run is then
     # stopped or fails learns that the run recorded it (and its id, from the client).
     on_opened: Callable[[Tracker], None] | None = None
@@ -194,15 +195,15 @@ def _announce(config: Config, data: Splits, job: Job) -> None:
     files go, and what a resumed run continues."""
     if not config.progress:
         return
-    choices = job.choices
-    header = (
-        f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}: "
-        f"{len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
-        f"{data.n_features} features, {data.n_classes} classes; "
-        f"{choices.get('optimizer', 'optimizer')} lr={config.lr:g}, "
-        f"{config.epochs} epochs, batch {config.batch_size}"
+    if not job.announced:
+        display.console.print(
+            display.header(config.lr, config.epochs, config.batch_size, job.choices)
+        )
+    shape = (
+        f"data: {len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
+        f"{data.n_features} features, {data.n_classes} classes"
     )
-    display.console.print(f"[bold]hyperlab[/] {display.plain(header)}")
+    display.console.print(shape, highlight=False)
     if job.output_dir:
         display.console.print(f"run dir: {display.plain(job.output_dir)}", soft_wrap=True)
     if job.resume:

@@ -72,7 +72,12 @@ def test_panda_mode_names_its_files_and_resume_last_continues_the_newest_run(
     assert first.returncode == 0, first.stderr
     (run_dir,) = runs.iterdir()
     lines = first.stdout.splitlines()
-    assert f"run dir: {run_dir}" in lines  # one line, never wrapped, at 80 columns
+    # The header first, printed before torch is imported; the data once it is loaded.
+    assert lines[:3] == [
+        "hyperlab mlp on moons, adam lr=0.001, 4 epochs, batch 64",
+        "data: 700 train / 150 dev / 150 test, 2 features, 2 classes",
+        f"run dir: {run_dir}",  # one line, never wrapped, at 80 columns
+    ]
     saved = [f"checkpoint: {run_dir / 'checkpoints' / f'epoch_{e:04d}.pt'}" for e in (2, 4)]
     assert [line for line in lines if line.startswith("checkpoint:")] == saved
     # A refused command, and a task that keeps no files, leave no run dir behind.

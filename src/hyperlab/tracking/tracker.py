@@ -333,6 +333,10 @@ class Tracker:
             ended={str(n): why for n, why in ended.items()},
         )
 
+    def expect_curve(self) -> None:
+        """Tell the writer that this run's end will draw a learning curve."""
+        self._send(op="warm")
+
     def _send(self, **request: Any) -> None:
         try:
             self._writer.send(ref=self._ref, **request)

@@ -108,6 +108,13 @@ class Writer:
             if op == "open":  # a store to open before its first write: errors come then
                 with opening(req["uri"]), contextlib.suppress(Exception):
                     self.client(req["uri"]).search_experiments(max_results=1)
+            elif op == "warm":
+                # A learning curve will be drawn when its run ends: matplotlib's import
+                # (half a second) happens now, while the run trains, not after it.
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot
             elif op == "start":
                 self.start(ref, req)
             elif op == "log":
