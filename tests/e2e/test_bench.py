@@ -99,6 +99,11 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
             ["--quick", "--rounds", "1"],
             ["trials/min, population=4 over 1, MLflow on", "equivalence", "over the floor"],
         ),
+        (
+            "first_run.py",
+            ["--rounds", "1"],
+            ["A hyperlab epochs=1", "F hand-written script", "goal run <= 1.3x floor"],
+        ),
     ],
 )
 def test_the_focused_bench_scripts_run_on_a_toy_budget(
