@@ -204,7 +204,7 @@ def test_summary_md_names_parameters_as_the_terminal_does_and_warns_of_few_trial
     text = report.markdown(rep)
     assert "| trial | value | lr | optimizer.beta2 |" in text and "1-optimizer" not in text
     assert "| 3 | 0.8 | 0.03 | 0.996 |" in text
-    warning = "(from 4 complete trials for 2 parameters: importances under about 20"
+    warning = "(from 4 complete trials for 2 parameters: below about 20 trials, importances"
     assert warning in text
     out = io.StringIO()
     report.show(rep, Console(file=out, width=200))

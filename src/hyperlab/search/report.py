@@ -201,8 +201,8 @@ def caveat(rep: Report) -> str:
     if len(rep.importances) < 2 or complete >= enough:
         return ""
     return (
-        f"(from {complete} complete trials for {len(rep.importances)} parameters: "
-        f"importances under about {enough} are mostly noise; read them as a hint)"
+        f"(from {complete} complete trials for {len(rep.importances)} parameters: below "
+        f"about {enough} trials, importances are mostly noise; read them as a hint)"
     )
 
 

@@ -38,8 +38,9 @@ def is_server(uri: str) -> bool:
 
 
 _experiments: dict[tuple[str, str], str] = {}
-# MLflow 3's UI opens an experiment without a kind in its GenAI mode (traces, judges); this
-# kind (one its UI bundle names) opens it on "Model training" and its runs table.
+# The experiment's kind (one MLflow's UI bundle names), for UIs that read it. MLflow 3.17's
+# own UI does not: it takes its GenAI or "Model training" view from the address, which is
+# why a run's end prints one with workflowType=machine_learning (display.where_to_look).
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
