@@ -1,19 +1,26 @@
 """A default one-epoch run as a person starts it, against the same work written by hand.
 
-Side by side, in alternating order (A B C A B C ...), each a fresh process:
-A `hyperlab epochs=1` (MLflow on, in a directory whose store exists, as after a first
-run), B `hyperlab epochs=1 tracking.enabled=false`, and the floor, F
-`python bench/handwritten_run.py` (handwritten_run.py: the same data, split, model and
-optimizer). Prints, per command, the median seconds to its first line of output and to
-its exit, and the ratios to the floor. Goals (issue 14): the first line within 1 s, the
+Side by side, in alternating order (A B C F A B C F ...), each a fresh process:
+A `hyperlab epochs=1` (MLflow on, in a directory whose store exists and with the data
+cache warm, as from a second run on), B the same with `tracking.enabled=false`, C the
+same as A with the data cache off (HYPERLAB_CACHE_DIR=, as a first run ever), and the
+floor, F `python bench/handwritten_run.py` (the same data, split, model and optimizer).
+Prints, per command, the median seconds to its first line of output and to its exit, and
+the ratios to the floor. Goals (issue 14): the first line within 1 s, the
 one-epoch run within 1.3x the floor.
 
-    python bench/first_run.py [--rounds 5]
+    python bench/first_run.py [--rounds 5] [--record]
+
+With --record, the report becomes section 8 of bench/RESULTS.md (kept in results.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import io
+import json
 import os
 import shutil
 import statistics
@@ -29,6 +36,12 @@ ENV = {**os.environ, "COLUMNS": "200"}
 
 COMMANDS = {
     "A hyperlab epochs=1": [str(BIN / "hyperlab"), "epochs=1"],
+    "C hyperlab epochs=1, data cache off": [
+        "env",
+        "HYPERLAB_CACHE_DIR=",
+        str(BIN / "hyperlab"),
+        "epochs=1",
+    ],
     "B hyperlab epochs=1 tracking.enabled=false": [
         str(BIN / "hyperlab"),
         "epochs=1",
@@ -36,6 +49,7 @@ COMMANDS = {
     ],
     "F hand-written script": [sys.executable, str(BENCH / "handwritten_run.py"), "1"],
 }
+COMMANDS = dict(sorted(COMMANDS.items()))
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, float]:
@@ -54,7 +68,34 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--record", action="store_true", help="write the report to RESULTS.md")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        measure(args.rounds)
+    print(report.getvalue(), end="")
+    if args.record:
+        record(report.getvalue(), " ".join(["python bench/first_run.py", *sys.argv[1:]]), began)
+
+
+def record(report: str, command: str, began: float) -> None:
+    """The report as section 8 of bench/RESULTS.md, kept in bench/results.json."""
+    sys.path.insert(0, str(BENCH))
+    from render import markdown, write_json
+
+    path = BENCH / "results.json"
+    saved = json.loads(path.read_text())
+    saved["first_run"] = {
+        "command": command,
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "minutes": (time.perf_counter() - began) / 60,
+        "report": report,
+    }
+    (BENCH / "RESULTS.md").write_text(markdown(write_json(path, saved)))
+
+
+def measure(rounds: int) -> None:
     cwd = Path(tempfile.mkdtemp(prefix="hyperlab-first-run-"))
     try:
         timed(COMMANDS["A hyperlab epochs=1"], cwd)  # creates the MLflow store once

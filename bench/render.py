@@ -91,6 +91,9 @@ def findings(r: dict[str, Any]) -> list[str]:
     if r.get("population"):  # section 7's goals, as its script judged them
         goals = [line.strip() for line in r["population"]["report"].splitlines() if "goal" in line]
         out.append("**Caviar in one process** (section 7): " + "; ".join(goals) + ".")
+    if r.get("first_run"):
+        goals = [line.strip() for line in r["first_run"]["report"].splitlines() if "goal" in line]
+        out.append("**A one-epoch run against a hand-written script** (section 8): " + goals[0])
     return out
 
 
@@ -180,6 +183,7 @@ def markdown(r: dict[str, Any]) -> str:
         *md_startup(r["startup"]),
         "",
         *md_population(r.get("population")),
+        *md_recorded(r.get("first_run"), "8. A one-epoch run against a hand-written script"),
         "## The run",
         "",
         *md_sections(r),
@@ -206,10 +210,16 @@ def jsonable(x: Any) -> Any:
 def md_population(p: dict[str, Any] | None) -> list[str]:
     """Section 7, written by bench/population_study.py --record (its own run, not run.py's):
     its report as printed, with the command and the date."""
+    return md_recorded(p, "7. Caviar in one process (sweep.population)")
+
+
+def md_recorded(p: dict[str, Any] | None, title: str) -> list[str]:
+    """A section a focused script recorded (--record): its report as printed, with the
+    command and the date."""
     if not p:
         return []
     return [
-        "## 7. Caviar in one process (sweep.population)",
+        f"## {title}",
         "",
         f"Measured by `{p['command']}` on {p['date']} ({p['minutes']:.1f} minutes), on the "
         "otherwise idle machine. Its report, as printed:",

@@ -5,6 +5,7 @@ support/."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,9 @@ pytest_plugins = ["support.servers", "support.hostile"]
 
 # Keep the suite on one thread per process, as the runner does.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The data cache of this run's processes (the tests' own and the commands they start): one
+# for the session, out of the user's ~/.cache.
+os.environ.setdefault("HYPERLAB_CACHE_DIR", tempfile.mkdtemp(prefix="hyperlab-test-cache-"))
 
 
 @pytest.fixture(scope="session")

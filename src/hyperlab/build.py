@@ -118,9 +118,17 @@ def _moved(splits: Splits, key: str, device: torch.device) -> Splits:
 
 @functools.lru_cache(maxsize=4)
 def _build_data(key: str) -> Splits:
+    dataset = json.loads(key.split("|", 1)[0])
+    if dataset.get("path"):  # a user's file: read and split it each time
+        return _split_data(dataset)
+    from hyperlab.data_cache import cached
+
+    return cached(dataset, lambda: _split_data(dataset))
+
+
+def _split_data(dataset: dict[str, Any]) -> Splits:
     from hyperlab.data import check, content_hash, split_standardize
 
-    dataset = json.loads(key.split("|", 1)[0])
     loader = {k: v for k, v in dataset.items() if k != "split"}
     try:
         x, y = _instantiate(loader)

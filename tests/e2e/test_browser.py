@@ -68,10 +68,9 @@ def test_the_mlflow_ui_shows_a_study_run_with_its_trials(tmp_path: Path) -> None
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from hyperlab.display import LOCAL_UI
     from support.command import finish, start_hyperlab
     from support.servers import mlflow_server
-
-    from hyperlab.display import LOCAL_UI
 
     code, out, err = finish(start_hyperlab(tmp_path, *STUDY))
     assert code == 0, out[-3000:] + err[-3000:]
