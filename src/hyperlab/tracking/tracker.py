@@ -53,6 +53,7 @@ class _WriterProcess:
             uri = None
         self.opened = {uri} if uri else set()  # stores the writer was asked to open
         self.used = False  # asked to write anything: then it must finish before exit
+        self.warmed = False  # told that a learning curve will be drawn (once is enough)
         # A session of its own: Ctrl-C in the terminal must not kill the writer before
         # it has recorded the interrupted run as KILLED.
         self.proc = subprocess.Popen(
@@ -335,7 +336,9 @@ class Tracker:
 
     def expect_curve(self) -> None:
         """Tell the writer that this run's end will draw a learning curve."""
-        self._send(op="warm")
+        if not self._writer.warmed:
+            self._writer.warmed = True
+            self._send(op="warm")
 
     def _send(self, **request: Any) -> None:
         try:
