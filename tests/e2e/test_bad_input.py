@@ -36,7 +36,10 @@ def test_the_workspace_holds_a_run_and_a_study(workspace: Path) -> None:
     statuses = sorted(r[1] for r in snap.runs)
     assert statuses == ["FINISHED"] * 4  # the run, the study's parent and its 2 trials
     ((name, trials),) = snap.trials.items()
-    assert name.startswith("lr-") and [t[:2] for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    assert name == "lr dataset:moons epochs:1" and [t[:2] for t in trials] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+    ]
 
 
 CLI = [

@@ -71,7 +71,7 @@ def test_study_preset_runs_with_both_samplers(workdir: Path, name: str) -> None:
     studies = [
         s.study_name
         for s in optuna.get_all_study_summaries(storage)
-        if s.study_name.startswith(f"{search}-")
+        if s.study_name.startswith(f"{search} ")
     ]
     for study_name in studies:  # one study per sampler: the study's name has the overrides
         s = optuna.load_study(study_name=study_name, storage=storage)
