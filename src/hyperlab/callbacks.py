@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from hyperlab.overrides import override_key
 from hyperlab.tracking import PARENT_RUN_ID
 
 # What Hydra saves of a job in its output subdirectory (.hydra/) before the job starts.
@@ -95,7 +96,6 @@ class MlflowParentRun(Callback):
 
     def __init__(self) -> None:
         self.parent: Any = None
-        self.config: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # A study validates its trials and keeps a parent run of its own across resumes.
@@ -105,7 +105,6 @@ class MlflowParentRun(Callback):
         # (a server that does not answer), whether or not the multirun has a parent run.
         _validate_jobs(config)
         if config.tracking.enabled:
-            self.config = config
             _or_exit(self._start_parent, config)
 
     def _start_parent(self, config: DictConfig) -> None:
@@ -129,17 +128,15 @@ class MlflowParentRun(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is not None:
-            _or_exit(self._end_parent)
+            _or_exit(self._end_parent, config)
 
-    def _end_parent(self) -> None:
+    def _end_parent(self, config: DictConfig) -> None:
         from hyperlab.display import console, plain
         from hyperlab.tracking import client, drain
         from hyperlab.tracking.comparison import best, children, markdown
         from hyperlab.validate import direction_of
 
         parent, self.parent = self.parent, None
-        config = self.config
-        assert config is not None
         drain()  # the children's records, before they are read back
         metric, direction = str(config.objective.metric), direction_of(config.objective)
         runs = children(client(str(config.tracking.uri)), parent.run_id)
@@ -178,9 +175,8 @@ def _swept(config: DictConfig) -> dict[str, str]:
     a preset's sweep (hydra.sweeper.params) among them: the parent's params."""
     params = config.hydra.sweeper.get("params") or {}
     found = {str(k): str(v) for k, v in params.items()}
-    for line in config.hydra.overrides.task:
-        key, _, value = str(line).partition("=")
-        found[key.lstrip("+~")] = value
+    for line in map(str, config.hydra.overrides.task):
+        found[override_key(line)] = line.partition("=")[2]
     return found
 
 

@@ -142,8 +142,7 @@ def summary(
     console.print(f"[bold]objective:[/] {objective[0]} = {objective[1]:.4f}")
     if run_id:
         console.print(f"[bold]MLflow:[/] run {run_id}")
-        for line in where_to_look(uri or "", page):
-            console.print(f"  {plain(line)}", soft_wrap=True, highlight=False)
+        show_where(uri or "", page)
 
 
 # MLflow 3's UI opens an experiment on its GenAI pages unless the address says otherwise:
@@ -167,6 +166,12 @@ def header(lr: float, epochs: int, batch_size: int, choices: Mapping[str, str]) 
         f"{epochs} epoch{'s' if epochs != 1 else ''}, batch {batch_size}"
     )
     return f"[bold]hyperlab[/] {plain(what)}"
+
+
+def show_where(uri: str, page: str = "") -> None:
+    """where_to_look's lines, indented, each whole on one line to copy."""
+    for line in where_to_look(uri, page):
+        console.print(f"  {plain(line)}", soft_wrap=True, highlight=False)
 
 
 def where_to_look(uri: str, page: str = "") -> list[str]:

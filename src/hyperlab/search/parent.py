@@ -128,8 +128,7 @@ def close_parent(
 
 def show_where(parent: Any) -> None:
     """Where to see the study in the MLflow UI: its runs table, the parent run at its top."""
-    from hyperlab.display import console, plain, ui_page, where_to_look
+    from hyperlab.display import console, show_where, ui_page
 
     console.print(f"[bold]MLflow:[/] study run {parent.run_id}, its trials under it")
-    for line in where_to_look(parent.uri, ui_page(parent.experiment_id)):
-        console.print(f"  {plain(line)}", soft_wrap=True, highlight=False)
+    show_where(parent.uri, ui_page(parent.experiment_id))
