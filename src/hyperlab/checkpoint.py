@@ -277,8 +277,9 @@ def _download(run_id: str, uri: str) -> Path:
 
 
 class Checkpointer:
-    """A listener that saves a checkpoint every `every` epochs and after the last one, and
-    hands each file to `on_saved` (e.g. to log it to MLflow)."""
+    """A listener that saves a checkpoint every `every` epochs and after the last one (the
+    one early stopping stops at, where it does), and hands each file to `on_saved` (e.g.
+    to log it to MLflow)."""
 
     def __init__(
         self,
@@ -292,8 +293,10 @@ class Checkpointer:
         run_id: Callable[[], str] = lambda: "",
         on_saved: Callable[[Path], None] = lambda path: None,
         history: Sequence[Mapping[str, float]] = (),
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.directory, self.every, self.epochs = directory, every, epochs
+        self.stopping = stopping  # early stopping ends training here: the last epoch
         self.model, self.optimizer, self.generator = model, optimizer, generator
         self.overrides, self.run_id, self.on_saved = list(overrides), run_id, on_saved
         self.saved: list[Path] = []
@@ -301,7 +304,7 @@ class Checkpointer:
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self.history.append(dict(metrics))
-        if epoch % self.every and epoch != self.epochs:
+        if epoch % self.every and epoch != self.epochs and not self.stopping():
             return
         path = save(
             self.directory / f"epoch_{epoch:04d}.pt",

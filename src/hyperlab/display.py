@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -76,12 +76,19 @@ def _line(epoch: int, m: Mapping[str, float]) -> str:
 
 
 class ProgressDisplay:
-    """A progress-bar listener; prints a metrics line every `every` epochs and the last one.
+    """A progress-bar listener; prints a metrics line every `every` epochs and the last one
+    (where early stopping, asked by `stopping`, ends training too).
 
     It redraws only when an epoch ends (no refresh thread to compete with training)."""
 
-    def __init__(self, epochs: int, start_epoch: int = 0, every: int | None = None) -> None:
-        self.epochs = epochs
+    def __init__(
+        self,
+        epochs: int,
+        start_epoch: int = 0,
+        every: int | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.epochs, self.stopping = epochs, stopping
         self.every = every or max(1, (epochs - start_epoch) // 10)
         self._progress = Progress(
             TextColumn("[bold]training"),
@@ -105,7 +112,7 @@ class ProgressDisplay:
         self._progress.stop()
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        if epoch % self.every == 0 or epoch == self.epochs:
+        if epoch % self.every == 0 or epoch == self.epochs or self.stopping():
             self._progress.console.print(_line(epoch, metrics))
         self._progress.update(
             self._task,
@@ -123,9 +130,12 @@ def summary(
     run_id: str | None,
     uri: str | None,
     page: str = "",
+    early_stopping: str = "",
 ) -> None:
     """Print the end-of-run table: loss and accuracy per split, the bias/variance reading,
     the objective, and where MLflow recorded the run (`page`: its address in the UI)."""
+    if early_stopping:
+        console.print(f"[bold]early stopping:[/] {early_stopping}", highlight=False)
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     table.add_column("loss", justify="right")

@@ -58,9 +58,11 @@ def fit(
     generator: torch.Generator | None = None,
     listeners: Sequence[Listener] = (),
     start_epoch: int = 0,
+    stop: Callable[[], bool] | None = None,
 ) -> list[Metrics]:
     """Train with mini-batch updates from epoch start_epoch + 1 to epoch `epochs` (counted
-    from 1; start_epoch is the number already done); return per-epoch metrics.
+    from 1; start_epoch is the number already done); return per-epoch metrics. `stop` is
+    asked after each epoch's listeners (early stopping): True ends training there.
 
     train_loss is the cost J of the epoch's mini-batches (cross-entropy plus the L2 term),
     averaged over the examples; train_acc is measured on the same mini-batches, in training
@@ -114,4 +116,6 @@ def fit(
         history.append(metrics)
         for listener in listeners:
             listener.on_epoch_end(epoch, metrics)
+        if stop and stop():
+            break
     return history

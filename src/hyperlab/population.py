@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 
+from hyperlab.early_stopping import EarlyStopping
 from hyperlab.loop import Diverged, Listener, Metrics
 from hyperlab.models import MLP
 from hyperlab.optim import Momentum
@@ -50,6 +51,8 @@ class Member:
     seed: int  # data order (as loop.fit's generator) and dropout stream
     l2: float = 0.0
     listeners: Sequence[Listener] = ()
+    # Early stopping: also among the listeners; it reads the member's weights each epoch.
+    stopper: EarlyStopping | None = None
 
 
 @dataclass
@@ -364,6 +367,8 @@ def fit_population(
                 "lr": rates[k],
             }
             result.history.append(metrics)
+            if mem.stopper:
+                pop.write_back(k)  # its weights, for the copy of the best epoch's
             try:
                 for listener in mem.listeners:
                     listener.on_epoch_end(epoch, metrics)
@@ -371,6 +376,8 @@ def fit_population(
                 result.outcome, result.error = "stopped", e
                 pop.write_back(k)
                 continue
+            if mem.stopper and mem.stopper.stopping:
+                continue  # complete, its weights written back above
             going.append(k)
         if len(going) < len(pop.members):
             if not going:

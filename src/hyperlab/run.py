@@ -27,6 +27,7 @@ from hyperlab.checkpoint import Checkpoint, Checkpointer
 from hyperlab.data import Splits
 from hyperlab.devices import threads
 from hyperlab.diagnose import Reading, bias_variance
+from hyperlab.early_stopping import EarlyStopping, early_stopping
 from hyperlab.errors import ConfigError, masked
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import layer_sizes
@@ -83,13 +84,22 @@ def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) ->
     record = open_record(config, job, sha256, resume_tags)
     if record.tracker and job.on_opened:
         job.on_opened(record.tracker)
-    progress = display.ProgressDisplay(config.epochs, start_epoch) if config.progress else None
-    listeners = _listeners(config, parts, generator, job, record, progress)
+    stopper = early_stopping(config, parts.model)
+    stopping = (lambda: stopper.stopping) if stopper else None
+    progress = None
+    if config.progress:
+        progress = display.ProgressDisplay(config.epochs, start_epoch, stopping=stopping or _never)
+    listeners = _listeners(config, parts, generator, job, record, progress, stopper)
     start = time.perf_counter()
     try:
         with progress or contextlib.nullcontext():
             history = fit_parts(
-                config, parts, generator, listeners=listeners, start_epoch=start_epoch
+                config,
+                parts,
+                generator,
+                listeners=listeners,
+                start_epoch=start_epoch,
+                stop=stopping,
             )
     except BaseException as e:
         run_id = end_early(e, config, record)
@@ -101,10 +111,14 @@ def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) ->
     # for the caller (stops.take), which records this run as it ended, then stops.
     with stops.held(until_checked=True):
         start = time.perf_counter()
-        final, run_id = finish(config, parts, history, job, record, start_epoch)
+        final, run_id = finish(config, parts, history, job, record, start_epoch, stopper)
         timings["finish"] = time.perf_counter() - start
         _summarize(config, final, run_id, record)
     return RunResult(final.value, run_id, timings, sha256)
+
+
+def _never() -> bool:
+    return False
 
 
 # A limit on what a config may ask of this machine: (config, the model's layer sizes from
@@ -223,10 +237,12 @@ def _listeners(
     job: Job,
     record: Record,
     progress: display.ProgressDisplay | None,
+    stopper: EarlyStopping | None = None,
 ) -> list[Listener]:
-    """Who hears of each epoch, in this order: the tracker, the checkpointer (it saves
-    before a pruner among the job's listeners may stop the run), the job's listeners and
-    the progress bar."""
+    """Who hears of each epoch, in this order: the tracker, early stopping (it decides
+    before the checkpointer, which then saves the epoch training stops at), the checkpointer
+    (it saves before a pruner among the job's listeners may stop the run), the job's
+    listeners and the progress bar."""
     tracker = record.tracker
     checkpointer = None
 
@@ -250,8 +266,9 @@ def _listeners(
             run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
             on_saved=saved,
             history=record.prior,
+            stopping=(lambda: stopper.stopping) if stopper else (lambda: False),
         )
-    found = [tracker, checkpointer, *job.listeners, progress]
+    found = [tracker, stopper, checkpointer, *job.listeners, progress]
     return [listener for listener in found if listener is not None]
 
 
@@ -263,6 +280,7 @@ def fit_parts(
     epochs: int | None = None,
     listeners: Sequence[Listener] = (),
     start_epoch: int = 0,
+    stop: Callable[[], bool] | None = None,
 ) -> list[dict[str, float]]:
     """Train the parts as the config says, for `epochs` (default: the config's)."""
     data = parts.data
@@ -280,6 +298,7 @@ def fit_parts(
         generator=generator,
         listeners=listeners,
         start_epoch=start_epoch,
+        stop=stop,
     )
 
 
@@ -326,6 +345,7 @@ class Final:
     metric: str
     value: float
     best: dict[str, float] = field(default_factory=dict)  # best_dev_acc, best_epoch, ...
+    early_stopping: str = ""  # how early stopping ended training, where it was on
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -344,7 +364,7 @@ class Final:
             "hyperlab.next_step": self.reading.advice,
             "hyperlab.objective": f"{self.metric} ({direction})",
             "hyperlab.outcome": "complete",
-        }
+        } | ({"hyperlab.early_stopping": self.early_stopping} if self.early_stopping else {})
 
 
 def best(
@@ -369,14 +389,26 @@ def finish(
     job: Job,
     record: Record,
     start_epoch: int,
+    stopper: EarlyStopping | None = None,
 ) -> tuple[Final, str | None]:
-    """The learning curve of an untracked run, the final evaluation, and the run recorded
-    as FINISHED (its id returned with the evaluation, with tracking on)."""
+    """The learning curve of an untracked run, the final evaluation (of the best epoch's
+    weights, with early stopping), and the run recorded as FINISHED (its id returned with
+    the evaluation, with tracking on)."""
     points = record.curve_points(history, start_epoch)
     if record.curve and record.tracker is None and job.output_dir:
         from hyperlab.curves import draw
 
         draw(points, record.curve, record.title)
+    metric = config.objective.metric
+    bests = best(points, metric, config.objective.direction)
+    last = history[-1]
+    if stopper and stopper.best_epoch:  # 0: every dev value was NaN, nothing to restore
+        stopper.restore()
+        last = stopper.best_metrics
+        bests |= {
+            "best_epoch": float(stopper.best_epoch),
+            "stopped_epoch": float(stopper.last_epoch),
+        }
     splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in ("train", "dev", "test")}
     reading = bias_variance(
         1 - splits["train"][1],
@@ -384,21 +416,15 @@ def finish(
         config.bayes_error,
         config.diagnosis_threshold,
     )
-    metric = config.objective.metric
-    final = Final(
-        splits,
-        reading,
-        metric,
-        history[-1][metric],
-        best(points, metric, config.objective.direction),
-    )
+    note = stopper.describe() if stopper else ""
+    final = Final(splits, reading, metric, last[metric], bests, note)
     run_id = None
     if record.tracker:
         run_id = record.close(
             "FINISHED",
             final.tags(config.objective.direction),
             final.metrics(),
-            step=config.epochs,
+            step=start_epoch + len(history),
         )
     return final, run_id
 
@@ -415,4 +441,5 @@ def _summarize(config: Config, final: Final, run_id: str | None, record: Record)
             run_id if tracked else None,
             masked(config.tracking.uri) if tracked else None,
             display.ui_page(record.tracker.experiment_id, run_id) if record.tracker else "",
+            final.early_stopping,
         )

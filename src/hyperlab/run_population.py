@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from hyperlab import stops
 from hyperlab.build import Parts
 from hyperlab.devices import threads
+from hyperlab.early_stopping import EarlyStopping, early_stopping
 from hyperlab.loop import Listener
 from hyperlab.models import layer_sizes
 from hyperlab.population import Member, fit_population
@@ -31,9 +32,14 @@ from hyperlab.schema import Config
 from hyperlab.tracking import batched
 
 
-def member_of(config: Config, parts: Parts, listeners: Sequence[Listener] = ()) -> Member:
+def member_of(
+    config: Config,
+    parts: Parts,
+    listeners: Sequence[Listener] = (),
+    stopper: EarlyStopping | None = None,
+) -> Member:
     """A trial's member of a stack: its built parts and the settings of its validated
-    config that the stack reads per member."""
+    config that the stack reads per member (early stopping hears each epoch first)."""
     return Member(
         parts.model,
         parts.optimizer,
@@ -41,7 +47,8 @@ def member_of(config: Config, parts: Parts, listeners: Sequence[Listener] = ()) 
         lr=config.lr,
         seed=config.seed,
         l2=parts.regularization.l2,
-        listeners=listeners,
+        listeners=[*([stopper] if stopper else []), *listeners],
+        stopper=stopper,
     )
 
 
@@ -68,9 +75,14 @@ def run_population(
             if record.tracker and job.on_opened:
                 job.on_opened(record.tracker)
             records.append(record)
+    stoppers = [early_stopping(config, parts.model) for config, parts in prepared]
     members = [
-        member_of(config, parts, [*([record.tracker] if record.tracker else []), *job.listeners])
-        for (config, parts), record, job in zip(prepared, records, jobs, strict=True)
+        member_of(
+            config, parts, [*([record.tracker] if record.tracker else []), *job.listeners], stop
+        )
+        for (config, parts), record, job, stop in zip(
+            prepared, records, jobs, stoppers, strict=True
+        )
     ]
     first, data = prepared[0][0], prepared[0][1].data
     sizes = layer_sizes(first.model, data.n_features, data.n_classes)
@@ -94,8 +106,8 @@ def run_population(
     out: list[RunResult | BaseException] = []
     # Trained: recorded as it ended, then a stop; the runs ended together.
     with stops.held(until_checked=True), _batched(first):
-        for (config, parts), job, record, end, build_seconds in zip(
-            prepared, jobs, records, ends, built, strict=True
+        for (config, parts), job, record, end, build_seconds, stopper in zip(
+            prepared, jobs, records, ends, built, stoppers, strict=True
         ):
             timings = {"build": build_seconds, "fit": fit_seconds}
             sha256 = parts.data.sha256
@@ -108,7 +120,7 @@ def run_population(
                 out.append(RunResult(float("nan"), run_id, timings, sha256))
                 continue
             start = time.perf_counter()
-            final, run_id = finish(config, parts, end.history, job, record, 0)
+            final, run_id = finish(config, parts, end.history, job, record, 0, stopper)
             timings["finish"] = time.perf_counter() - start
             out.append(RunResult(final.value, run_id, timings, sha256))
     return out

@@ -95,6 +95,17 @@ class CheckpointSettings:
     every: int = bounded(0, dataclasses.replace(NATURAL, allowed="an integer >= 0 (0: none)"))
 
 
+# Early stopping watches a dev metric: the training set's keeps improving as it overfits.
+DEV_METRIC = Range(one_of("dev_loss", "dev_acc"), "dev_loss or dev_acc", "dev_loss")
+
+
+@dataclass
+class EarlyStoppingSettings:
+    patience: int = bounded(0, dataclasses.replace(NATURAL, allowed="an integer >= 0 (0: off)"))
+    metric: str = bounded("dev_loss", DEV_METRIC)
+    min_delta: float = bounded(0.0, NON_NEGATIVE)
+
+
 @dataclass
 class Sweep:
     n_trials: int = bounded(20, COUNT)
@@ -147,6 +158,7 @@ class Config:
     seeds: int = bounded(3, COUNT)
     bayes_error: float = bounded(0.0, AVERAGING)
     diagnosis_threshold: float = bounded(0.05, UNIT)
+    early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     resume: str = ""
     # 0: one for a single model, the cores split between workers for a large stack.

@@ -1,0 +1,82 @@
+"""Early stopping, one of the course's "other regularization methods": stop training when
+the dev metric has not improved for `patience` epochs, and evaluate the weights of the
+epoch where it was best (the point of the dev curve's minimum, before overfitting).
+
+A listener of the training loop (hyperlab.loop.fit, hyperlab.population): it reads each
+epoch's metrics, keeps a copy of the best epoch's weights (parameters and batch norm's
+running averages), and sets `stopping`; the trainer ends after the epoch that set it.
+Hydra-free, like the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from hyperlab.schema import Config
+
+
+def early_stopping(config: Config, model: nn.Module) -> EarlyStopping | None:
+    """The run's early stopping listener, where early_stopping.patience is set."""
+    es = config.early_stopping
+    if not es.patience:
+        return None
+    return EarlyStopping(model, es.metric, es.patience, es.min_delta)
+
+
+class EarlyStopping:
+    """Watches `metric` (a dev loss is minimized, a dev accuracy maximized): an epoch
+    improves on the best by more than `min_delta`, or counts towards `patience`."""
+
+    def __init__(
+        self, model: nn.Module, metric: str, patience: int, min_delta: float = 0.0
+    ) -> None:
+        if patience < 1:
+            raise ValueError("patience must be at least 1")
+        self.model, self.metric, self.patience, self.min_delta = model, metric, patience, min_delta
+        self.maximize = not metric.endswith("_loss")
+        self.best_epoch = 0
+        self.best_value = float("nan")
+        self.best_metrics: dict[str, float] = {}
+        self.last_epoch = 0
+        self.stopping = False
+        self._state: dict[str, torch.Tensor] = {}
+
+    def improves(self, value: float) -> bool:
+        """Whether `value` beats the best so far by more than min_delta."""
+        if not self.best_epoch:
+            return value == value  # a NaN never improves
+        if self.maximize:
+            return value > self.best_value + self.min_delta
+        return value < self.best_value - self.min_delta
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.last_epoch = epoch
+        value = metrics[self.metric]
+        if self.improves(value):
+            self.best_epoch, self.best_value, self.best_metrics = epoch, value, dict(metrics)
+            # A copy, not a reference: the next step updates the parameters in place.
+            self._state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        elif epoch - self.best_epoch >= self.patience:
+            self.stopping = True
+
+    def restore(self) -> None:
+        """Load the best epoch's weights back into the model (nothing before an epoch)."""
+        if self._state:
+            self.model.load_state_dict(self._state)
+
+    def describe(self) -> str:
+        """One line on how training ended, for the summary and the MLflow tag."""
+        best = f"epoch {self.best_epoch}'s weights ({self.metric} {self.best_value:.4g})"
+        if not self.best_epoch:
+            best = f"the last epoch's weights (no epoch's {self.metric} was a number)"
+        if self.stopping:
+            return (
+                f"stopped at epoch {self.last_epoch}: {self.metric} did not improve for "
+                f"{self.patience} epochs; evaluated with {best}"
+            )
+        return f"trained every epoch; evaluated with {best}"
