@@ -185,3 +185,30 @@ def test_a_population_trains_its_trials_as_each_would_train_alone(
         assert artifacts == {"config.yaml", "overrides.yaml"}
         assert r.data.tags["hyperlab.replay"] == t.user_attrs["replay"]
         assert r.info.end_time is not None and r.info.run_name.startswith(f"trial {t.number}: ")
+
+
+def test_early_stopping_composes_with_pruning_in_a_study(cfg: Compose, tmp_path: Path) -> None:
+    """The pruner hears every epoch and may stop a trial first; a trial that early stopping
+    ends completes, sooner than `epochs`, with the value of its best epoch's weights."""
+    w = make_worker(
+        cfg,
+        tmp_path,
+        10,
+        "dataset=moons",
+        "dataset.n_samples=200",
+        "epochs=100",
+        "pruner=median",
+        "pruner.n_startup_trials=3",
+        "early_stopping.patience=4",
+        "early_stopping.metric=dev_acc",
+    )
+    counts = worker.run(w)
+    assert set(counts) <= {"COMPLETE", "PRUNED"} and counts.get("COMPLETE", 0) >= 3
+    stopped = 0
+    for t in w.study.get_trials(states=[TrialState.COMPLETE]):
+        steps = t.intermediate_values
+        best = max(steps, key=lambda e: (steps[e], -e))  # the first epoch of the best value
+        assert t.value == steps[best]  # its best epoch's weights were evaluated
+        assert max(steps) == 100 or max(steps) == best + 4
+        stopped += max(steps) < 100
+    assert stopped  # at least one trial stopped early
