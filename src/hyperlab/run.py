@@ -22,13 +22,13 @@ from omegaconf import DictConfig
 
 from hyperlab import display, stops
 from hyperlab.build import Parts, build, build_data
-from hyperlab.checkpoint import DIR as CHECKPOINT_DIR
-from hyperlab.checkpoint import Checkpoint, Checkpointer
+from hyperlab.checkpoint import Checkpoint
 from hyperlab.data import Splits
 from hyperlab.devices import threads
 from hyperlab.diagnose import Reading, bias_variance
-from hyperlab.early_stopping import EarlyStopping, early_stopping
+from hyperlab.early_stopping import EarlyStopping
 from hyperlab.errors import ConfigError, masked
+from hyperlab.hearing import hearing
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import layer_sizes
 from hyperlab.record import Record, open_record
@@ -84,24 +84,21 @@ def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) ->
     record = open_record(config, job, sha256, resume_tags)
     if record.tracker and job.on_opened:
         job.on_opened(record.tracker)
-    stopper = early_stopping(config, parts.model)
-    stopping = (lambda: stopper.stopping) if stopper else None
-    progress = None
-    if config.progress:
-        progress = display.ProgressDisplay(config.epochs, start_epoch, stopping=stopping or _never)
-    listeners = _listeners(config, parts, generator, job, record, progress, stopper)
+    hear = hearing(config, parts, generator, job, record, start_epoch)
     start = time.perf_counter()
     try:
-        with progress or contextlib.nullcontext():
+        with hear.progress or contextlib.nullcontext():
             history = fit_parts(
                 config,
                 parts,
                 generator,
-                listeners=listeners,
+                listeners=hear.listeners,
                 start_epoch=start_epoch,
-                stop=stopping,
+                stop=hear.stop,
             )
     except BaseException as e:
+        if isinstance(e, Diverged):  # the layers show where it blew up
+            hear.report_layers(record, config.progress)
         run_id = end_early(e, config, record)
         if isinstance(e, Diverged):
             return RunResult(math.nan, run_id, timings, sha256)
@@ -111,14 +108,11 @@ def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) ->
     # for the caller (stops.take), which records this run as it ended, then stops.
     with stops.held(until_checked=True):
         start = time.perf_counter()
-        final, run_id = finish(config, parts, history, job, record, start_epoch, stopper)
+        hear.report_layers(record, config.progress)
+        final, run_id = finish(config, parts, history, job, record, start_epoch, hear.stopper)
         timings["finish"] = time.perf_counter() - start
         _summarize(config, final, run_id, record)
     return RunResult(final.value, run_id, timings, sha256)
-
-
-def _never() -> bool:
-    return False
 
 
 # A limit on what a config may ask of this machine: (config, the model's layer sizes from
@@ -228,48 +222,6 @@ def _announce(config: Config, data: Splits, job: Job) -> None:
             f"training epochs {ckpt.epoch + 1} to {config.epochs}",
             soft_wrap=True,
         )
-
-
-def _listeners(
-    config: Config,
-    parts: Parts,
-    generator: torch.Generator,
-    job: Job,
-    record: Record,
-    progress: display.ProgressDisplay | None,
-    stopper: EarlyStopping | None = None,
-) -> list[Listener]:
-    """Who hears of each epoch, in this order: the tracker, early stopping (it decides
-    before the checkpointer, which then saves the epoch training stops at), the checkpointer
-    (it saves before a pruner among the job's listeners may stop the run), the job's
-    listeners and the progress bar."""
-    tracker = record.tracker
-    checkpointer = None
-
-    def saved(path: Path) -> None:
-        if tracker:
-            tracker.log_files([path], CHECKPOINT_DIR)
-        if progress:
-            display.console.print(f"checkpoint: {display.plain(str(path))}", soft_wrap=True)
-
-    if config.checkpoint.every:
-        checkpointer = Checkpointer(
-            record.out / CHECKPOINT_DIR,
-            config.checkpoint.every,
-            config.epochs,
-            parts.model,
-            parts.optimizer,
-            generator,
-            # A checkpoint replays its run's overrides on resume, and is logged to MLflow:
-            # an override holding a password stays out (give it again).
-            [o for o in job.overrides if masked(o) == o],
-            run_id=(lambda: tracker.run_id) if tracker else (lambda: ""),
-            on_saved=saved,
-            history=record.prior,
-            stopping=(lambda: stopper.stopping) if stopper else (lambda: False),
-        )
-    found = [tracker, stopper, checkpointer, *job.listeners, progress]
-    return [listener for listener in found if listener is not None]
 
 
 def fit_parts(

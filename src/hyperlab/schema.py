@@ -166,6 +166,8 @@ class Config:
     # What runs train on: auto is the first GPU where there is one, else the CPU.
     device: str = bounded("auto", DEVICE)
     progress: bool = True
+    # layers: each layer's activation and gradient RMS and update ratio, per epoch
+    diagnostics: str = bounded("none", Range(one_of("none", "layers"), "none or layers", "layers"))
     tracking: Tracking = field(default_factory=Tracking)
     sweep: Sweep = field(default_factory=Sweep)
 

@@ -18,6 +18,7 @@ MULTIRUNS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
         {"optimizer": "gd"},
         {"normalization": "none,batchnorm", "lr": "1e-3,1e-2,1e-1,1"},
     ),
+    "deep_init": ({"optimizer": "gd"}, {"init": "zeros,random_large,xavier,he"}),
 }
 
 

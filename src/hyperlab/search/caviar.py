@@ -29,8 +29,14 @@ from hyperlab.search.worker import (
 
 
 def stackable(config: Config) -> bool:
-    """Whether a trial may train in a stack: one seed, no checkpoints, no resume."""
-    return config.repeats == 1 and not config.checkpoint.every and not config.resume
+    """Whether a trial may train in a stack: one seed, no checkpoints, no resume, no layer
+    diagnostics (they read one model's layers)."""
+    return (
+        config.repeats == 1
+        and not config.checkpoint.every
+        and not config.resume
+        and config.diagnostics == "none"
+    )
 
 
 def train_stacked(w: Worker, batch: Sequence[Claimed]) -> list[Outcome]:
