@@ -66,6 +66,8 @@ def study_params(cfg: Config, choices: Mapping[str, str], setup: Setup) -> dict[
         "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
         "storage": where(setup.url),
     }
+    if cfg.sweep.timeout not in ("", "0"):
+        params["timeout"] = cfg.sweep.timeout
     for p in setup.params:
         params[f"space.{p.key}"] = p.describe()
     params.update({f"version.{name}": v for name, v in versions().items()})
@@ -97,6 +99,8 @@ def close_parent(
                 **{f"best.{k}": str(v) for k, v in report.values(rep.best).items()},
             }
         tags.update(coarse_to_fine.region_tags(s))
+        if rep.note:  # the time budget ended it: the same command continues it
+            tags.update({"hyperlab.stopped": "time budget", "hyperlab.stop_reason": rep.note})
         for key, region in tags.items():
             if key.startswith("region."):
                 console.print(f"coarse to fine {key}: {plain(region)}")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, first_line
+from hyperlab.search.budget import expired
 from hyperlab.search.setup import DATA_ATTR, FIRST_DATA_ATTR, SEEDS_ATTR, Composer, Setup
 from hyperlab.search.study import Retry, stopped_for
 
@@ -99,7 +100,7 @@ def run(w: Worker, train: Train | None = None, batch: int = 1) -> dict[str, int]
     train = train or train_each
     limit = w.cfg.sweep.max_failure_rate
     done: dict[str, int] = {}
-    while True:
+    while not expired(w.cfg.sweep.deadline):  # past sweep.timeout: no more claims
         # Each phase's journal appends reach the disk with one fsync (journal.synced_once).
         with synced_once():
             claimed = _claim(w, batch)
