@@ -119,6 +119,10 @@ class Sweep:
     # 2h or seconds; "" or 0 for none. The sweeper hands its workers the absolute deadline.
     timeout: str = field(default="", metadata={"range": DURATION})
     deadline: float = bounded(0.0, NON_NEGATIVE)  # time.time() to stop at: set by the sweeper
+    # Enqueue the best trials of an earlier study first (hyperlab.search.warm_start).
+    warm_start: str = ""
+    warm_start_storage: str = ""  # "" = this study's storage
+    warm_start_top: int = bounded(5, COUNT)
 
 
 @dataclass

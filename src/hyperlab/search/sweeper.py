@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperlab import stops
 from hyperlab.errors import HyperlabError
 from hyperlab.schema import Config
-from hyperlab.search import budget, report
+from hyperlab.search import budget, report, warm_start
 from hyperlab.search import worker as worker_
 from hyperlab.search.parent import close_parent, parent_run
 from hyperlab.search.setup import (
@@ -180,6 +180,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         from hyperlab.build import build_data
 
         build_data(config.dataset)
+    warm = warm_start.plan(config, setup)  # before the study is made: a refusal writes nothing
     retry = Retry(setup.url, config.sweep.retry_seconds)
     s = load_study(config, setup, 0, retry, join=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
@@ -188,6 +189,8 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.search.listing import counts
 
     had = retry("reading the study", lambda: report.build(s, None)).counts
+    # After the versions: a new study records them only while it has no trial.
+    enqueued = retry("warm-starting", lambda: warm_start.enqueue(s, setup, warm)) if warm else 0
     console.print(
         f"[bold]study[/] {plain(setup.name)} in "
         f"{plain(where(setup.url))}: "
@@ -195,7 +198,10 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         f"{setup.n_trials} trials, "
         f"{config.sweep.workers} worker(s), sampler {choices['sampler']}, "
         f"pruner {choices['pruner']}{budget.header(config.sweep.timeout)}"
+        f"{warm_start.header(warm, enqueued)}"
     )
+    for skipped in warm.skipped if warm else []:
+        console.print(f"  warm start: {plain(skipped)}", highlight=False)
     parent = None
     try:
         if config.tracking.enabled:

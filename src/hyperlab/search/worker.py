@@ -329,6 +329,7 @@ def check_data(w: Worker, trial: optuna.Trial, sha: str) -> None:
 
 
 def _trial_tags(w: Worker, trial: optuna.Trial, line: str) -> dict[str, str]:
+    from hyperlab.search import warm_start
     from hyperlab.search.coarse_to_fine import stage_tag
 
     return {
@@ -336,6 +337,7 @@ def _trial_tags(w: Worker, trial: optuna.Trial, line: str) -> dict[str, str]:
         "hyperlab.trial": str(trial.number),
         "hyperlab.replay": line,
         **stage_tag(w.study, trial.number),
+        **warm_start.trial_tags(trial),
     }
 
 
