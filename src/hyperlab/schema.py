@@ -34,6 +34,7 @@ from hyperlab.ranges import (
     bounded,
     one_of,
 )
+from hyperlab.search.budget import DURATION
 
 # The keys that are not model settings, in one place. Config nodes that define the study,
 # not the trained model: a replay line leaves out every override of them (`sampler=grid`,
@@ -125,6 +126,14 @@ class Sweep:
     # Caviar in one process: each worker trains this many trials at a time as one stacked
     # model, where their configs allow (hyperlab.search.caviar); 1 trains them one by one.
     population: int = bounded(1, COUNT)
+    # Wall time after which workers stop claiming trials (hyperlab.search.budget): 90s, 30m,
+    # 2h or seconds; "" or 0 for none. The sweeper hands its workers the absolute deadline.
+    timeout: str = field(default="", metadata={"range": DURATION})
+    deadline: float = bounded(0.0, NON_NEGATIVE)  # time.time() to stop at: set by the sweeper
+    # Enqueue the best trials of an earlier study first (hyperlab.search.warm_start).
+    warm_start: str = ""
+    warm_start_storage: str = ""  # "" = this study's storage
+    warm_start_top: int = bounded(5, COUNT)
 
 
 @dataclass

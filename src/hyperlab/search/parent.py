@@ -66,6 +66,11 @@ def study_params(cfg: Config, choices: Mapping[str, str], setup: Setup) -> dict[
         "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
         "storage": where(setup.url),
     }
+    if cfg.sweep.timeout not in ("", "0"):
+        params["timeout"] = cfg.sweep.timeout
+    if cfg.sweep.warm_start:
+        params["warm_start"] = f"{cfg.sweep.warm_start} (best {cfg.sweep.warm_start_top})"
+        params["warm_start_storage"] = where(cfg.sweep.warm_start_storage or setup.url)
     for p in setup.params:
         params[f"space.{p.key}"] = p.describe()
     params.update({f"version.{name}": v for name, v in versions().items()})
@@ -81,7 +86,7 @@ def close_parent(
     """Log the report to the study's parent run and end it; close child runs that a worker
     left RUNNING while the tracking store was away (see the writer's close_stale)."""
     from hyperlab.display import console, plain
-    from hyperlab.search import coarse_to_fine, report
+    from hyperlab.search import coarse_to_fine, report, warm_start
     from hyperlab.tracking import TrackingError, drain
 
     metrics: dict[str, float] = {}
@@ -97,6 +102,9 @@ def close_parent(
                 **{f"best.{k}": str(v) for k, v in report.values(rep.best).items()},
             }
         tags.update(coarse_to_fine.region_tags(s))
+        tags.update(warm_start.parent_tags(s))
+        if rep.note:  # the time budget ended it: the same command continues it
+            tags.update({"hyperlab.stopped": "time budget", "hyperlab.stop_reason": rep.note})
         for key, region in tags.items():
             if key.startswith("region."):
                 console.print(f"coarse to fine {key}: {plain(region)}")

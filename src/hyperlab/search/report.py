@@ -36,6 +36,7 @@ class Report:
     # trials: a 5 x 5 grid tries 5 of each in 25 trials, random search 25.
     distinct: dict[str, int] = field(default_factory=dict)
     sampled: int = 0
+    note: str = ""  # why the study ended short of sweep.n_trials (its time budget)
 
 
 def key_of(name: str) -> str:
@@ -164,6 +165,8 @@ def show(rep: Report, console: Console) -> None:
     """Print the best trial with its replay line, the top trials and the importances."""
     states = counts(rep.counts)
     console.print(f"\n[bold]study {plain(rep.name)}[/] ({rep.direction}): {states}")
+    if rep.note:
+        console.print(f"[bold yellow]{plain(rep.note)}[/]", highlight=False)
     if rep.best is None:
         console.print("no trial completed")
         return
@@ -213,6 +216,7 @@ def markdown(rep: Report) -> str:
         "",
         f"direction: {rep.direction}; trials: {counts(rep.counts)}",
         "",
+        *([rep.note, ""] if rep.note else []),
     ]
     if rep.best is not None:
         lines += [
@@ -303,11 +307,17 @@ class Finished:
 
 
 def write(
-    cfg: Config, setup: Setup, sweep_dir: Path, failure: BaseException | None
+    cfg: Config,
+    setup: Setup,
+    sweep_dir: Path,
+    failure: BaseException | None,
+    deadline: float = 0.0,
 ) -> Finished | None:
-    """Show and save the study's report; None when the storage cannot be read (a worker
-    stopped for it already waited `sweep.retry_seconds`: one more try only)."""
+    """Show and save the study's report (saying so when the time budget that ends at
+    `deadline` stopped it); None when the storage cannot be read (a worker stopped for it
+    already waited `sweep.retry_seconds`: one more try only)."""
     from hyperlab.display import console, error_console
+    from hyperlab.search.budget import note
     from hyperlab.search.setup import load_study
     from hyperlab.search.study import Retry, WorkerStopped
 
@@ -316,6 +326,8 @@ def write(
     try:
         s = load_study(cfg, setup, 0, Retry(setup.url, seconds))
         rep = build(s, sweep_dir)
+        if failure is None:
+            rep.note = note(cfg.sweep.timeout, deadline, setup.n_trials, rep.counts)
         show(rep, console)
         changed = data_changes(s)
         if changed:

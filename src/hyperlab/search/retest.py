@@ -21,6 +21,7 @@ from hyperlab.overrides import override_key
 from hyperlab.repeats import Spread, train
 from hyperlab.run import Job
 from hyperlab.schema import RETEST_KEYS, Config
+from hyperlab.search import earlier
 from hyperlab.search.report import REPLAY_ATTR
 from hyperlab.search.setup import Compose
 from hyperlab.search.trial import replay_args
@@ -71,29 +72,18 @@ def retest(cfg: Config, own: Sequence[str], compose: Compose) -> list[Row]:
     """Retest the study `cfg.study` names; `own` are this command's overrides (tracking,
     threads, data paths...), applied under each trial's replayed values."""
     import optuna
-    from optuna.trial import TrialState
 
     from hyperlab import stores
-    from hyperlab.search import study as st
     from hyperlab.search.setup import VERSIONS_ATTR
     from hyperlab.tracking import PARENT_RUN_ID
 
     name, url = cfg.study, cfg.sweep.storage
     if not name:
         raise ConfigError("task=retest needs the study to retest", "add study=NAME")
-    storage = st.storage(url)
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        raise ConfigError(
-            f"no study named {name!r} in {stores.where(url)}",
-            f"use one of {sorted(names)}" if names else "run a study first (search=NAME)",
-        )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = earlier.open_study(name, url)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    finished = study.get_trials(states=(TrialState.COMPLETE,))
+    finished = earlier.ranked(study)
     complete = [t for t in finished if REPLAY_ATTR in t.user_attrs]
-    complete.sort(key=lambda t: -float(t.value or 0) if maximize else float(t.value or 0))
     best = complete[: cfg.top_k]
     if not best and finished:
         raise _not_replayable(name, finished, maximize)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -39,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperlab import stops
 from hyperlab.errors import HyperlabError
 from hyperlab.schema import Config
-from hyperlab.search import report
+from hyperlab.search import budget, report, warm_start
 from hyperlab.search import worker as worker_
 from hyperlab.search.parent import close_parent, parent_run
 from hyperlab.search.setup import (
@@ -98,7 +99,7 @@ def _warm_up(config: Config) -> None:
 def _worker(config: Config) -> worker_.Worker:
     """The worker's shared state, from Hydra's view of this job."""
     hc = HydraConfig.get()
-    base = [o for o in hc.overrides.task if not o.startswith("sweep.worker=")]
+    base = [o for o in hc.overrides.task if not o.startswith(("sweep.worker=", "sweep.deadline="))]
     config_name = str(hc.job.config_name)
     setup = setup_of(config, base)
     retry = Retry(setup.url, config.sweep.retry_seconds)
@@ -156,6 +157,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.search.watch import StudyView
     from hyperlab.validate import validate
 
+    started = time.time()  # sweep.timeout counts from here
     config = validate(cfg)  # the base config: a bad value stops the sweep before it starts
     choices = {g: str(c) for g, c in cfg.hydra.runtime.choices.items()}
     setup = setup_of(config, arguments)
@@ -178,6 +180,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         from hyperlab.build import build_data
 
         build_data(config.dataset)
+    warm = warm_start.plan(config, setup)  # before the study is made: a refusal writes nothing
     retry = Retry(setup.url, config.sweep.retry_seconds)
     s = load_study(config, setup, 0, retry, join=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
@@ -186,14 +189,19 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     from hyperlab.search.listing import counts
 
     had = retry("reading the study", lambda: report.build(s, None)).counts
+    # After the versions: a new study records them only while it has no trial.
+    enqueued = retry("warm-starting", lambda: warm_start.enqueue(s, setup, warm)) if warm else 0
     console.print(
         f"[bold]study[/] {plain(setup.name)} in "
         f"{plain(where(setup.url))}: "
         f"{counts(had) if had else 'new'}; "
         f"{setup.n_trials} trials, "
         f"{config.sweep.workers} worker(s), sampler {choices['sampler']}, "
-        f"pruner {choices['pruner']}"
+        f"pruner {choices['pruner']}{budget.header(config.sweep.timeout)}"
+        f"{warm_start.header(warm, enqueued)}"
     )
+    for skipped in warm.skipped if warm else []:
+        console.print(f"  warm start: {plain(skipped)}", highlight=False)
     parent = None
     try:
         if config.tracking.enabled:
@@ -210,6 +218,8 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
         if parent is not None:
             close_parent(parent, None, e, datetime.datetime.now())
         _exit_stopped(e, "before its workers started")
+    deadline = budget.deadline(config.sweep.timeout, started)
+    arguments = [*arguments, *budget.overrides(deadline)]  # the workers' (named already)
     jobs = [[*arguments, f"sweep.worker={first + i}"] for i in range(workers)]
     failure: BaseException | None = None
     launched = datetime.datetime.now()  # Optuna's trial times are local, naive datetimes
@@ -233,7 +243,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     with stops.held(until_checked=True):
         if isinstance(failure, stops.STOPS):
             _fail_lost(config, setup, s, retry)
-        rep = report.write(config, setup, sweep_dir, failure)
+        rep = report.write(config, setup, sweep_dir, failure, deadline)
         if parent is not None:
             close_parent(parent, rep, failure, launched)
         console.print(f"summary and plots: {plain(sweep_dir)}")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from hyperlab import stops
 from hyperlab.errors import HyperlabError, first_line
+from hyperlab.search.budget import expired
 from hyperlab.search.setup import DATA_ATTR, FIRST_DATA_ATTR, SEEDS_ATTR, Composer, Setup
 from hyperlab.search.study import Retry, stopped_for
 
@@ -99,7 +100,7 @@ def run(w: Worker, train: Train | None = None, batch: int = 1) -> dict[str, int]
     train = train or train_each
     limit = w.cfg.sweep.max_failure_rate
     done: dict[str, int] = {}
-    while True:
+    while not expired(w.cfg.sweep.deadline):  # past sweep.timeout: no more claims
         # Each phase's journal appends reach the disk with one fsync (journal.synced_once).
         with synced_once():
             claimed = _claim(w, batch)
@@ -328,6 +329,7 @@ def check_data(w: Worker, trial: optuna.Trial, sha: str) -> None:
 
 
 def _trial_tags(w: Worker, trial: optuna.Trial, line: str) -> dict[str, str]:
+    from hyperlab.search import warm_start
     from hyperlab.search.coarse_to_fine import stage_tag
 
     return {
@@ -335,6 +337,7 @@ def _trial_tags(w: Worker, trial: optuna.Trial, line: str) -> dict[str, str]:
         "hyperlab.trial": str(trial.number),
         "hyperlab.replay": line,
         **stage_tag(w.study, trial.number),
+        **warm_start.trial_tags(trial),
     }
 
 
