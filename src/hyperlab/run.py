@@ -280,6 +280,7 @@ def fit_parts(
         generator=generator,
         listeners=listeners,
         start_epoch=start_epoch,
+        augment=parts.augment,
     )
 
 

@@ -42,6 +42,7 @@ def member_of(config: Config, parts: Parts, listeners: Sequence[Listener] = ()) 
         seed=config.seed,
         l2=parts.regularization.l2,
         listeners=listeners,
+        augment=parts.augment,
     )
 
 
