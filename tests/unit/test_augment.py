@@ -217,3 +217,14 @@ def test_a_model_in_eval_mode_is_not_augmented() -> None:
     model = nn.Linear(64, 10)
     x, y = images(8), torch.arange(8)
     assert evaluate(model, x, y) == evaluate(model, x.clone(), y)
+
+
+def test_the_header_line_names_the_augment_when_one_is_on() -> None:
+    from hyperlab.display import header
+
+    choices = {"model": "mlp", "dataset": "digits", "optimizer": "adam"}
+    off = header(1e-3, 3, 64, {**choices, "augment": "none"})
+    assert off == header(1e-3, 3, 64, choices)  # the default line is today's
+    assert "augment" not in off
+    on = header(1e-3, 3, 64, {**choices, "augment": "shift"})
+    assert on == off + ", augment=shift"
