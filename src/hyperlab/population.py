@@ -401,7 +401,8 @@ def _augmented(
 
 # What must be equal for trials to train in one stack: shapes, data and its order's length,
 # the loop's structure. Learning rate, betas, eps, weight decay, L2, keep_prob's value,
-# batch norm's eps and beta, the schedule, the initialization and the seed may differ.
+# batch norm's eps and beta, the schedule, the initialization, the seed and the augment may
+# differ (each member's batches go through its own transform).
 SHARED_KEYS = ("dataset", "model", "batch_size", "epochs", "threads", "checkpoint", "device")
 
 

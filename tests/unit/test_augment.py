@@ -14,7 +14,7 @@ from hyperlab.augment import Noise, Shift, moved, rotated
 from hyperlab.build import Parts, build
 from hyperlab.errors import ConfigError
 from hyperlab.loop import evaluate, fit
-from hyperlab.population import Member, fit_population
+from hyperlab.population import Member, fit_population, groups
 from hyperlab.run_population import member_of
 from hyperlab.schedules import Constant
 from hyperlab.validate import validate
@@ -181,6 +181,7 @@ def test_augmented_members_train_as_their_runs_would(cfg: Compose) -> None:
         ["seed=2", "augment=noise", "augment.std=0.1", "lr=0.01"],
     ]
     configs = [validate(cfg("dataset=moons", "epochs=3", *o)) for o in overrides]
+    assert len(groups(configs)) == 1  # one stack: caviar's stackable() is unchanged
 
     def built(config: object) -> tuple[Member, Parts]:
         torch.manual_seed(config.seed)  # type: ignore[attr-defined]
