@@ -5,7 +5,10 @@
 1. Steps per second of hyperlab's fit() (which also evaluates dev and reduces the epoch's
    metrics) against a minimal hand-written torch loop: same model, data, batch size,
    optimizer, one thread. Goal: ratio >= 0.95.
-2. A 20-epoch digits run through run() with MLflow tracking on against off, in one warm
+2. The cost of data augmentation on fit(): augment=shift (1 pixel; and with 10 degrees of
+   rotation) and augment=noise against augment=none, same model and data, side by side.
+   augment=none builds no transform, so it is the loop of item 1.
+3. A 20-epoch digits run through run() with MLflow tracking on against off, in one warm
    process as a sweep or multirun runs its jobs, and with a drain() after each run as a
    single `hyperlab` command waits at exit. Goal: on/off <= 1.05.
 
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from hyperlab.build import Parts, _instantiate, build, build_model
+from hyperlab.build import Parts, _instantiate, build, build_augment, build_model
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.loop import fit
 from hyperlab.run import run
@@ -150,6 +153,61 @@ def loop_ratio(
     return ratios, statistics.median(ours_sps), statistics.median(floor_sps)
 
 
+AUGMENTS = {
+    "shift": ["augment=shift"],
+    "shift+rotate": ["augment=shift", "augment.max_degrees=10"],
+    "noise": ["augment=noise"],
+}
+
+
+def augment_ratios(rounds: int) -> dict[str, tuple[list[float], float, float]]:
+    """Per augment: (per-round time ratios augmented/none, median steps/s augmented,
+    median steps/s none) of fit() on digits, the rounds alternating none and each."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        base = ["progress=false", "tracking.enabled=false"]
+        configs = {
+            name: validate(compose("config", overrides=[*base, *extra]))
+            for name, extra in {"none": [], **AUGMENTS}.items()
+        }
+    parts = build(configs["none"])
+    x, y = parts.data.x_train, parts.data.y_train
+    steps = EPOCHS * -(-len(y) // BATCH)
+    transforms = {name: build_augment(c, parts.data.n_features) for name, c in configs.items()}
+
+    def once(name: str) -> float:
+        model, opt = build_model_and_optimizer(configs["none"], parts)
+        return timed(
+            lambda: fit(
+                model,
+                opt,
+                parts.schedule,
+                (x, y),
+                (parts.data.x_dev, parts.data.y_dev),
+                lr=configs["none"].lr,
+                epochs=EPOCHS,
+                batch_size=BATCH,
+                generator=torch.Generator().manual_seed(0),
+                augment=transforms[name],
+            )
+        )
+
+    for name in transforms:  # warm up
+        once(name)
+    times: dict[str, list[float]] = {name: [] for name in transforms}
+    for _ in range(rounds):
+        for name in transforms:
+            times[name].append(once(name))
+    none = times["none"]
+    return {
+        name: (
+            [a / b for a, b in zip(times[name], none, strict=True)],
+            steps / statistics.median(times[name]),
+            steps / statistics.median(none),
+        )
+        for name in AUGMENTS
+    }
+
+
 def tracking_ratio(
     rounds: int, drain_each: bool, uri: str, curve: bool = False
 ) -> tuple[list[float], float, float]:
@@ -239,6 +297,13 @@ def main() -> None:
                 f"  normalization={norm:<9} vs {label:<16}  hyperlab {ours:6.0f} steps/s  "
                 f"hand-written {floor:6.0f} steps/s  ratio {statistics.median(ratios):.3f} "
                 f"{spread(ratios)}"
+            )
+    if not args.skip_loop:
+        print("\ntime of fit() with data augmentation over augment=none (training batches only)")
+        for name, (ratios, augmented, none) in augment_ratios(args.rounds).items():
+            print(
+                f"  augment={name:<13} {augmented:6.0f} steps/s  augment=none {none:6.0f} "
+                f"steps/s  augmented/none {statistics.median(ratios):.3f} {spread(ratios)}"
             )
     print("\nwall time of a 20-epoch run() with MLflow on over off (goal <= 1.05); median [IQR]")
     store = f"sqlite:///{args.workdir}/mlflow.db"

@@ -35,6 +35,7 @@ from hyperlab.errors import ConfigError
 # The modules the config groups build from, and the library classes they name.
 BUILTIN = (
     "hyperlab.data.",
+    "hyperlab.augment.",
     "hyperlab.init.",
     "hyperlab.models.",
     "hyperlab.optim.",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
     from torch.optim import Optimizer
 
+    from hyperlab.augment import Augment
     from hyperlab.data import Splits
     from hyperlab.models import MLP, Regularization
 
@@ -36,6 +37,7 @@ class Parts:
     optimizer: Optimizer
     schedule: Callable[[int], float]
     regularization: Regularization
+    augment: Augment | None = None  # training mini-batches only; None: as they are
 
 
 def instantiate(node: Any, *, allow: Sequence[str] = (), **kwargs: Any) -> Any:
@@ -151,6 +153,14 @@ def build_regularization(config: Config) -> Regularization:
     return _instantiate(config.regularization)  # type: ignore[no-any-return]
 
 
+def build_augment(config: Config, n_features: int) -> Augment | None:
+    """The training mini-batches' transform (conf/augment), or None for none (and for a
+    setting that leaves the batch as it is): the loop then runs exactly as without."""
+    if not isinstance(config.augment, Mapping):  # a config typed without the group
+        return None
+    return _instantiate(_unlabelled(config, "augment"), _partial_=True)(n_features=n_features)  # type: ignore[no-any-return]
+
+
 def build_model(config: Config, n_features: int, n_classes: int) -> MLP:
     """The config's MLP, with its normalization layers and dropout, initialized."""
     return _model(config, n_features, n_classes, build_regularization(config))
@@ -176,8 +186,8 @@ def _unlabelled(config: Config, group: str) -> dict[str, Any]:
 
 
 def build(config: Config) -> Parts:
-    """Data, model (initialized), optimizer over the model's parameters, lr schedule, and
-    the regularization (its l2 is the training loop's)."""
+    """Data, model (initialized), optimizer over the model's parameters, lr schedule, the
+    regularization (its l2 is the training loop's) and the training batches' augmentation."""
     from hyperlab.devices import resolve
 
     device = resolve(config.device)
@@ -186,7 +196,8 @@ def build(config: Config) -> Parts:
     model = _model(config, data.n_features, data.n_classes, regularization).to(device)
     optimizer = _instantiate(config.optimizer)(model.parameters())
     schedule = _instantiate(config.schedule)
-    return Parts(data, model, optimizer, schedule, regularization)
+    augment = build_augment(config, data.n_features)
+    return Parts(data, model, optimizer, schedule, regularization, augment)
 
 
 def build_sampler(

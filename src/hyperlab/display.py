@@ -175,6 +175,8 @@ def header(lr: float, epochs: int, batch_size: int, choices: Mapping[str, str]) 
         f"{choices.get('optimizer', 'optimizer')} lr={lr:g}, "
         f"{epochs} epoch{'s' if epochs != 1 else ''}, batch {batch_size}"
     )
+    if choices.get("augment", "none") != "none":  # shown only when on: the default is off
+        what += f", augment={choices['augment']}"
     return f"[bold]hyperlab[/] {plain(what)}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,9 @@ from torch import nn
 from torch.optim import Optimizer
 
 from hyperlab.models import l2_penalty
+
+if TYPE_CHECKING:
+    from hyperlab.augment import Augment
 
 Metrics = dict[str, float]
 
@@ -59,6 +62,7 @@ def fit(
     listeners: Sequence[Listener] = (),
     start_epoch: int = 0,
     stop: Callable[[], bool] | None = None,
+    augment: Augment | None = None,
 ) -> list[Metrics]:
     """Train with mini-batch updates from epoch start_epoch + 1 to epoch `epochs` (counted
     from 1; start_epoch is the number already done); return per-epoch metrics. `stop` is
@@ -67,6 +71,9 @@ def fit(
     train_loss is the cost J of the epoch's mini-batches (cross-entropy plus the L2 term),
     averaged over the examples; train_acc is measured on the same mini-batches, in training
     mode. dev_loss and dev_acc come from evaluate() after the epoch.
+
+    `augment` transforms each training mini-batch (drawing from `generator`), and nothing
+    else: train_acc is measured on the augmented batches, dev on the dev set as it is.
     """
     x, y = train
     m = len(y)
@@ -92,6 +99,8 @@ def fit(
         logits: list[torch.Tensor] = []
         for i in range(0, n, batch_size):
             xb, yb = xs[i : i + batch_size], ys[i : i + batch_size]
+            if augment is not None:
+                xb = augment(xb, generator)
             out = model(xb)
             loss = F.cross_entropy(out, yb)
             if l2:

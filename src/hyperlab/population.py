@@ -5,8 +5,9 @@ mini-batch step runs all members at once with batched matrix products. The losse
 summed over members, so member k's gradient is exactly its own. What does not change a
 tensor's shape may differ per member, as `[K, 1, 1]` tensors inside the course's update
 rules: learning rate and schedule, the optimizer's betas, eps and weight decay, L2 lambda,
-keep_prob, batch norm's eps and averaging coefficient, the initialization, and the seed
-(each member its own initialization, data order and dropout stream).
+keep_prob, batch norm's eps and averaging coefficient, the initialization, the seed
+(each member its own initialization, data order and dropout stream), and the data
+augmentation (each member's batches through its own transform, drawn from its own stream).
 
 Each member arrives as the trial alone would be built (its initialized MLP and its torch
 optimizer, whose settings are read), so a member trains as the same trial trained alone by
@@ -35,6 +36,7 @@ from hyperlab.models import MLP
 from hyperlab.optim import Momentum
 
 if TYPE_CHECKING:
+    from hyperlab.augment import Augment
     from hyperlab.schema import Config
 
 F64 = torch.float64
@@ -53,6 +55,7 @@ class Member:
     listeners: Sequence[Listener] = ()
     # Early stopping: also among the listeners; it reads the member's weights each epoch.
     stopper: EarlyStopping | None = None
+    augment: Augment | None = None  # its training batches' transform, from its data order's stream
 
 
 @dataclass
@@ -340,6 +343,8 @@ def fit_population(
         losses, correct = [], []
         for i in range(0, n, batch_size):
             xb, yb = xs[:, i : i + batch_size], ys[:, i : i + batch_size]
+            if any(mem.augment for mem in pop.members):
+                xb = _augmented(xb, pop.members, pop.shuffles)
             out = pop.forward(xb, train=True)
             loss = F.cross_entropy(out.transpose(1, 2), yb, reduction="none").mean(1)
             if pop.has_l2:  # lambda / (2m) * sum of ||W||^2, per member
@@ -388,9 +393,23 @@ def fit_population(
     return [results[id(mem)] for mem in members]
 
 
+def _augmented(
+    xb: torch.Tensor, members: Sequence[Member], streams: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """Each member's batch [K, B, features] through its own transform, drawn from its own
+    data order's stream as loop.fit draws it: a member sees the batches it would alone."""
+    return torch.stack(
+        [
+            mem.augment(xb[k], g) if mem.augment else xb[k]
+            for k, (mem, g) in enumerate(zip(members, streams, strict=True))
+        ]
+    )
+
+
 # What must be equal for trials to train in one stack: shapes, data and its order's length,
 # the loop's structure. Learning rate, betas, eps, weight decay, L2, keep_prob's value,
-# batch norm's eps and beta, the schedule, the initialization and the seed may differ.
+# batch norm's eps and beta, the schedule, the initialization, the seed and the augment may
+# differ (each member's batches go through its own transform).
 SHARED_KEYS = ("dataset", "model", "batch_size", "epochs", "threads", "checkpoint", "device")
 
 

@@ -251,6 +251,7 @@ def fit_parts(
         listeners=listeners,
         start_epoch=start_epoch,
         stop=stop,
+        augment=parts.augment,
     )
 
 

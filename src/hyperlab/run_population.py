@@ -49,6 +49,7 @@ def member_of(
         l2=parts.regularization.l2,
         listeners=[*([stopper] if stopper else []), *listeners],
         stopper=stopper,
+        augment=parts.augment,
     )
 
 

@@ -49,7 +49,7 @@ UNRECORDED = ("hydra", "tracking")
 # The key of a group's node that names its chosen option (`init.scheme=he`), for the
 # recorded params and the checks that read it: not an argument of the function the node's
 # `_target_` names, and equal to that function's name (hyperlab.validate).
-LABELS = {"init": "scheme", "normalization": "kind"}
+LABELS = {"init": "scheme", "normalization": "kind", "augment": "kind"}
 
 
 # A root setting's range is its field's (ranges.bounded); a group's settings are bounded by
@@ -144,6 +144,7 @@ class Config:
     init: Any = MISSING
     normalization: Any = MISSING
     regularization: Any = MISSING
+    augment: Any = MISSING
     optimizer: Any = MISSING
     schedule: Any = MISSING
     search: Any = None

@@ -27,7 +27,16 @@ from hyperlab.stores import check_data_path, check_tracking_uri
 
 # The config's groups whose `_target_` a range may bound (hyperlab.ranges.declared), and
 # the nested node whose keys are a class's fields.
-GROUPS = ("dataset", "model", "init", "normalization", "regularization", "optimizer", "schedule")
+GROUPS = (
+    "dataset",
+    "model",
+    "init",
+    "normalization",
+    "regularization",
+    "augment",
+    "optimizer",
+    "schedule",
+)
 NESTED = {"dataset.split": "hyperlab.data.Split"}
 RuleFor = Callable[[str], Callable[[Any], ConfigError | None] | None]
 

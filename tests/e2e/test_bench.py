@@ -87,7 +87,11 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("script", "args", "expected"),
     [
-        ("loop_speed.py", ["--rounds", "1", "--command-rounds", "1"], ["on/off", "ratio"]),
+        (
+            "loop_speed.py",
+            ["--rounds", "1", "--command-rounds", "1"],
+            ["on/off", "ratio", "augment=shift+rotate", "augmented/none"],
+        ),
         (
             "sweep_speed.py",
             ["--trials", "4", "--epochs", "2"],

@@ -44,6 +44,19 @@ def test_a_resumed_run_continues_exactly_where_the_checkpoint_left(
     assert resumed.objective == straight_value  # the same floats: nothing was lost or re-drawn
 
 
+@pytest.mark.parametrize("augment", [["augment=noise"], ["augment=shift", "dataset=digits"]])
+def test_an_augmented_run_resumes_its_augmented_batches(
+    cfg: Compose, tmp_path: Path, augment: list[str]
+) -> None:
+    """The augmentation draws from the shuffle stream a checkpoint saves: a resumed run
+    gets the batches the straight run got, not fresh ones."""
+    base = ("dataset=moons", *augment, "epochs=4", "objective.metric=dev_loss")
+    straight = run(cfg(*base, "checkpoint.every=2"), Job(output_dir=tmp_path / "a"))
+    ckpt = load(tmp_path / "a" / "checkpoints" / "epoch_0002.pt")
+    resumed = run(cfg(*base), Job(resume=ckpt, output_dir=tmp_path / "b"))
+    assert resumed.objective == straight.objective
+
+
 def test_the_last_epoch_is_always_saved(cfg: Compose, tmp_path: Path) -> None:
     run(cfg("dataset=moons", "epochs=5", "checkpoint.every=2"), Job(output_dir=tmp_path))
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())

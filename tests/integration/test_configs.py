@@ -33,6 +33,7 @@ def test_every_group_has_options() -> None:
         "init",
         "normalization",
         "regularization",
+        "augment",
         "optimizer",
         "schedule",
     }

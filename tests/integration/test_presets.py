@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from hyperlab.augment import Noise
 from hyperlab.build import build
 from hyperlab.cli import CONFIG_DIR
 from hyperlab.search.setup import setup_of
@@ -46,7 +47,7 @@ def test_multirun_preset_composes_to_its_sweep(compose_hydra: ComposeHydra, name
         build(validate(jc))
         for override in job:
             key, value = override.split("=")
-            got = jc.hydra.runtime.choices.get(key, jc.get(key))
+            got = jc.hydra.runtime.choices.get(key, OmegaConf.select(jc, key))  # augment.std
             assert same(str(got)) == same(value), (override, got)
 
 
@@ -77,6 +78,10 @@ def test_regularization_overfits_a_small_noisy_set(compose_hydra: ComposeHydra) 
     assert len(data.y_train) == 200 and c.dataset["noise"] > 0.2
     assert 0 < c.bayes_error < 0.1
     assert (c.model["hidden_units"], c.model["layers"]) == (100, 3)
+    # Augmentation is swept by its std: 0 builds no transform (augment=none's loop).
+    off = build(validate(compose_hydra("experiment=regularization", "augment.std=0")))
+    on = build(validate(compose_hydra("experiment=regularization", "augment.std=0.2")))
+    assert off.augment is None and isinstance(on.augment, Noise) and on.augment.std == 0.2
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES))

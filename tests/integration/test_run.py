@@ -201,3 +201,48 @@ def test_l2_cost_is_in_the_logged_train_loss(cfg: Compose) -> None:
     diff = reg.history[0]["train_loss"] - plain.history[0]["train_loss"]
     assert diff == pytest.approx(expected, rel=1e-4)
     assert reg.history[0]["dev_loss"] == pytest.approx(plain.history[0]["dev_loss"])
+
+
+def test_an_augmented_run_trains_and_records_its_augment(
+    cfg: Compose, mlflow_uri: str, request: pytest.FixtureRequest
+) -> None:
+    overrides = ["dataset=moons", "augment=noise", "augment.std=0.3", "epochs=3"]
+    job = Job(choices={"dataset": "moons", "augment": "noise"}, overrides=overrides)
+    result = run(cfg(*overrides, tracking=True), job)
+    (r,) = runs_of(mlflow_uri, request.node.name)
+    assert r.info.status == "FINISHED" and 0.5 < result.objective <= 1
+    p = r.data.params
+    # As every group: the chosen option, its label, and its settings (not its _target_).
+    assert (p["augment"], p["augment.kind"], p["augment.std"]) == ("noise", "noise", "0.3")
+    c = MlflowClient(mlflow_uri)
+    config = yaml.safe_load(Path(c.download_artifacts(r.info.run_id, "config.yaml")).read_text())
+    assert config["augment"] == {
+        "_target_": "hyperlab.augment.noise",
+        "kind": "noise",
+        "std": 0.3,
+    }
+    # The same run without augmentation trains differently; with the same seed, the same.
+    again = run(cfg(*overrides)).objective
+    plain = Recorder()
+    run(cfg("dataset=moons", "epochs=3"), Job(listeners=[plain]))
+    noisy = Recorder()
+    run(cfg(*overrides), Job(listeners=[noisy]))
+    assert again == result.objective and noisy.history != plain.history
+
+
+def test_an_augment_the_data_cannot_take_records_nothing(
+    cfg: Compose, mlflow_uri: str, request: pytest.FixtureRequest
+) -> None:
+    from hyperlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        run(cfg("dataset=moons", "augment=shift", tracking=True))
+    assert "2 features, not a square image" in str(e.value)
+    assert "augment=shift needs image data such as dataset=digits" in e.value.fix
+    with pytest.raises(ConfigError, match=r"augment\.std must be a number >= 0") as e:
+        run(cfg("augment=noise", "augment.std=-0.1", tracking=True))
+    assert "augment.std=" in e.value.fix
+    with pytest.raises(ConfigError, match=r"augment.max_degrees must be .*\[0, 180\]"):
+        run(cfg("augment=shift", "augment.max_degrees=270", tracking=True))
+    tracking.drain()
+    assert MlflowClient(mlflow_uri).get_experiment_by_name(request.node.name) is None

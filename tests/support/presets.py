@@ -13,7 +13,10 @@ MULTIRUNS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     ),
     "optimizers_moons": ({"dataset": "moons"}, {"optimizer": "gd,momentum,adam"}),
     "lr_decay": ({"optimizer": "gd"}, {"schedule": "constant,inverse_time,exponential,staircase"}),
-    "regularization": ({"dataset": "moons"}, {"regularization": "none,l2,dropout"}),
+    "regularization": (
+        {"dataset": "moons", "augment": "noise"},
+        {"regularization": "none,l2,dropout", "augment.std": "0,0.2"},
+    ),
     "batchnorm_robustness": (
         {"optimizer": "gd"},
         {"normalization": "none,batchnorm", "lr": "1e-3,1e-2,1e-1,1"},

@@ -26,6 +26,7 @@ CODE_GROUPS = (
     "init",
     "normalization",
     "regularization",
+    "augment",
     "optimizer",
     "schedule",
     "sampler",
