@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from hyperlab import data, init, optim
+from hyperlab import data, init, optim, splitting
 from hyperlab.loop import Metrics, fit
 from hyperlab.models import MLP, batchnorm
 from hyperlab.population import Member, fit_population
@@ -42,7 +42,9 @@ def splits(name: str) -> tuple[Split, Split, int, int]:
     """Train and dev tensors of a bundled or generated data set, standardized."""
     x, y = data.digits() if name == "digits" else data.moons(n_samples=400)
     x, y, classes = data.check(x, y)
-    s = data.split_standardize(x, y, classes, {"train": 0.7, "dev": 0.15, "test": 0.15, "seed": 0})
+    s = splitting.split_standardize(
+        x, y, classes, {"train": 0.7, "dev": 0.15, "test": 0.15, "seed": 0}
+    )
     return (s.x_train, s.y_train), (s.x_dev, s.y_dev), s.n_features, s.n_classes
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -128,12 +129,28 @@ def _build_data(key: str) -> Splits:
     return cached(dataset, lambda: _split_data(dataset))
 
 
-def _split_data(dataset: dict[str, Any]) -> Splits:
-    from hyperlab.data import check, content_hash, split_standardize
+# Where dev and test come from files of their own: not arguments of the loader.
+SPLIT_FILES = ("dev_path", "test_path")
 
-    loader = {k: v for k, v in dataset.items() if k != "split"}
+
+def _split_data(dataset: dict[str, Any]) -> Splits:
+    from hyperlab.data import check, content_hash
+    from hyperlab.splitting import mismatched, split_standardize
+
+    loader = {k: v for k, v in dataset.items() if k != "split" and k not in SPLIT_FILES}
+    x, y, classes = check(*_load(loader))
+    if not dataset.get("dev_path"):
+        splits = split_standardize(x, y, classes, dataset["split"])
+        return dataclasses.replace(splits, sha256=content_hash(x, y, classes))
+    files = [check(*_load({**loader, "path": dataset[k]})) for k in SPLIT_FILES]
+    splits = mismatched((x, y, classes), files[0], files[1], dataset["split"])
+    h = [content_hash(*f) for f in [(x, y, classes), *files]]
+    return dataclasses.replace(splits, sha256=hashlib.sha256("".join(h).encode()).hexdigest())
+
+
+def _load(loader: dict[str, Any]) -> tuple[Any, Any]:
     try:
-        x, y = _instantiate(loader)
+        return _instantiate(loader)  # type: ignore[no-any-return]
     except HyperlabError:
         raise
     except Exception as e:  # a generator or reader rejecting its arguments or its input
@@ -142,9 +159,6 @@ def _split_data(dataset: dict[str, Any]) -> Splits:
             f"the data set could not be loaded ({loader.get('_target_')}): {cause}",
             "check the dataset.* settings",
         ) from None
-    x, y, classes = check(x, y)
-    splits = split_standardize(x, y, classes, dataset["split"])
-    return dataclasses.replace(splits, sha256=content_hash(x, y, classes))
 
 
 def build_regularization(config: Config) -> Regularization:

@@ -7,10 +7,8 @@ import dataclasses
 import hashlib
 import math
 import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +33,10 @@ class Splits:
     y_test: torch.Tensor
     classes: tuple[str, ...]
     sha256: str = ""  # of the loaded examples (content_hash): what a run trained on
+    # Held out of the training distribution, never trained on (dataset.split.train_dev):
+    # separates variance from data mismatch when dev and test come from elsewhere.
+    x_train_dev: torch.Tensor | None = None
+    y_train_dev: torch.Tensor | None = None
 
     @property
     def n_features(self) -> int:
@@ -44,13 +46,21 @@ class Splits:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The splits there are, in the course's order: train, [train_dev,] dev, test."""
+        if self.y_train_dev is None:
+            return ("train", "dev", "test")
+        return ("train", "train_dev", "dev", "test")
+
     def to(self, device: torch.device) -> Splits:
         """The same splits, their tensors on `device`."""
-        moved = {name: getattr(self, name).to(device) for name in TENSORS}
+        names = [f"{xy}_{n}" for n in self.names for xy in "xy"]
+        moved = {name: getattr(self, name).to(device) for name in names}
         return dataclasses.replace(self, **moved)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (inputs, labels) of split `name`: train, dev or test."""
+        """The (inputs, labels) of split `name`: train, train_dev, dev or test."""
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
 
@@ -315,75 +325,3 @@ def content_hash(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> str:
         h.update(a.tobytes())
     h.update("\n".join(classes).encode())
     return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Split:
-    """dataset.split: the fractions of the examples in each split (they sum to 1), and the
-    seed of the shuffle that deals them out."""
-
-    train: Fraction = 0.7
-    dev: Fraction = 0.15
-    test: Fraction = 0.15
-    seed: NumpySeed = 0
-
-
-def split_indices(
-    y: np.ndarray, fractions: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of the train, dev and test splits: sizes from `fractions` (a Split's
-    fields), stratified by class where every class can appear in each, seeded by its seed."""
-    from sklearn.model_selection import train_test_split
-
-    split = Split(**fractions)
-    n = len(y)
-    n_dev = round(n * split.dev)
-    n_test = round(n * split.test)
-    n_train = n - n_dev - n_test
-    if min(n_train, n_dev, n_test) < 1:
-        raise DataError(
-            f"{n} examples split {n_train}/{n_dev}/{n_test} leaves a split empty",
-            "give more examples or larger fractions (dataset.split.train/dev/test)",
-        )
-
-    def stratify(labels: np.ndarray, size: int) -> np.ndarray | None:
-        counts = np.bincount(labels)
-        ok = counts.min() >= 2 and min(size, labels.size - size) >= counts.size
-        return labels if ok else None
-
-    idx = np.arange(n)
-    rest, test = train_test_split(
-        idx, test_size=n_test, random_state=split.seed, stratify=stratify(y, n_test)
-    )
-    train, dev = train_test_split(
-        rest, test_size=n_dev, random_state=split.seed, stratify=stratify(y[rest], n_dev)
-    )
-    return train, dev, test
-
-
-def split_standardize(
-    x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], fractions: Mapping[str, Any]
-) -> Splits:
-    """Split by split_indices(), then standardize every split with the mean and standard
-    deviation of the training split alone (dev and test must not leak into the model)."""
-    from sklearn.preprocessing import StandardScaler
-
-    train, dev, test = split_indices(y, fractions)
-    scaler = StandardScaler().fit(x[train])
-
-    def tensors(part: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        standard = scaler.transform(x[part])
-        # float32 holds 3.4e38: a dev or test value standard deviations beyond reach of the
-        # training split's would become infinite.
-        far = ~(np.abs(standard) < np.finfo(np.float32).max)
-        if far.any():
-            row, col = np.argwhere(far)[0]
-            raise DataError(
-                f"feature {col} of example {part[row]} is {standard[row, col]:.3g} standard "
-                "deviations from the training mean: too far to train on",
-                "check the feature for outliers or a wrong unit; rescale or clip it",
-            )
-        return torch.from_numpy(standard.astype(np.float32)), torch.from_numpy(y[part])
-
-    (xa, ya), (xd, yd), (xt, yt) = tensors(train), tensors(dev), tensors(test)
-    return Splits(xa, ya, xd, yd, xt, yt, classes)

@@ -24,6 +24,8 @@ import torch
 
 from hyperlab.data import TENSORS, Splits
 
+HELD = ("x_train_dev", "y_train_dev")  # the train-dev split, where there is one
+
 FORMAT = "hyperlab-splits/1"
 
 
@@ -57,12 +59,14 @@ def cached(dataset: Mapping[str, Any], make: Callable[[], Splits]) -> Splits:
 def _read(path: Path) -> Splits | None:
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in TENSORS}
+            names = [*TENSORS, *(HELD if HELD[0] in f.files else ())]
+            arrays = {name: f[name] for name in names}
             classes, sha256 = tuple(str(c) for c in f["classes"]), str(f["sha256"])
     except Exception:  # missing, cut short (BadZipFile, EOFError), or not ours
         return None
-    xs = [arrays[f"x_{s}"] for s in ("train", "dev", "test")]
-    ys = [arrays[f"y_{s}"] for s in ("train", "dev", "test")]
+    splits = [n.removeprefix("x_") for n in names if n.startswith("x_")]
+    xs = [arrays[f"x_{s}"] for s in splits]
+    ys = [arrays[f"y_{s}"] for s in splits]
     if not (
         all(x.dtype == np.float32 and x.ndim == 2 for x in xs)
         and len({x.shape[1] for x in xs}) == 1
@@ -85,6 +89,11 @@ def _write(path: Path, splits: Splits) -> None:
             np.savez(
                 f,
                 **{name: getattr(splits, name).numpy() for name in TENSORS},
+                **{
+                    name: getattr(splits, name).numpy()
+                    for name in HELD
+                    if "train_dev" in splits.names
+                },
                 classes=np.array(splits.classes, dtype=str),
                 sha256=np.array(splits.sha256),
             )

@@ -144,9 +144,13 @@ def summary(
     for split, (loss, acc) in final.items():
         table.add_row(split, f"{loss:.4f}", f"{acc:.2%}", f"{1 - acc:.2%}")
     console.print(table)
+    mismatch = (
+        "" if reading.data_mismatch is None else f", data mismatch {reading.data_mismatch:.2%}"
+    )
     console.print(
         f"[bold]bias/variance:[/] {reading.verdict} "
-        f"(avoidable bias {reading.avoidable_bias:.2%}, variance {reading.variance:.2%})"
+        f"(avoidable bias {reading.avoidable_bias:.2%}, variance {reading.variance:.2%}"
+        f"{mismatch})"
     )
     console.print(f"  next step: {reading.advice}")
     console.print(f"[bold]objective:[/] {objective[0]} = {objective[1]:.4f}")

@@ -90,6 +90,7 @@ AVERAGING = Range(interval(0, 1, high_open=True), "a number in [0, 1)", "0.9")
 KEEP_PROB = Range(interval(0, 1, low_open=True), "a number in (0, 1]", "0.8")
 FRACTION = Range(interval(0, 1, low_open=True, high_open=True), "in (0, 1)", "0.5")
 UNIT = Range(interval(0, 1), "a number in [0, 1]", "0.5")
+HOLD_OUT = Range(interval(0, 1, high_open=True), "a fraction in [0, 1) (0: none)", "0.1")
 DEGREES = Range(interval(0, 180), "a number of degrees in [0, 180]", "10")
 COUNT = Range(at_least(1, integer=True), "an integer >= 1", "5")
 NATURAL = Range(at_least(0, integer=True), "an integer >= 0", "0")
@@ -121,6 +122,7 @@ Averaging = Annotated[float, AVERAGING]
 KeepProb = Annotated[float, KEEP_PROB]
 Fraction = Annotated[float, FRACTION]
 Unit = Annotated[float, UNIT]
+HoldOut = Annotated[float, HOLD_OUT]
 Degrees = Annotated[float, DEGREES]
 Count = Annotated[int, COUNT]
 Natural = Annotated[int, NATURAL]

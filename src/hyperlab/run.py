@@ -208,7 +208,9 @@ def _announce(config: Config, data: Splits, job: Job) -> None:
             display.header(config.lr, config.epochs, config.batch_size, job.choices)
         )
     shape = (
-        f"data: {len(data.y_train)} train / {len(data.y_dev)} dev / {len(data.y_test)} test, "
+        "data: "
+        + " / ".join(f"{len(data.split(n)[1])} {n.replace('_', '-')}" for n in data.names)
+        + ", "
         f"{data.n_features} features, {data.n_classes} classes"
     )
     display.console.print(shape, highlight=False)
@@ -307,13 +309,22 @@ class Final:
             "test_acc": self.splits["test"][1],
             "train_error": 1 - self.splits["train"][1],
             "dev_error": 1 - self.splits["dev"][1],
-        }
+        } | (
+            {"train_dev_loss": held[0], "train_dev_acc": held[1], "train_dev_error": 1 - held[1]}
+            if (held := self.splits.get("train_dev"))
+            else {}
+        )
 
     def tags(self, direction: str) -> dict[str, str]:
         return {
             "hyperlab.bias_variance": self.reading.verdict,
             "hyperlab.avoidable_bias": f"{self.reading.avoidable_bias:.4f}",
             "hyperlab.variance": f"{self.reading.variance:.4f}",
+            **(
+                {"hyperlab.data_mismatch": f"{self.reading.data_mismatch:.4f}"}
+                if self.reading.data_mismatch is not None
+                else {}
+            ),
             "hyperlab.next_step": self.reading.advice,
             "hyperlab.objective": f"{self.metric} ({direction})",
             "hyperlab.outcome": "complete",
@@ -362,12 +373,13 @@ def finish(
             "best_epoch": float(stopper.best_epoch),
             "stopped_epoch": float(stopper.last_epoch),
         }
-    splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in ("train", "dev", "test")}
+    splits = {s: evaluate(parts.model, *parts.data.split(s)) for s in parts.data.names}
     reading = bias_variance(
         1 - splits["train"][1],
         1 - splits["dev"][1],
         config.bayes_error,
         config.diagnosis_threshold,
+        1 - splits["train_dev"][1] if "train_dev" in splits else None,
     )
     note = stopper.describe() if stopper else ""
     final = Final(splits, reading, metric, last[metric], bests, note)

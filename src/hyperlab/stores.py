@@ -249,25 +249,26 @@ def _first_contact(url: str, key: str, timeout: float = CONNECT_TIMEOUT) -> None
 
 def check_data_path(dataset: Mapping[str, Any]) -> None:
     """A data file must be there before a run (or a study, or seed repeats) starts."""
-    path = dataset.get("path")
-    if isinstance(path, str) and path:
-        kind = str(dataset.get("_target_", "")).rsplit(".", 1)[-1].upper() or "data"
-        existing_file(path, kind)
+    kind = str(dataset.get("_target_", "")).rsplit(".", 1)[-1].upper() or "data"
+    for key in ("path", "dev_path", "test_path"):
+        path = dataset.get(key)
+        if isinstance(path, str) and path:
+            existing_file(path, kind, key)
 
 
-def existing_file(path: str | Path, kind: str) -> Path:
+def existing_file(path: str | Path, kind: str, key: str = "path") -> Path:
     """`path` (a user's `~` expanded) if it is a file, else a DataError naming what it is
-    instead; `kind` (CSV, NPZ) names the file the reader wants."""
+    instead; `kind` (CSV, NPZ) names the file the reader wants, `key` the setting."""
     p = Path(path).expanduser()
     if p.is_dir():
         raise DataError(
-            f"dataset.path: '{p}' is a directory, not a {kind} file",
-            f"name the file itself: dataset.path={p}/<file>.{kind.lower()}",
+            f"dataset.{key}: '{p}' is a directory, not a {kind} file",
+            f"name the file itself: dataset.{key}={p}/<file>.{kind.lower()}",
         )
     if not p.is_file():
         raise DataError(
-            f"dataset.path: {kind} file '{p}' does not exist",
-            f"pass an existing file: dataset.path=/absolute/path/to/file.{kind.lower()}",
+            f"dataset.{key}: {kind} file '{p}' does not exist",
+            f"pass an existing file: dataset.{key}=/absolute/path/to/file.{kind.lower()}",
         )
     return p
 

@@ -37,7 +37,7 @@ GROUPS = (
     "optimizer",
     "schedule",
 )
-NESTED = {"dataset.split": "hyperlab.data.Split"}
+NESTED = {"dataset.split": "hyperlab.splitting.Split"}
 RuleFor = Callable[[str], Callable[[Any], ConfigError | None] | None]
 
 
@@ -152,15 +152,7 @@ def validate(cfg: DictConfig) -> Config:
         raise error
     plain["objective"]["direction"] = direction_of(plain["objective"])
     _check_derived_seeds(plain)
-    split = plain["dataset"].get("split", {})
-    if split:
-        total = sum(float(split[k]) for k in ("train", "dev", "test"))
-        if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ConfigError(
-                f"dataset.split fractions sum to {total:g}, not 1 "
-                f"(train={split['train']}, dev={split['dev']}, test={split['test']})",
-                "make dataset.split.train + dataset.split.dev + dataset.split.test = 1",
-            )
+    _check_split(plain["dataset"])
     if plain["normalization"].get("kind") == "batchnorm" and plain["batch_size"] < 2:
         raise ConfigError(
             f"batch_size={plain['batch_size']} with normalization=batchnorm: batch norm needs "
@@ -196,6 +188,33 @@ def direction_of(objective: Mapping[str, Any]) -> str:
         f"drop objective.direction (it follows the metric: {natural} {metric}), or set "
         f"objective.direction={natural}",
     )
+
+
+def _check_split(dataset: Mapping[str, Any]) -> None:
+    """The fractions of one file sum to 1; dev and test files come as a pair."""
+    split = dataset.get("split", {})
+    dev, test = (dataset.get(k) or "" for k in ("dev_path", "test_path"))
+    if bool(dev) != bool(test):
+        given, missing = ("dev_path", "test_path") if dev else ("test_path", "dev_path")
+        raise ConfigError(
+            f"dataset.{given} without dataset.{missing}: dev and test come from files of "
+            "their own together (the distribution the model will serve)",
+            f"give dataset.{missing}=FILE as well, or neither",
+        )
+    if not split or dev:  # with files of their own, only split.train_dev applies
+        return
+    keys = (
+        ("train", "train_dev", "dev", "test")
+        if split.get("train_dev")
+        else ("train", "dev", "test")
+    )
+    total = sum(float(split[k]) for k in keys)
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        given = ", ".join(f"{k}={split[k]}" for k in keys)
+        raise ConfigError(
+            f"dataset.split fractions sum to {total:g}, not 1 ({given})",
+            "make " + " + ".join(f"dataset.split.{k}" for k in keys) + " = 1",
+        )
 
 
 def _check_derived_seeds(plain: Mapping[str, Any]) -> None:

@@ -82,3 +82,16 @@ def test_a_second_process_builds_digits_without_importing_scikit_learn(cache: Pa
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert first.stdout.split() == ["1257", "True"], first.stderr
     assert second.stdout.split() == ["1257", "False"], second.stderr
+
+
+def test_a_train_dev_split_is_cached_with_the_others(cache: Path) -> None:
+    held = {
+        **MOONS,
+        "split": {"train": 0.6, "dev": 0.15, "test": 0.15, "seed": 0, "train_dev": 0.1},
+    }
+    made = data_cache.cached(held, lambda: _split_data(held))
+    again = data_cache.cached(held, lambda: pytest.fail("made again"))
+    assert again.names == ("train", "train_dev", "dev", "test") and same(again, made)
+    assert made.x_train_dev is not None and again.x_train_dev is not None
+    assert torch.equal(again.x_train_dev, made.x_train_dev)
+    assert again.y_train_dev is not None and len(again.y_train_dev) == 20

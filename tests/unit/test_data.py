@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hyperlab import data
+from hyperlab import data, splitting
 from hyperlab.build import build_data
 from hyperlab.errors import DataError
 
@@ -14,7 +14,7 @@ SPLIT = {"train": 0.7, "dev": 0.15, "test": 0.15, "seed": 0}
 
 
 def splits_of(x: np.ndarray, y: np.ndarray, split: dict[str, float] = SPLIT) -> data.Splits:
-    return data.split_standardize(*data.check(x, y), split)
+    return splitting.split_standardize(*data.check(x, y), split)
 
 
 def test_digits_split_sizes_and_classes() -> None:
@@ -31,7 +31,8 @@ def test_standardized_with_training_statistics_only() -> None:
     s = splits_of(x, y)
     torch.testing.assert_close(s.x_train.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
     torch.testing.assert_close(s.x_train.std(0, unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
-    train, dev, test = data.split_indices(y, SPLIT)
+    train, train_dev, dev, test = splitting.split_indices(y, SPLIT)
+    assert train_dev.size == 0  # none asked for
     assert sorted([*train, *dev, *test]) == list(range(1000))
     mu, sd = x[train].mean(0), x[train].std(0)
     # Dev and test go through the training set's transform, not their own.
