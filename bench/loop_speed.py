@@ -8,7 +8,10 @@
 2. The cost of data augmentation on fit(): augment=shift (1 pixel; and with 10 degrees of
    rotation) and augment=noise against augment=none, same model and data, side by side.
    augment=none builds no transform, so it is the loop of item 1.
-3. A 20-epoch digits run through run() with MLflow tracking on against off, in one warm
+3. The cost of diagnostics=layers on fit(): each epoch's per-layer statistics (a forward
+   and backward pass on a 512-example probe) against the same fit() without them. With
+   diagnostics off nothing is added: that is the loop of item 1.
+4. A 20-epoch digits run through run() with MLflow tracking on against off, in one warm
    process as a sweep or multirun runs its jobs, and with a drain() after each run as a
    single `hyperlab` command waits at exit. Goal: on/off <= 1.05.
 
@@ -208,6 +211,46 @@ def augment_ratios(rounds: int) -> dict[str, tuple[list[float], float, float]]:
     }
 
 
+def diagnostics_ratio(rounds: int) -> tuple[list[float], float, float]:
+    """(per-round time ratios with/without diagnostics=layers, median steps/s with, without)
+    of fit() on digits, the rounds alternating."""
+    from hyperlab.layer_stats import LayerStats
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        config = validate(compose("config", ["progress=false", "tracking.enabled=false"]))
+    parts = build(config)
+    x, y = parts.data.x_train, parts.data.y_train
+    steps = EPOCHS * -(-len(y) // BATCH)
+
+    def once(layers: bool) -> float:
+        model, opt = build_model_and_optimizer(config, parts)
+        assert isinstance(model, nn.Sequential)
+        listeners = [LayerStats(model, x, y)] if layers else []
+        return timed(
+            lambda: fit(
+                model,
+                opt,
+                parts.schedule,
+                (x, y),
+                (parts.data.x_dev, parts.data.y_dev),
+                lr=config.lr,
+                epochs=EPOCHS,
+                batch_size=BATCH,
+                generator=torch.Generator().manual_seed(0),
+                listeners=listeners,
+            )
+        )
+
+    once(True), once(False)  # warm up
+    on: list[float] = []
+    off: list[float] = []
+    for i in range(rounds):
+        for layers in (True, False) if i % 2 == 0 else (False, True):
+            (on if layers else off).append(once(layers))
+    ratios = [a / b for a, b in zip(on, off, strict=True)]
+    return ratios, steps / statistics.median(on), steps / statistics.median(off)
+
+
 def tracking_ratio(
     rounds: int, drain_each: bool, uri: str, curve: bool = False
 ) -> tuple[list[float], float, float]:
@@ -305,6 +348,13 @@ def main() -> None:
                 f"  augment={name:<13} {augmented:6.0f} steps/s  augment=none {none:6.0f} "
                 f"steps/s  augmented/none {statistics.median(ratios):.3f} {spread(ratios)}"
             )
+    if not args.skip_loop:
+        ratios, on, off = diagnostics_ratio(args.rounds)
+        print(
+            "\ntime of fit() with diagnostics=layers over without\n"
+            f"  diagnostics=layers {on:6.0f} steps/s  none {off:6.0f} steps/s  "
+            f"layers/none {statistics.median(ratios):.3f} {spread(ratios)}"
+        )
     print("\nwall time of a 20-epoch run() with MLflow on over off (goal <= 1.05); median [IQR]")
     store = f"sqlite:///{args.workdir}/mlflow.db"
     cases = (

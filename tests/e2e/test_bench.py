@@ -90,7 +90,7 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
         (
             "loop_speed.py",
             ["--rounds", "1", "--command-rounds", "1"],
-            ["on/off", "ratio", "augment=shift+rotate", "augmented/none"],
+            ["on/off", "ratio", "augment=shift+rotate", "augmented/none", "layers/none"],
         ),
         (
             "sweep_speed.py",
