@@ -21,8 +21,8 @@ from hyperlab.loop import Listener
 
 if TYPE_CHECKING:
     from hyperlab.build import Parts
+    from hyperlab.job import Job
     from hyperlab.record import Record
-    from hyperlab.run import Job
     from hyperlab.schema import Config
 
 

@@ -18,7 +18,7 @@ from hyperlab.schema import Config, as_dict
 from hyperlab.tracking import Tracker, default_tags, params_of
 
 if TYPE_CHECKING:
-    from hyperlab.run import Job
+    from hyperlab.job import Job
 
 Point = tuple[int, float]  # (epoch counted from 1, value)
 

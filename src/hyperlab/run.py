@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,31 +28,13 @@ from hyperlab.diagnose import Reading, bias_variance
 from hyperlab.early_stopping import EarlyStopping
 from hyperlab.errors import ConfigError, masked
 from hyperlab.hearing import hearing
+from hyperlab.job import Job as Job  # re-exported: run(config, Job(...)) is one import
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import layer_sizes
 from hyperlab.record import Record, open_record
 from hyperlab.schema import Config
-from hyperlab.tracking import Tracker, TrackingError
+from hyperlab.tracking import TrackingError
 from hyperlab.validate import checked
-
-
-@dataclass
-class Job:
-    """What the caller knows about a job beyond its config."""
-
-    choices: Mapping[str, str] = field(default_factory=dict)  # group -> option
-    overrides: Sequence[str] = ()
-    command: str = "hyperlab"
-    parent_run_id: str | None = None
-    listeners: Sequence[Listener] = ()  # e.g. a sweeper's pruning reporter
-    tags: Mapping[str, str] = field(default_factory=dict)
-    run_name: str = ""  # default: the overrides
-    output_dir: Path | None = None  # learning curve and checkpoints (default: a temp dir)
-    resume: Checkpoint | None = None  # continue from this checkpoint
-    announced: bool = False  # its header line is printed already (by the command, at once)
-    # Told of the run's MLflow client once the run is opened: a caller whose run is then
-    # stopped or fails learns that the run recorded it (and its id, from the client).
-    on_opened: Callable[[Tracker], None] | None = None
 
 
 @dataclass(frozen=True)
