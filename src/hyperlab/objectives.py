@@ -12,7 +12,9 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hyperlab.errors import ConfigError
-from hyperlab.ranges import METRICS as EPOCH_METRICS
+from hyperlab.ranges import METRICS
+
+EPOCH_METRICS = METRICS  # the per-epoch metrics objective.metric takes
 
 if TYPE_CHECKING:
     from hyperlab.schema import Config

@@ -201,3 +201,25 @@ def test_l2_cost_is_in_the_logged_train_loss(cfg: Compose) -> None:
     diff = reg.history[0]["train_loss"] - plain.history[0]["train_loss"]
     assert diff == pytest.approx(expected, rel=1e-4)
     assert reg.history[0]["dev_loss"] == pytest.approx(plain.history[0]["dev_loss"])
+
+
+def test_a_run_records_its_fit_seconds_and_parameter_count(
+    cfg: Compose, mlflow_uri: str, request: pytest.FixtureRequest
+) -> None:
+    # [2, 5, 5, 2]: (2*5 + 5) + (5*5 + 5) + (5*2 + 2) = 57 weights and biases
+    overrides = ["dataset=moons", "model.hidden_units=5", "epochs=2"]
+    result = run(cfg(*overrides, tracking=True), Job(overrides=overrides))
+    (r,) = runs_of(mlflow_uri, request.node.name)
+    assert r.data.metrics["n_params"] == 57.0 == result.measures["n_params"]
+    assert r.data.metrics["train_seconds"] == pytest.approx(result.timings["fit"])
+    assert result.measures["train_seconds"] == result.timings["fit"] > 0
+    # What a study may optimize: the final epoch's metrics beside the run's two.
+    assert set(result.measures) == {
+        "dev_acc",
+        "dev_loss",
+        "train_acc",
+        "train_loss",
+        "train_seconds",
+        "n_params",
+    }
+    assert result.measures["dev_acc"] == result.objective == r.data.metrics["dev_acc"]
