@@ -136,3 +136,10 @@ def test_the_live_view_shows_each_value_and_whether_a_trial_is_on_the_front() ->
         "trial 2 complete  dev_acc 0.8  n_params 100  on the front (2 trials)",
         "trial 3 complete  dev_acc 0.95  n_params 2000  on the front (3 trials)",
     ]
+
+
+def test_importances_rank_each_objective_as_better_lower() -> None:
+    # PED-ANOVA, Optuna's default evaluator, takes a target's low values as the good ones.
+    (t,) = [t for t in multi_study().trials if t.number == 0]
+    assert pareto._target(0, "maximize")(t) == -0.9
+    assert pareto._target(1, "minimize")(t) == 500.0

@@ -67,7 +67,7 @@ def fill(rep: Report, study: optuna.Study, out_dir: Path | None) -> None:
     rep.front = ordered(study.best_trials, dirs)
     if rep.counts.get("COMPLETE", 0) >= 2:
         for i, name in enumerate(rep.objectives):
-            found = importances(study, target=_target(i))
+            found = importances(study, target=_target(i, dirs[i]))
             if found:
                 rep.per_objective[name] = found
     if out_dir is not None and rep.front:
@@ -77,8 +77,11 @@ def fill(rep: Report, study: optuna.Study, out_dir: Path | None) -> None:
         rep.files.append(path)
 
 
-def _target(i: int) -> Any:
-    return lambda t: t.values[i]
+def _target(i: int, direction: str) -> Any:
+    """Objective i as a value to minimize: Optuna's default importance evaluator (PED-ANOVA)
+    takes a target's lower values as the better ones, whatever the study's directions."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    return lambda t: sign * t.values[i]
 
 
 def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
@@ -91,13 +94,14 @@ def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
     drawings: list[tuple[str, Any]] = [
         ("pareto_front", lambda: vis.plot_pareto_front(study, target_names=rep.objectives))
     ]
+    dirs = directions_of(study)
     for i, name in enumerate(rep.objectives):
         if len(rep.per_objective.get(name, {})) > 1:
             drawings.append(
                 (
                     f"param_importances_{name}",
                     lambda i=i, name=name: vis.plot_param_importances(
-                        study, target=_target(i), target_name=name
+                        study, target=_target(i, dirs[i]), target_name=name
                     ),
                 )
             )
