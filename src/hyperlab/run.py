@@ -31,6 +31,7 @@ from hyperlab.hearing import hearing
 from hyperlab.job import Job as Job  # re-exported: run(config, Job(...)) is one import
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import layer_sizes
+from hyperlab.objectives import EPOCH_METRICS
 from hyperlab.record import Record, open_record
 from hyperlab.schema import Config
 from hyperlab.tracking import TrackingError
@@ -47,6 +48,9 @@ class RunResult:
     run_id: str | None
     timings: dict[str, float]
     data_sha256: str
+    # Every metric a study may optimize (hyperlab.objectives): the final epoch's, the fit's
+    # seconds and the model's parameter count. Empty for a run that diverged.
+    measures: dict[str, float] = field(default_factory=dict)
 
 
 def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) -> RunResult:
@@ -85,15 +89,27 @@ def run(cfg: Config | DictConfig | Mapping[str, Any], job: Job | None = None) ->
             return RunResult(math.nan, run_id, timings, sha256)
         raise
     timings["fit"] = time.perf_counter() - start
+    measured = run_metrics(timings["fit"], parts.model)
     # Trained: a stop from here on would lose the result for a moment's work. It is kept
     # for the caller (stops.take), which records this run as it ended, then stops.
     with stops.held(until_checked=True):
         start = time.perf_counter()
         hear.report_layers(record, config.progress)
-        final, run_id = finish(config, parts, history, job, record, start_epoch, hear.stopper)
+        final, run_id = finish(
+            config, parts, history, job, record, start_epoch, hear.stopper, measured
+        )
         timings["finish"] = time.perf_counter() - start
         _summarize(config, final, run_id, record)
-    return RunResult(final.value, run_id, timings, sha256)
+    return RunResult(final.value, run_id, timings, sha256, final.measures)
+
+
+def run_metrics(fit_seconds: float, model: torch.nn.Module) -> dict[str, float]:
+    """The metrics measured once per run (hyperlab.objectives.RUN_METRICS): the fit's wall
+    time and the model's parameter count, which a study may trade against accuracy."""
+    return {
+        "train_seconds": fit_seconds,
+        "n_params": float(sum(p.numel() for p in model.parameters())),
+    }
 
 
 # A limit on what a config may ask of this machine: (config, the model's layer sizes from
@@ -282,10 +298,13 @@ class Final:
     value: float
     best: dict[str, float] = field(default_factory=dict)  # best_dev_acc, best_epoch, ...
     early_stopping: str = ""  # how early stopping ended training, where it was on
+    run: dict[str, float] = field(default_factory=dict)  # train_seconds, n_params
+    measures: dict[str, float] = field(default_factory=dict)  # what a study may optimize
 
     def metrics(self) -> dict[str, float]:
         return {
             **self.best,
+            **self.run,
             "test_loss": self.splits["test"][0],
             "test_acc": self.splits["test"][1],
             "train_error": 1 - self.splits["train"][1],
@@ -335,10 +354,11 @@ def finish(
     record: Record,
     start_epoch: int,
     stopper: EarlyStopping | None = None,
+    run: Mapping[str, float] | None = None,
 ) -> tuple[Final, str | None]:
     """The learning curve of an untracked run, the final evaluation (of the best epoch's
     weights, with early stopping), and the run recorded as FINISHED (its id returned with
-    the evaluation, with tracking on)."""
+    the evaluation, with tracking on). `run` holds the run metrics (run_metrics)."""
     points = record.curve_points(history, start_epoch)
     if record.curve and record.tracker is None and job.output_dir:
         from hyperlab.curves import draw
@@ -363,7 +383,9 @@ def finish(
         1 - splits["train_dev"][1] if "train_dev" in splits else None,
     )
     note = stopper.describe() if stopper else ""
-    final = Final(splits, reading, metric, last[metric], bests, note)
+    run = dict(run or {})
+    epoch_metrics = {m: last[m] for m in EPOCH_METRICS if m in last}
+    final = Final(splits, reading, metric, last[metric], bests, note, run, epoch_metrics | run)
     run_id = None
     if record.tracker:
         run_id = record.close(

@@ -27,7 +27,7 @@ from hyperlab.loop import Listener
 from hyperlab.models import layer_sizes
 from hyperlab.population import Member, fit_population
 from hyperlab.record import open_record
-from hyperlab.run import Job, RunResult, end_early, finish, prepare
+from hyperlab.run import Job, RunResult, end_early, finish, prepare, run_metrics
 from hyperlab.schema import Config
 from hyperlab.tracking import batched
 
@@ -121,7 +121,8 @@ def run_population(
                 out.append(RunResult(float("nan"), run_id, timings, sha256))
                 continue
             start = time.perf_counter()
-            final, run_id = finish(config, parts, end.history, job, record, 0, stopper)
+            measured = run_metrics(fit_seconds, parts.model)
+            final, run_id = finish(config, parts, end.history, job, record, 0, stopper, measured)
             timings["finish"] = time.perf_counter() - start
-            out.append(RunResult(final.value, run_id, timings, sha256))
+            out.append(RunResult(final.value, run_id, timings, sha256, final.measures))
     return out

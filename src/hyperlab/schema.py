@@ -69,6 +69,10 @@ class Objective:
     # auto: minimize a loss, maximize an accuracy (validate.direction_of)
     direction: str = bounded("auto", DIRECTIONS)
     over_seeds: str = bounded("mean", Range(one_of("mean", "bound"), "mean or bound", "bound"))
+    # A multi-objective study: two or more metrics (hyperlab.objectives), each with its
+    # direction ([] or auto: each metric's own). Checked and resolved by validate().
+    metrics: list[str] = field(default_factory=list)
+    directions: list[str] = field(default_factory=list)
     z: float = bounded(1.0, NON_NEGATIVE)
 
 

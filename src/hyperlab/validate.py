@@ -21,6 +21,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from hyperlab.allowlist import check_config
 from hyperlab.errors import ConfigError
+from hyperlab.objectives import resolve as resolve_objective
 from hyperlab.ranges import NUMPY_SEED_MAX, TORCH_SEED_MAX, Range, declared, declared_in
 from hyperlab.schema import LABELS, Config, bounds, typed
 from hyperlab.stores import check_data_path, check_tracking_uri
@@ -150,7 +151,7 @@ def validate(cfg: DictConfig) -> Config:
     error = _label_error(plain)
     if error:
         raise error
-    plain["objective"]["direction"] = direction_of(plain["objective"])
+    resolve_objective(plain["objective"], direction_of)
     _check_derived_seeds(plain)
     _check_split(plain["dataset"])
     if plain["normalization"].get("kind") == "batchnorm" and plain["batch_size"] < 2:

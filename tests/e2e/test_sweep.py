@@ -259,3 +259,62 @@ def test_a_population_study_trains_stacks_and_records_every_trial(tmp_path: Path
     r = hyperlab(tmp_path, *args, "sweep.n_trials=10")
     assert r.returncode == 0, r.stderr
     assert [t.state for t in study_in(tmp_path).trials] == [TrialState.COMPLETE] * 10
+
+
+def test_a_multi_objective_study_reports_and_records_its_pareto_front(tmp_path: Path) -> None:
+    args = ["search=lr_size", "objective.metrics=[dev_acc,n_params]", *QUICK]
+    r = hyperlab(tmp_path, *args, "sweep.n_trials=5")
+    assert r.returncode == 0, r.stderr
+    s = study_in(tmp_path)
+    assert s.directions == [
+        optuna.study.StudyDirection.MAXIMIZE,
+        optuna.study.StudyDirection.MINIMIZE,
+    ]
+    assert s.metric_names == ["dev_acc", "n_params"]
+    assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 5
+    runs = mlflow_runs(tmp_path)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {c.info.run_id: c for c in runs if "mlflow.parentRunId" in c.data.tags}
+    for t in s.trials:
+        h = t.params["model.hidden_units"]
+        run = children[t.user_attrs["mlflow_run_id"]]
+        # [2, h, h, 2]: each trial told [its dev accuracy, its parameter count]
+        assert t.values == [run.data.metrics["dev_acc"], float(2 * h + h + h * h + h + h * 2 + 2)]
+        assert run.data.metrics["n_params"] == t.values[1]
+        assert run.data.metrics["train_seconds"] > 0
+    front = sorted(s.best_trials, key=lambda t: (-t.values[0], t.number))
+    # The live lines: each objective's value and the front, not a best value.
+    assert (
+        len(
+            re.findall(
+                r"^trial \d complete  dev_acc [0-9.]+  n_params \d+  (on the )?front",
+                r.stdout,
+                re.M,
+            )
+        )
+        == 5
+    )
+    assert "best" not in r.stdout.split("Pareto front:")[0].split("\n", 1)[1]
+    for t in front:
+        assert f"  trial {t.number}: {t.user_attrs['replay']}" in r.stdout
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").iterdir()
+    summary = (sweep_dir / "summary.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([0-9.]+) \| (\d+) \|", summary, re.M)
+    assert rows == [(str(t.number), f"{t.values[0]:.6g}", f"{t.values[1]:.0f}") for t in front]
+    assert (sweep_dir / "pareto_front.png").stat().st_size > 0
+    assert parent.data.tags["hyperlab.objectives"] == "dev_acc (maximize), n_params (minimize)"
+    assert parent.data.tags["hyperlab.front"].splitlines() == [
+        f"trial {t.number}: run {t.user_attrs['mlflow_run_id']} "
+        f"dev_acc={t.values[0]:.6g} n_params={t.values[1]:.6g}"
+        for t in front
+    ]
+    assert parent.data.metrics["front_size"] == len(front)
+    assert "best_value" not in parent.data.metrics
+    assert parent.data.params["objective"] == "dev_acc (maximize), n_params (minimize)"
+    files = {
+        a.path
+        for a in MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db").list_artifacts(
+            parent.info.run_id
+        )
+    }
+    assert {"summary.md", "pareto_front.md", "pareto_front.png"} <= files

@@ -246,3 +246,25 @@ def test_an_augment_the_data_cannot_take_records_nothing(
         run(cfg("augment=shift", "augment.max_degrees=270", tracking=True))
     tracking.drain()
     assert MlflowClient(mlflow_uri).get_experiment_by_name(request.node.name) is None
+
+
+def test_a_run_records_its_fit_seconds_and_parameter_count(
+    cfg: Compose, mlflow_uri: str, request: pytest.FixtureRequest
+) -> None:
+    # [2, 5, 5, 2]: (2*5 + 5) + (5*5 + 5) + (5*2 + 2) = 57 weights and biases
+    overrides = ["dataset=moons", "model.hidden_units=5", "epochs=2"]
+    result = run(cfg(*overrides, tracking=True), Job(overrides=overrides))
+    (r,) = runs_of(mlflow_uri, request.node.name)
+    assert r.data.metrics["n_params"] == 57.0 == result.measures["n_params"]
+    assert r.data.metrics["train_seconds"] == pytest.approx(result.timings["fit"])
+    assert result.measures["train_seconds"] == result.timings["fit"] > 0
+    # What a study may optimize: the final epoch's metrics beside the run's two.
+    assert set(result.measures) == {
+        "dev_acc",
+        "dev_loss",
+        "train_acc",
+        "train_loss",
+        "train_seconds",
+        "n_params",
+    }
+    assert result.measures["dev_acc"] == result.objective == r.data.metrics["dev_acc"]

@@ -212,3 +212,27 @@ def test_early_stopping_composes_with_pruning_in_a_study(cfg: Compose, tmp_path:
         assert max(steps) == 100 or max(steps) == best + 4
         stopped += max(steps) < 100
     assert stopped  # at least one trial stopped early
+
+
+def test_a_multi_objective_trial_tells_each_metric_and_keeps_its_run(
+    cfg: Compose, tmp_path: Path, mlflow_uri: str
+) -> None:
+    # The trials' configs are composed from these overrides alone: their store named here.
+    store = [
+        "tracking.enabled=true",
+        f"tracking.uri='{mlflow_uri}'",
+        "tracking.experiment=multi",
+        f"tracking.artifacts='{tmp_path / 'artifacts'}'",
+    ]
+    w = make_worker(cfg, tmp_path, 3, "search=lr_size", "dataset=moons", "epochs=2", *store)
+    assert [d.name for d in w.study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert worker.run(w) == {"COMPLETE": 3}
+    from hyperlab.tracking import drain
+
+    drain()
+    runs = {r.info.run_id: r for r in runs_of(w.cfg.tracking.uri, w.cfg.tracking.experiment)}
+    for t in w.study.get_trials():
+        run = runs[t.user_attrs["mlflow_run_id"]]
+        h = t.params["model.hidden_units"]
+        assert t.values == [run.data.metrics["dev_acc"], (2 * h + h) + (h * h + h) + (h * 2 + 2)]
+        assert t.values[1] == run.data.metrics["n_params"]

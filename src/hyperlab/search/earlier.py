@@ -30,7 +30,28 @@ def open_study(name: str, url: str, setting: str = "study") -> optuna.Study:
             else "run a study first (search=NAME)",
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=storage)
+    s = optuna.load_study(study_name=name, storage=storage)
+    if len(s.directions) > 1:
+        raise _multi_objective(s, stores.where(url), setting)
+    return s
+
+
+def _multi_objective(s: optuna.Study, where: str, setting: str) -> ConfigError:
+    """A multi-objective study has a front, not a ranking: task=retest and sweep.warm_start
+    (which take its best trials by one value) refuse it."""
+    from hyperlab.objectives import describe
+    from hyperlab.search.pareto import directions_of, names_of
+
+    what = "task=retest" if setting == "study" else setting
+    return ConfigError(
+        f"{what}: study {s.study_name!r} in {where} has {len(s.directions)} objectives "
+        f"({describe(names_of(s), directions_of(s))}): its trials form a Pareto front, not "
+        "a ranking to take the best of",
+        "retrain a front trial with its replay line (summary.md and the parent run's "
+        "pareto_front.md list them) and repeats=3"
+        if setting == "study"
+        else "warm-start from a single-objective study, or drop sweep.warm_start",
+    )
 
 
 def ranked(s: optuna.Study) -> list[FrozenTrial]:

@@ -22,6 +22,7 @@ class StudyRow:
     counts: dict[str, int] = field(default_factory=dict)
     best: float | None = None
     best_trial: int | None = None
+    front: int | None = None  # a multi-objective study's: how many trials its front holds
     last: datetime.datetime | None = None  # the latest start or end of a trial
     search: str = ""
 
@@ -42,14 +43,19 @@ def studies(url: str) -> list[StudyRow]:
     for name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        row = StudyRow(name, study.direction.name.lower())
+        directions = [d.name.lower() for d in study.directions]
+        row = StudyRow(name, ", ".join(directions))
         for t in trials:
             row.counts[t.state.name] = row.counts.get(t.state.name, 0) + 1
             for when in (t.datetime_start, t.datetime_complete):
                 if when is not None and (row.last is None or when > row.last):
                     row.last = when
-        complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        if complete:
+        complete = [t for t in trials if t.state.name == "COMPLETE" and t.values is not None]
+        if len(directions) > 1:  # no best value: the size of the front
+            from hyperlab.search.pareto import front_of
+
+            row.front = len(front_of(trials, directions))
+        elif complete:
             pick = max if row.direction == "maximize" else min
             best = pick(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
             row.best, row.best_trial = best.value, best.number
@@ -74,7 +80,7 @@ def show(rows: list[StudyRow], where: str, console: Console) -> None:
         [
             r.name,
             counts(r.counts),
-            "-" if r.best is None else f"{r.best:.4g} (trial {r.best_trial}, {r.direction})",
+            _best(r),
             _when(r.last),
         ]
         for r in rows
@@ -89,6 +95,12 @@ def show(rows: list[StudyRow], where: str, console: Console) -> None:
         markup=False,
         highlight=False,
     )
+
+
+def _best(r: StudyRow) -> str:
+    if r.front is not None:
+        return f"front of {r.front} trial(s) ({r.direction})"
+    return "-" if r.best is None else f"{r.best:.4g} (trial {r.best_trial}, {r.direction})"
 
 
 def counts(by_state: dict[str, int]) -> str:

@@ -52,6 +52,7 @@ def parent_run(
 def study_params(cfg: Config, choices: Mapping[str, str], setup: Setup) -> dict[str, str]:
     """The parent run's params: the study, its space, sampler and pruner (`choices`: the
     options of the command's config groups), budget and objective, and the versions."""
+    from hyperlab.search.multi import label
     from hyperlab.stores import where
     from hyperlab.tracking import versions
 
@@ -63,7 +64,7 @@ def study_params(cfg: Config, choices: Mapping[str, str], setup: Setup) -> dict[
         "n_trials": str(setup.n_trials),
         "workers": str(cfg.sweep.workers),
         "seed": str(cfg.sweep.seed),
-        "objective": f"{cfg.objective.metric} ({cfg.objective.direction})",
+        "objective": label(cfg),
         "storage": where(setup.url),
     }
     if cfg.sweep.timeout not in ("", "0"):
@@ -86,7 +87,7 @@ def close_parent(
     """Log the report to the study's parent run and end it; close child runs that a worker
     left RUNNING while the tracking store was away (see the writer's close_stale)."""
     from hyperlab.display import console, plain
-    from hyperlab.search import coarse_to_fine, report, warm_start
+    from hyperlab.search import coarse_to_fine, pareto, report, warm_start
     from hyperlab.tracking import TrackingError, drain
 
     metrics: dict[str, float] = {}
@@ -94,6 +95,14 @@ def close_parent(
     if finished is not None:
         rep, s = finished.report, finished.study
         metrics = {f"importance.{k}": v for k, v in rep.importances.items()}
+        if rep.objectives:  # the front, not a best value
+            metrics |= {
+                f"importance.{name}.{k}": v
+                for name, found in rep.per_objective.items()
+                for k, v in found.items()
+            }
+            metrics["front_size"] = float(len(rep.front))
+            tags = {"hyperlab.objectives": rep.direction, "hyperlab.front": pareto.front_tag(rep)}
         if rep.best is not None and rep.best.value is not None:
             metrics["best_value"] = rep.best.value
             tags = {
@@ -108,7 +117,7 @@ def close_parent(
         for key, region in tags.items():
             if key.startswith("region."):
                 console.print(f"coarse to fine {key}: {plain(region)}")
-        parent.log_files([finished.summary, *rep.plots])
+        parent.log_files([finished.summary, *rep.plots, *rep.files])
         if failure is None:
             # Only trials that ended before this sweep began: a trial that ended since may
             # still have its run's end on its way through another worker's writer.

@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from hyperlab.display import fit, plain
+
+# Re-exported: what other modules read from the report, defined in findings.py.
+from hyperlab.search.findings import (
+    REPLAY_ATTR,
+    TRIALS_PER_PARAMETER,
+    Report,
+    caveat,
+    fmt,
+    importances,
+    key_of,
+    save_plots,
+    values,
+)
 from hyperlab.search.listing import counts
+
+__all__ = [
+    "REPLAY_ATTR",
+    "TRIALS_PER_PARAMETER",
+    "Finished",
+    "Report",
+    "build",
+    "caveat",
+    "data_changes",
+    "distinct_values",
+    "fmt",
+    "importances",
+    "key_of",
+    "markdown",
+    "save_plots",
+    "show",
+    "show_space",
+    "values",
+    "write",
+]
 
 if TYPE_CHECKING:
     import optuna
@@ -20,34 +52,6 @@ if TYPE_CHECKING:
     from hyperlab.schema import Config
     from hyperlab.search.setup import Setup
 
-REPLAY_ATTR = "replay"
-
-
-@dataclass
-class Report:
-    name: str
-    direction: str
-    counts: dict[str, int]
-    best: FrozenTrial | None
-    top: list[FrozenTrial]
-    importances: dict[str, float] = field(default_factory=dict)
-    plots: list[Path] = field(default_factory=list)
-    # Per searched parameter, how many distinct values the trials tried, and out of how many
-    # trials: a 5 x 5 grid tries 5 of each in 25 trials, random search 25.
-    distinct: dict[str, int] = field(default_factory=dict)
-    sampled: int = 0
-    note: str = ""  # why the study ended short of sweep.n_trials (its time budget)
-
-
-def key_of(name: str) -> str:
-    """The override key of an Optuna parameter name (`1-optimizer.beta` -> optimizer.beta)."""
-    return name.removeprefix("1-")
-
-
-def values(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial's parameters as override values: a `1-<key>` parameter becomes 1 - value."""
-    return {key_of(k): 1.0 - v if k.startswith("1-") else v for k, v in trial.params.items()}
-
 
 def build(study: optuna.Study, out_dir: Path | None, top_k: int = 10) -> Report:
     """Collect the report; with `out_dir`, also draw the plots there as PNG files."""
@@ -55,19 +59,26 @@ def build(study: optuna.Study, out_dir: Path | None, top_k: int = 10) -> Report:
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    if len(study.directions) > 1:  # no best trial: a front
+        from hyperlab.search import pareto
+
+        rep = Report(study.study_name, "", counts, None, [])
+        rep.distinct, rep.sampled = distinct_values(trials)
+        pareto.fill(rep, study, out_dir)
+        return rep
     maximize = study.direction.name == "MAXIMIZE"
     top = sorted(
         complete, key=lambda t: t.value if t.value is not None else math.nan, reverse=maximize
     )[:top_k]
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
     rep = Report(
         study.study_name, study.direction.name.lower(), counts, top[0] if top else None, top
     )
     rep.distinct, rep.sampled = distinct_values(trials)
     if len(complete) >= 2:
-        rep.importances = _importances(study)
+        rep.importances = importances(study)
     if out_dir is not None and complete:
         rep.plots = _plots(study, rep, out_dir)
     return rep
@@ -81,25 +92,6 @@ def distinct_values(trials: list[FrozenTrial]) -> tuple[dict[str, int], int]:
         for k, v in t.params.items():
             tried.setdefault(key_of(k), set()).add(v)
     return {k: len(tried[k]) for k in sorted(tried)}, sum(1 for t in trials if t.params)
-
-
-def _importances(study: optuna.Study) -> dict[str, float]:
-    import optuna
-    from optuna.trial import TrialState
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    varied = {k for k in {k for t in complete for k in t.params} if _varied(complete, k)}
-    if len(varied) == 1:
-        # One parameter explains all there is: fitting fANOVA's forest to say so took seconds.
-        return {key_of(varied.pop()): 1.0}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = optuna.importance.get_param_importances(study)
-        # 1 - beta is as important as beta: report it under the key a user overrides.
-        return {key_of(k): v for k, v in found.items()}
-    except (RuntimeError, ValueError):  # e.g. a parameter that never varied
-        return {}
 
 
 COORDINATES = 6  # parameters a parallel-coordinate plot can show legibly
@@ -116,21 +108,9 @@ def _coordinates(vis: Any, study: optuna.Study, ranked: list[str]) -> Any:
     return ax
 
 
-def _varied(trials: list[FrozenTrial], name: str) -> bool:
-    return len({repr(t.params.get(name)) for t in trials}) > 1
-
-
 def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
-    import logging
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vis
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = {key_of(k): k for t in rep.top for k in t.params}  # override key -> Optuna name
     ranked = [names[k] for k in rep.importances if k in names] or sorted(names.values())
     drawings: list[tuple[str, Any]] = [
@@ -145,20 +125,7 @@ def _plots(study: optuna.Study, rep: Report, out_dir: Path) -> list[Path]:
         drawings.append(("contour", lambda: vis.plot_contour(study, params=ranked[:2])))
     if ranked:
         drawings.append(("slice", lambda: vis.plot_slice(study, params=ranked[:2])))
-    paths = []
-    for name, draw in drawings:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = draw()
-        except Exception:  # too few trials for this plot: skip it
-            continue
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    return save_plots(drawings, out_dir)
 
 
 def show(rep: Report, console: Console) -> None:
@@ -167,6 +134,12 @@ def show(rep: Report, console: Console) -> None:
     console.print(f"\n[bold]study {plain(rep.name)}[/] ({rep.direction}): {states}")
     if rep.note:
         console.print(f"[bold yellow]{plain(rep.note)}[/]", highlight=False)
+    if rep.objectives:
+        from hyperlab.search import pareto
+
+        pareto.show(rep, console)
+        _show_distinct(rep, console)
+        return
     if rep.best is None:
         console.print("no trial completed")
         return
@@ -174,16 +147,11 @@ def show(rep: Report, console: Console) -> None:
     console.print(f"  replay: {plain(rep.best.user_attrs.get(REPLAY_ATTR, '?'))}")
     keys = sorted({k for t in rep.top for k in values(t)})
     rows = [
-        [str(t.number), f"{t.value:.4f}", *(_fmt(values(t).get(k)) for k in keys)] for t in rep.top
+        [str(t.number), f"{t.value:.4f}", *(fmt(values(t).get(k)) for k in keys)] for t in rep.top
     ]
     header = ["trial", "value", *keys]
     fit(console, f"top {len(rep.top)} trials", header, rows, right=header)
-    if rep.distinct:
-        console.print(
-            "[bold]distinct values tried:[/] "
-            + ", ".join(f"{plain(k)} {n}" for k, n in rep.distinct.items())
-            + f" (in {rep.sampled} trials)"
-        )
+    _show_distinct(rep, console)
     if rep.importances:
         console.print(
             "[bold]importances:[/] "
@@ -193,22 +161,16 @@ def show(rep: Report, console: Console) -> None:
             console.print(f"  {caveat(rep)}", highlight=False)
 
 
+def _show_distinct(rep: Report, console: Console) -> None:
+    if rep.distinct:
+        console.print(
+            "[bold]distinct values tried:[/] "
+            + ", ".join(f"{plain(k)} {n}" for k, n in rep.distinct.items())
+            + f" (in {rep.sampled} trials)"
+        )
+
+
 # Completed trials per searched parameter below which fANOVA's importances are mostly noise.
-TRIALS_PER_PARAMETER = 10
-
-
-def caveat(rep: Report) -> str:
-    """A warning when too few trials completed for the importances to mean much."""
-    complete = rep.counts.get("COMPLETE", 0)
-    enough = TRIALS_PER_PARAMETER * len(rep.importances)
-    if len(rep.importances) < 2 or complete >= enough:
-        return ""
-    return (
-        f"(from {complete} complete trials for {len(rep.importances)} parameters: below "
-        f"about {enough} trials, importances are mostly noise; read them as a hint)"
-    )
-
-
 def markdown(rep: Report) -> str:
     """The report as Markdown, for the sweep directory and the parent run."""
     lines = [
@@ -218,6 +180,10 @@ def markdown(rep: Report) -> str:
         "",
         *([rep.note, ""] if rep.note else []),
     ]
+    if rep.objectives:
+        from hyperlab.search import pareto
+
+        lines += pareto.markdown(rep)
     if rep.best is not None:
         lines += [
             f"best: trial {rep.best.number}, value {rep.best.value:.6g}",
@@ -230,7 +196,7 @@ def markdown(rep: Report) -> str:
         lines += ["| trial | value | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
         lines += [
             f"| {t.number} | {t.value:.6g} | "
-            + " | ".join(_fmt(values(t).get(k)) for k in keys)
+            + " | ".join(fmt(values(t).get(k)) for k in keys)
             + " |"
             for t in rep.top
         ]
@@ -247,14 +213,6 @@ def markdown(rep: Report) -> str:
         if caveat(rep):
             lines += ["", caveat(rep)]
     return "\n".join(lines) + "\n"
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
 
 
 def data_changes(s: optuna.Study) -> str:

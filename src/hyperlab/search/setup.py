@@ -102,6 +102,7 @@ def load_study(
     them now)."""
     import optuna
 
+    from hyperlab import objectives
     from hyperlab.build import build_pruner
     from hyperlab.search import study
 
@@ -125,9 +126,13 @@ def load_study(
                 storage=storage,
                 sampler=make_sampler(cfg, setup, worker),
                 pruner=build_pruner(cfg.pruner, cfg.allow_targets),
-                direction=made_with[OBJECTIVE_ATTR]["direction"],
+                directions=[
+                    optuna.study.StudyDirection[d.upper()] for d in objectives.directions(cfg)
+                ],
                 load_if_exists=True,
             )
+            if join and len(s.directions) > 1 and s.metric_names is None:
+                s.set_metric_names(objectives.names(cfg))  # the plots' and the report's
             if join:
                 recorded = s.user_attrs
                 for attr, value in made_with.items():
@@ -157,10 +162,34 @@ def _made_with(cfg: Config, setup: Setup) -> dict[str, dict[str, Any]]:
             "search": cfg.search["name"],
             "params": space.canonical(setup.params, setup.naive),
         },
-        OBJECTIVE_ATTR: {"metric": cfg.objective.metric, "direction": cfg.objective.direction},
+        OBJECTIVE_ATTR: _objective(cfg),
     }
     # As the storage gives it back (tuples become lists), so that the two compare equal.
     return json.loads(json.dumps(made_with))  # type: ignore[no-any-return]
+
+
+def _objective(cfg: Config) -> dict[str, Any]:
+    """The objective attribute: {metric, direction}, or for several {metrics, directions}."""
+    o = cfg.objective
+    if len(o.metrics) > 1:
+        return {"metrics": list(o.metrics), "directions": list(o.directions)}
+    return {"metric": o.metric, "direction": o.direction}
+
+
+def _described(objective: Mapping[str, Any]) -> str:
+    """`dev_acc (maximize)`, or `dev_acc (maximize), n_params (minimize)`."""
+    from hyperlab.objectives import describe
+
+    if "metrics" in objective:
+        return describe(objective["metrics"], objective.get("directions") or [])
+    return f"{objective.get('metric')} ({objective.get('direction')})"
+
+
+def _objective_fix(objective: Mapping[str, Any]) -> str:
+    """The override that selects a recorded objective again."""
+    if objective.get("metrics"):
+        return f"objective.metrics=[{','.join(map(str, objective['metrics']))}]"
+    return f"objective.metric={objective['metric']}" if objective.get("metric") else ""
 
 
 def _check_joinable(
@@ -177,28 +206,34 @@ def _check_joinable(
     except KeyError:
         return  # a new study
     attrs = storage.get_study_user_attrs(study_id)
-    direction = storage.get_study_directions(study_id)[0].name.lower()
+    then_dirs = [d.name.lower() for d in storage.get_study_directions(study_id)]
     then_space, now_space = attrs.get(SPACE_ATTR), made_with[SPACE_ATTR]
     then_obj, now_obj = attrs.get(OBJECTIVE_ATTR), made_with[OBJECTIVE_ATTR]
     differences = []
     if isinstance(then_space, dict) and isinstance(then_space.get("params"), dict):
         differences += space.changes(then_space["params"], now_space["params"])
+    now_dirs = now_obj.get("directions") or [now_obj["direction"]]
     if isinstance(then_obj, dict) and then_obj != now_obj:
         differences.append(
-            f"objective changed from {then_obj.get('metric')} ({then_obj.get('direction')}) "
-            f"to {now_obj['metric']} ({now_obj['direction']})"
+            f"objective changed from {_described(then_obj)} to {_described(now_obj)}"
         )
-    elif direction != now_obj["direction"]:  # a study made before the objective was kept
+    elif then_dirs != now_dirs and len(then_dirs) == len(now_dirs) == 1:
+        # a study made before the objective was kept
         differences.append(
-            f"the study {direction}s, this command would {now_obj['direction']} {now_obj['metric']}"
+            f"the study {then_dirs[0]}s, this command would {now_dirs[0]} {now_obj['metric']}"
+        )
+    elif then_dirs != now_dirs:
+        differences.append(
+            f"the study has {len(then_dirs)} objective(s) ({', '.join(then_dirs)}), this "
+            f"command {_described(now_obj)}"
         )
     if not differences:
         return
     how = []
     if isinstance(then_space, dict) and then_space.get("search"):
         how.append(f"search={then_space['search']}")
-    if isinstance(then_obj, dict) and then_obj.get("metric"):
-        how.append(f"objective.metric={then_obj['metric']}")
+    if isinstance(then_obj, dict) and _objective_fix(then_obj):
+        how.append(_objective_fix(then_obj))
     if setup.naive and any("linear scale" in d for d in differences):
         differences.append(
             "sampler=random samples every range on its linear scale (sampler=log_uniform "

@@ -42,6 +42,7 @@ from hyperlab.errors import HyperlabError
 from hyperlab.schema import Config
 from hyperlab.search import budget, report, warm_start
 from hyperlab.search import worker as worker_
+from hyperlab.search.multi import check_study
 from hyperlab.search.parent import close_parent, parent_run
 from hyperlab.search.setup import (
     Setup,
@@ -160,6 +161,7 @@ def _sweep(launcher: Any, cfg: DictConfig, arguments: list[str]) -> Any:
     started = time.time()  # sweep.timeout counts from here
     config = validate(cfg)  # the base config: a bad value stops the sweep before it starts
     choices = {g: str(c) for g, c in cfg.hydra.runtime.choices.items()}
+    check_study(config, choices)  # a multi-objective study's refusals, before anything
     setup = setup_of(config, arguments)
     check_not_fixed(setup, arguments, _required(cfg, setup, arguments))
     if setup.naive:

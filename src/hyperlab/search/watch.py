@@ -1,6 +1,7 @@
 """The live view of a study, drawn by the sweeper's process for all of its workers.
 
-One line per trial as it ends (number, state, objective, the best so far, its parameters
+One line per trial as it ends (number, state, objective, the best so far (with several
+objectives: each one's value and whether it is on the front so far), its parameters
 under the user's override keys, the worker, its seconds), never wrapped, so that a pipe or
 a file gets one line per event; and, on a terminal, a progress bar over sweep.n_trials
 with the time spent and an estimate of what is left, drawn below the lines.
@@ -46,7 +47,11 @@ class StudyView:
         every: float = 0.5,
     ) -> None:
         self.study, self.n_trials, self.metric = study, n_trials, metric
-        self.maximize = study.direction.name == "MAXIMIZE"
+        self.directions = [d.name.lower() for d in study.directions]
+        self.maximize = self.directions[0] == "maximize"
+        # A multi-objective study: its metrics, and the front of the trials seen so far.
+        self.names = list(study.metric_names or [metric]) if len(self.directions) > 1 else []
+        self.front: list[FrozenTrial] = []
         self.every = every
         self.seen: set[int] = set()
         self.best: FrozenTrial | None = None
@@ -98,14 +103,29 @@ class StudyView:
         for t in sorted(ended, key=lambda t: (t.datetime_complete or never, t.number)):
             self.seen.add(t.number)
             self.done += t.state.name != "FAIL"
-            if t.state.name == "COMPLETE" and t.value is not None and self._better(t):
+            if self.names:
+                self._on_front(t)
+            elif t.state.name == "COMPLETE" and t.value is not None and self._better(t):
                 self.best = t
             if not first:
                 self.progress.console.print(
                     self.line(t), soft_wrap=True, highlight=False, markup=False
                 )
         best = f"best {self.best.value:.4g} (trial {self.best.number})" if self.best else ""
+        best = f"front {_trials(len(self.front))}" if self.names else best
         self.progress.update(self.task, completed=min(self.done, self.n_trials), best=best)
+
+    def _on_front(self, t: FrozenTrial) -> None:
+        """Put a complete trial on the front unless a trial there dominates it; drop the
+        ones it dominates."""
+        from hyperlab.search.pareto import dominates
+
+        if t.state.name != "COMPLETE" or t.values is None:
+            return
+        if any(dominates(f.values, t.values, self.directions) for f in self.front):
+            return
+        self.front = [f for f in self.front if not dominates(t.values, f.values, self.directions)]
+        self.front.append(t)
 
     def _better(self, t: FrozenTrial) -> bool:
         if self.best is None or self.best.value is None:
@@ -120,7 +140,13 @@ class StudyView:
 
         state = t.state.name.lower()
         parts = [f"trial {t.number} {'failed' if state == 'fail' else state}"]
-        if t.state.name == "COMPLETE" and t.value is not None:
+        if self.names:  # each objective's value, and the front as it is now
+            if t.state.name == "COMPLETE" and t.values is not None:
+                shown = zip(self.names, t.values, strict=True)
+                parts.append("  ".join(f"{m} {v:.4g}" for m, v in shown))
+            on = any(f.number == t.number for f in self.front)
+            parts.append(f"{'on the front' if on else 'front'} ({_trials(len(self.front))})")
+        elif t.state.name == "COMPLETE" and t.value is not None:
             parts.append(f"{self.metric} {t.value:.4g}")
         elif t.state.name == "PRUNED" and t.intermediate_values:
             step = max(t.intermediate_values)  # the epoch, counted from 1
@@ -135,6 +161,10 @@ class StudyView:
         if t.state.name == "FAIL":
             parts.append(f"({t.user_attrs.get('fail_reason', 'no reason recorded')})")
         return "  ".join(p for p in parts if p)
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
 
 
 def _short(v: Any) -> str:

@@ -81,7 +81,7 @@ class Outcome:
     """How a trial ended; `stop` is set when the worker must stop after telling it."""
 
     state: Any  # optuna.trial.TrialState
-    value: float | None = None
+    value: float | list[float] | None = None  # a list: one per objective (multi.told)
     reason: str = ""
     stop: HyperlabError | None = None
     interrupt: BaseException | None = None  # a stop signal: the worker stops after this trial
@@ -250,6 +250,8 @@ def settle(w: Worker, c: Claimed, config: Config, result: Spread) -> Outcome:
     complete, or failed if its cost diverged."""
     from optuna.trial import TrialState
 
+    from hyperlab.search.multi import told
+
     trial = c.trial
     check_data(w, trial, _data_hash(config))
     # A trial of seed repeats has several runs: its seconds are each seed's run's.
@@ -263,7 +265,7 @@ def settle(w: Worker, c: Claimed, config: Config, result: Spread) -> Outcome:
         trial.set_user_attr("std", result.std)
     if math.isnan(result.objective):
         return Outcome(TrialState.FAIL, reason=DIVERGED)
-    return Outcome(TrialState.COMPLETE, result.objective)
+    return Outcome(TrialState.COMPLETE, told(config, trial, result))
 
 
 def failed(w: Worker, c: Claimed, e: Exception, opened: bool) -> Outcome:
