@@ -342,6 +342,7 @@ def finish(
     record: Record,
     start_epoch: int,
     stopper: EarlyStopping | None = None,
+    tags: Mapping[str, str] = {},
 ) -> tuple[Final, str | None]:
     """The learning curve of an untracked run, the final evaluation (of the best epoch's
     weights, with early stopping), and the run recorded as FINISHED (its id returned with
@@ -374,7 +375,7 @@ def finish(
     if record.tracker:
         run_id = record.close(
             "FINISHED",
-            final.tags(config.objective.direction),
+            {**final.tags(config.objective.direction), **tags},
             final.metrics(),
             step=start_epoch + len(history),
         )
