@@ -179,6 +179,7 @@ class PBT:
     quantile: float
     factors: Sequence[float]
     seed: int = 0
+    epochs: int = 0  # the last epoch: no exploit after it (0: none known)
     current: list[dict[str, Value]] = field(init=False)
     segments: list[list[dict[str, Any]]] = field(init=False)
     lineage: list[list[str]] = field(init=False)
@@ -206,7 +207,7 @@ class PBT:
 
     def after_epoch(self, epoch: int, pop: Population, metrics: Sequence[Metrics]) -> None:
         """Every `interval` epochs: the bottom members exploit the top ones, then explore."""
-        if epoch % self.interval or len(pop.members) < 2:
+        if epoch % self.interval or len(pop.members) < 2 or epoch == self.epochs:
             return
         scores = [m[self.metric] for m in metrics]
         for dst, src in pairs(scores, self.quantile, self.maximize):
@@ -283,4 +284,5 @@ def of_config(
         quantile=config.pbt.quantile,
         factors=[float(f) for f in config.pbt.perturb],
         seed=config.sweep.seed + min(trials, default=0),  # one stream per stack, reproducible
+        epochs=config.epochs,
     )

@@ -17,7 +17,7 @@ from hyperlab.models import MLP
 from hyperlab.pbt import PBT, copy_member, pairs, perturb
 from hyperlab.population import Member, Population
 from hyperlab.schedules import Constant
-from hyperlab.search import setup
+from hyperlab.search import names, setup
 from hyperlab.search.space import Param
 from hyperlab.validate import validate
 from support.paths import Compose
@@ -194,3 +194,14 @@ def test_a_pbt_study_of_lr_and_beta_is_accepted(cfg: Compose) -> None:
         "lr",
         "optimizer.beta",
     ]
+
+
+def test_no_exploit_after_the_last_epoch_and_a_pbt_study_has_its_own_name() -> None:
+    pop = trained("momentum", [{"beta": 0.9}] * 4, steps=1)
+    pbt = PBT([LR], [{"lr": 0.01}] * 4, [0, 1, 2, 3], "dev_acc", True, 5, 0.25, [0.8], epochs=10)
+    pbt.bind(pop.members)
+    pbt.after_epoch(10, pop, [{"dev_acc": a} for a in (0.1, 0.2, 0.3, 0.4)])
+    assert pbt.lineage == [[], [], [], []]
+    assert names.study_name("lr_beta", ["sweep.schedule=pbt", "sweep.population=8"]) == (
+        "lr_beta sweep.schedule:pbt"
+    )
