@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,15 @@ class MemberResult:
     history: list[Metrics] = field(default_factory=list)
     outcome: str = "complete"
     error: BaseException | None = None
+
+
+class EpochHook(Protocol):
+    """Changes the stack between epochs (hyperlab.pbt): what it adds to a member's metrics,
+    and what it does after an epoch's listeners, to the members still training."""
+
+    def values(self, pop: Population, k: int) -> Metrics: ...
+
+    def after_epoch(self, epoch: int, pop: Population, metrics: Sequence[Metrics]) -> None: ...
 
 
 def optimizer_settings(opt: Optimizer) -> tuple[str, dict[str, float]]:
@@ -320,11 +329,12 @@ def fit_population(
     epochs: int,
     batch_size: int,
     start_epoch: int = 0,
+    hook: EpochHook | None = None,
 ) -> list[MemberResult]:
     """Train every member from epoch start_epoch + 1 to `epochs` (counted from 1) as one
     stack; per member, the per-epoch metrics hyperlab.loop.fit would give and how it ended.
     Each member's trained weights are written back into its model, as they were at its
-    last epoch."""
+    last epoch. A `hook` hears every epoch's end, after the listeners."""
     x, y = train
     pop = Population(members, x.device)
     results = {id(m): MemberResult() for m in members}
@@ -370,6 +380,7 @@ def fit_population(
                 "dev_loss": dev_loss[k],
                 "dev_acc": dev_acc[k],
                 "lr": rates[k],
+                **(hook.values(pop, k) if hook else {}),
             }
             result.history.append(metrics)
             if mem.stopper:
@@ -388,6 +399,8 @@ def fit_population(
             if not going:
                 break
             pop.keep(going)
+        if hook:
+            hook.after_epoch(epoch, pop, [results[id(mem)].history[-1] for mem in pop.members])
     for k in range(len(pop.members)):
         pop.write_back(k)
     return [results[id(mem)] for mem in members]

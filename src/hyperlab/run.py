@@ -355,6 +355,7 @@ def finish(
     start_epoch: int,
     stopper: EarlyStopping | None = None,
     run: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] = {},
 ) -> tuple[Final, str | None]:
     """The learning curve of an untracked run, the final evaluation (of the best epoch's
     weights, with early stopping), and the run recorded as FINISHED (its id returned with
@@ -390,7 +391,7 @@ def finish(
     if record.tracker:
         run_id = record.close(
             "FINISHED",
-            final.tags(config.objective.direction),
+            {**final.tags(config.objective.direction), **tags},
             final.metrics(),
             step=start_epoch + len(history),
         )

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
@@ -26,10 +27,16 @@ from hyperlab.early_stopping import EarlyStopping, early_stopping
 from hyperlab.loop import Listener
 from hyperlab.models import layer_sizes
 from hyperlab.population import Member, fit_population
-from hyperlab.record import open_record
+from hyperlab.record import Record, open_record
 from hyperlab.run import Job, RunResult, end_early, finish, prepare, run_metrics
 from hyperlab.schema import Config
 from hyperlab.tracking import batched
+
+if TYPE_CHECKING:
+    from hyperlab.pbt import PBT
+    from hyperlab.search.space import Value
+
+Replay = Callable[[Mapping[str, "Value"]], str]
 
 
 def member_of(
@@ -59,11 +66,16 @@ def _batched(config: Config) -> contextlib.AbstractContextManager[None]:
 
 
 def run_population(
-    cfgs: Sequence[Config | DictConfig | Mapping[str, Any]], jobs: Sequence[Job]
+    cfgs: Sequence[Config | DictConfig | Mapping[str, Any]],
+    jobs: Sequence[Job],
+    pbt: PBT | None = None,
+    replays: Sequence[Replay] = (),
 ) -> list[RunResult | BaseException]:
     """Train the members as one stack; per member, how its run ended (a RunResult, NaN for
     a diverged one) or the error that ended it (a pruner's TrialPruned). A stop signal
-    records every member's run as stopped and is raised."""
+    records every member's run as stopped and is raised. With `pbt`, the stack trains by
+    population-based training, and each run records its lineage (tags, `replays` giving
+    each member's replay line of its final values) and its schedule (a JSON artifact)."""
     prepared, records, built = [], [], []
     for cfg in cfgs:
         start = time.perf_counter()
@@ -85,6 +97,8 @@ def run_population(
             prepared, records, jobs, stoppers, strict=True
         )
     ]
+    if pbt:
+        pbt.bind(members)
     first, data = prepared[0][0], prepared[0][1].data
     sizes = layer_sizes(first.model, data.n_features, data.n_classes)
     step = sum(a * b for a, b in itertools.pairwise(sizes))
@@ -97,6 +111,7 @@ def run_population(
             (data.x_dev, data.y_dev),
             epochs=first.epochs,
             batch_size=first.batch_size,
+            hook=pbt,
         )
     except BaseException as e:  # a stop: every member's run is recorded as stopped
         for (config, _), record in zip(prepared, records, strict=True):
@@ -107,8 +122,8 @@ def run_population(
     out: list[RunResult | BaseException] = []
     # Trained: recorded as it ended, then a stop; the runs ended together.
     with stops.held(until_checked=True), _batched(first):
-        for (config, parts), job, record, end, build_seconds, stopper in zip(
-            prepared, jobs, records, ends, built, stoppers, strict=True
+        for i, ((config, parts), job, record, end, build_seconds, stopper) in enumerate(
+            zip(prepared, jobs, records, ends, built, stoppers, strict=True)
         ):
             timings = {"build": build_seconds, "fit": fit_seconds}
             sha256 = parts.data.sha256
@@ -122,7 +137,27 @@ def run_population(
                 continue
             start = time.perf_counter()
             measured = run_metrics(fit_seconds, parts.model)
-            final, run_id = finish(config, parts, end.history, job, record, 0, stopper, measured)
+            tags = _record_pbt(pbt, i, job, record, replays[i] if replays else None, first.epochs)
+            final, run_id = finish(
+                config, parts, end.history, job, record, 0, stopper, measured, tags
+            )
             timings["finish"] = time.perf_counter() - start
             out.append(RunResult(final.value, run_id, timings, sha256, final.measures))
     return out
+
+
+def _record_pbt(
+    pbt: PBT | None, i: int, job: Job, record: Record, replay: Replay | None, epochs: int
+) -> dict[str, str]:
+    """Member i's schedule as a JSON file in its directory (and its run's artifact), and
+    its lineage tags; nothing without PBT."""
+    if pbt is None:
+        return {}
+    from hyperlab.pbt import ARTIFACT
+
+    path = record.out / ARTIFACT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(pbt.schedule(i, epochs), indent=2) + "\n")
+    if record.tracker:
+        record.tracker.log_files([path])
+    return pbt.tags(i, replay)

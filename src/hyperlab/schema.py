@@ -32,6 +32,7 @@ from hyperlab.ranges import (
     UNIT,
     Range,
     bounded,
+    interval,
     one_of,
 )
 from hyperlab.search.budget import DURATION
@@ -41,7 +42,7 @@ from hyperlab.search.budget import DURATION
 # `sampler.budgets=[...]`, `+search.params.lr.grid=2`, `sweep.workers=2`,
 # `hydra/launcher=...`), which a single run would refuse or ignore.
 STUDY_GROUPS = ("search", "sampler", "pruner")
-STUDY_NODES = (*STUDY_GROUPS, "sweep", "hydra")
+STUDY_NODES = (*STUDY_GROUPS, "sweep", "pbt", "hydra")
 # task=retest's own settings, not its trials'.
 RETEST_KEYS = ("task", "study", "top_k", "seeds")
 # Left out of a run's MLflow params: Hydra's node and where the run is recorded.
@@ -130,6 +131,9 @@ class Sweep:
     # Caviar in one process: each worker trains this many trials at a time as one stacked
     # model, where their configs allow (hyperlab.search.caviar); 1 trains them one by one.
     population: int = bounded(1, COUNT)
+    # pbt: each population trains as population-based training (hyperlab.pbt): every
+    # pbt.interval epochs its bottom members copy its top members and perturb their values.
+    schedule: str = bounded("none", Range(one_of("none", "pbt"), "none or pbt", "pbt"))
     # Wall time after which workers stop claiming trials (hyperlab.search.budget): 90s, 30m,
     # 2h or seconds; "" or 0 for none. The sweeper hands its workers the absolute deadline.
     timeout: str = field(default="", metadata={"range": DURATION})
@@ -138,6 +142,20 @@ class Sweep:
     warm_start: str = ""
     warm_start_storage: str = ""  # "" = this study's storage
     warm_start_top: int = bounded(5, COUNT)
+
+
+QUANTILE = Range(interval(0, 0.5, low_open=True), "a number in (0, 0.5]", "0.25")
+
+
+@dataclass
+class PbtSettings:
+    """Population-based training (sweep.schedule=pbt): hyperlab.pbt."""
+
+    interval: int = bounded(5, COUNT)  # epochs between exploits
+    # The bottom fraction of the population that copies the top fraction (at most 0.5).
+    quantile: float = bounded(0.25, QUANTILE)
+    # Explore: each value of a copied member is scaled by one of these, on its own scale.
+    perturb: list[float] = field(default_factory=lambda: [0.8, 1.2])
 
 
 @dataclass
@@ -184,6 +202,7 @@ class Config:
     diagnostics: str = bounded("none", Range(one_of("none", "layers"), "none or layers", "layers"))
     tracking: Tracking = field(default_factory=Tracking)
     sweep: Sweep = field(default_factory=Sweep)
+    pbt: PbtSettings = field(default_factory=PbtSettings)
 
 
 def register() -> None:

@@ -103,6 +103,7 @@ def test_bench_run_writes_every_section(tmp_path: Path) -> None:
             ["--quick", "--rounds", "1"],
             ["trials/min, population=4 over 1, MLflow on", "equivalence", "over the floor"],
         ),
+        ("pbt_vs_tpe.py", ["--quick", "--rounds", "1"], ["TPE+HB best dev_acc", "| median |"]),
         (
             "first_run.py",
             ["--rounds", "1"],

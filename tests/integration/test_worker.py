@@ -155,9 +155,9 @@ def test_a_population_trains_its_trials_as_each_would_train_alone(
     sizes: list[int] = []
     real = hyperlab.run_population.run_population
 
-    def spy(cfgs: Sequence[object], jobs: Sequence[object]) -> list[object]:
+    def spy(cfgs: Sequence[object], jobs: Sequence[object], *rest: object) -> list[object]:
         sizes.append(len(cfgs))
-        return real(cfgs, jobs)  # type: ignore[arg-type]
+        return real(cfgs, jobs, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(hyperlab.run_population, "run_population", spy)
     assert worker.run(stacked, caviar.train_stacked, batch=3) == {"COMPLETE": 6}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hyperlab import stops
 from hyperlab.schema import Config
@@ -26,6 +27,10 @@ from hyperlab.search.worker import (
     train_trial,
     trial_job,
 )
+
+if TYPE_CHECKING:
+    from hyperlab.pbt import PBT
+    from hyperlab.run_population import Replay
 
 
 def stackable(config: Config) -> bool:
@@ -121,9 +126,12 @@ def _train_stack(
     # Which stack a run trained in: the worker, the stack's first trial, and its size.
     group = f"worker {w.cfg.sweep.worker}, trials {spans([c.trial.number for c in claimed])}"
     tag = {"hyperlab.population": f"{group} ({len(jobs)} members)"}
+    pbt, replays = _pbt(w, claimed, composed[0])
+    if pbt:
+        tag["hyperlab.pbt"] = f"every {pbt.interval} epochs, quantile {pbt.quantile}"
     jobs = [dataclasses.replace(job, tags={**job.tags, **tag}) for job in jobs]
     try:
-        ends = run_population(composed, jobs)
+        ends = run_population(composed, jobs, pbt, replays)
     except Exception as e:  # the stack could not be built: each trial fails with the reason
         return {
             i: failed(w, c, e, bool(seen))
@@ -134,7 +142,40 @@ def _train_stack(
         try:
             if isinstance(end, BaseException):
                 raise end
+            if pbt:
+                k = stack.index(i)
+                record_lineage(c, pbt, k, config.epochs, replays[k](pbt.current[k]))
             outcomes[i] = settle(w, c, config, of_one(config, end))
         except Exception as e:
             outcomes[i] = failed(w, c, e, bool(seen))
     return outcomes
+
+
+def _pbt(w: Worker, claimed: Sequence[Claimed], config: Config) -> tuple[PBT | None, list[Replay]]:
+    """With sweep.schedule=pbt: the stack's PBT, and each member's replay line of its final
+    values (the schedule itself is in the run's artifact and the trial's user attrs)."""
+    if config.sweep.schedule != "pbt":
+        return None, []
+    from hyperlab.pbt import of_config
+    from hyperlab.search.space import overrides
+    from hyperlab.search.trial import replay
+
+    pbt = of_config(
+        config, w.setup.params, [c.values for c in claimed], [c.trial.number for c in claimed]
+    )
+
+    def replay_of(c: Claimed) -> Replay:
+        return lambda values: replay(w.base, overrides(values), c.choices, w.root_choices)
+
+    return pbt, [replay_of(c) for c in claimed]
+
+
+def record_lineage(c: Claimed, pbt: PBT, i: int, epochs: int, line: str) -> None:
+    """The trial's lineage and schedule as user attrs, and its replay `line` (its final
+    values: the sampler's values, the trial's params, are where it started)."""
+    from hyperlab.pbt import LINEAGE_ATTR, SCHEDULE_ATTR
+    from hyperlab.search.report import REPLAY_ATTR
+
+    c.trial.set_user_attr(LINEAGE_ATTR, pbt.lineage_text(i))
+    c.trial.set_user_attr(SCHEDULE_ATTR, pbt.schedule(i, epochs))
+    c.trial.set_user_attr(REPLAY_ATTR, line)

@@ -19,7 +19,12 @@ LONGEST = 80
 
 def defining(overrides: Sequence[str]) -> list[str]:
     """The overrides that change the trials (sampler, pruner, data, model...), sorted."""
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith(HOW))
+    # PBT trains other trials than a plain search of the same overrides: its own study.
+    return sorted(
+        o
+        for o in overrides
+        if not o.lstrip("+~").startswith(HOW) or o.startswith("sweep.schedule=pbt")
+    )
 
 
 def study_name(search: str, overrides: Sequence[str]) -> str:

@@ -145,6 +145,8 @@ def show(rep: Report, console: Console) -> None:
         return
     console.print(f"[bold]best:[/] trial {rep.best.number}, value {rep.best.value:.4f}")
     console.print(f"  replay: {plain(rep.best.user_attrs.get(REPLAY_ATTR, '?'))}")
+    for line in pbt_lines(rep.best):
+        console.print(f"  {plain(line)}", highlight=False)
     keys = sorted({k for t in rep.top for k in values(t)})
     rows = [
         [str(t.number), f"{t.value:.4f}", *(fmt(values(t).get(k)) for k in keys)] for t in rep.top
@@ -170,7 +172,19 @@ def _show_distinct(rep: Report, console: Console) -> None:
         )
 
 
-# Completed trials per searched parameter below which fANOVA's importances are mostly noise.
+def pbt_lines(best: FrozenTrial) -> list[str]:
+    """A PBT trial's schedule (hyperlab.pbt), and what its replay line reproduces."""
+    lineage = best.user_attrs.get("pbt_lineage")
+    if lineage is None:
+        return []
+    return [
+        f"PBT schedule: {lineage}",
+        "(population-based training: the replay line trains its final values from the "
+        "start, not its schedule, which is in the user attr pbt_schedule and the run's "
+        "pbt_schedule.json; the table's values are where each trial started)",
+    ]
+
+
 def markdown(rep: Report) -> str:
     """The report as Markdown, for the sweep directory and the parent run."""
     lines = [
@@ -190,6 +204,7 @@ def markdown(rep: Report) -> str:
             "",
             f"    {rep.best.user_attrs.get(REPLAY_ATTR, '')}",
             "",
+            *(x for line in pbt_lines(rep.best) for x in (line, "")),
         ]
         # The keys a user overrides (optimizer.beta), not the sampled 1-optimizer.beta.
         keys = sorted({k for t in rep.top for k in values(t)})

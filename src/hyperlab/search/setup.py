@@ -49,6 +49,7 @@ class Setup:
 def setup_of(cfg: Config, overrides: Sequence[str]) -> Setup:
     """The study's settings. Its search space is checked against the config first: well
     formed, naming settings the config has, every value it can sample within its range."""
+    from hyperlab import pbt
     from hyperlab.errors import ConfigError
     from hyperlab.search import names, space
     from hyperlab.search.space_check import check_search, group_options
@@ -60,6 +61,7 @@ def setup_of(cfg: Config, overrides: Sequence[str]) -> Setup:
     plain = as_dict(cfg)
     check_search(plain, group_options, rule_for(plain))
     params = space.parse(search["params"])
+    pbt.check(cfg, params)  # before anything is written: what PBT cannot do
     naive = cfg.sampler.get("scales") == "linear"
     name = cfg.sweep.study or names.study_name(search["name"], overrides)
     legacy = "" if cfg.sweep.study else names.legacy_name(search["name"], overrides)
