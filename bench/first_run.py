@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import io
-import json
 import os
 import shutil
 import statistics
@@ -82,17 +80,9 @@ def main() -> None:
 def record(report: str, command: str, began: float) -> None:
     """The report as section 8 of bench/RESULTS.md, kept in bench/results.json."""
     sys.path.insert(0, str(BENCH))
-    from render import markdown, write_json
+    from render import record as keep
 
-    path = BENCH / "results.json"
-    saved = json.loads(path.read_text())
-    saved["first_run"] = {
-        "command": command,
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "minutes": (time.perf_counter() - began) / 60,
-        "report": report,
-    }
-    (BENCH / "RESULTS.md").write_text(markdown(write_json(path, saved)))
+    keep("first_run", report, command, (time.perf_counter() - began) / 60)
 
 
 def measure(rounds: int) -> None:

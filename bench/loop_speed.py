@@ -1,6 +1,8 @@
 """hyperlab's training loop and MLflow logging against their floors, measured side by side.
 
-    python bench/loop_speed.py [--rounds N]
+    python bench/loop_speed.py [--rounds N] [--record]
+
+With --record, the report becomes section 9 of bench/RESULTS.md (kept in results.json).
 
 1. Steps per second of hyperlab's fit() (which also evaluates dev and reduces the epoch's
    metrics) against a minimal hand-written torch loop: same model, data, batch size,
@@ -43,6 +45,7 @@ from hyperlab.run import run
 from hyperlab.schema import Config, register
 from hyperlab.tracking import drain
 from hyperlab.validate import validate
+from render import recording
 
 EPOCHS = 20
 BATCH = 64
@@ -321,7 +324,13 @@ def main() -> None:
     ap.add_argument("--command-rounds", type=int, default=7)
     ap.add_argument("--skip-loop", action="store_true", help="only the MLflow measurements")
     ap.add_argument("--workdir", default="/tmp/hyperlab-bench")
+    ap.add_argument("--record", action="store_true", help="keep the report in RESULTS.md")
     args = ap.parse_args()
+    with recording("loop_speed", args.record):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     register()
     torch.set_num_threads(1)
     print(

@@ -1,7 +1,7 @@
 """Population-based training against TPE + Hyperband at equal compute (issue 15): the same
 `search=lr_beta` space on the course's moons net, through the `hyperlab` command.
 
-    python bench/pbt_vs_tpe.py [--rounds R] [--quick] [--population K] [--epochs E]
+    python bench/pbt_vs_tpe.py [--rounds R] [--quick] [--population K] [--epochs E] [--record]
 
 PBT: one population of K members (sweep.schedule=pbt, sweep.population=K, TPE drawing
 their initial values), E epochs each, an exploit every E/8 epochs (at least 1): K * E
@@ -10,7 +10,8 @@ budget of epochs: its study is run, then continued by the same command with more
 (a study resumes under its name), until the epochs its trials trained reach K * E. Each
 round has its own sampler seed (sweep.seed); per round and side: the best dev_acc, the
 wall time of its command(s) (start-up included), the epochs trained and the trials. The
-median over rounds closes the table. Nothing is written to bench/RESULTS.md.
+median over rounds closes the table. With --record, the report becomes section 10 of
+bench/RESULTS.md (kept in results.json).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import optuna
 from commands import HYPERLAB, StudyRun, fresh_dir, run_command
 from hyperlab.search import study as st
 from hyperlab.stores import DEFAULT_JOURNAL
+from render import recording
 
 SPACE = ["search=lr_beta", "sampler=tpe", "dataset=moons", "model.hidden_units=[10,5]"]
 
@@ -93,7 +95,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a toy budget: checks the script runs")
     ap.add_argument("--population", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--record", action="store_true", help="keep the report in RESULTS.md")
     a = ap.parse_args()
+    with recording("pbt_vs_tpe", a.record):
+        measure(a)
+
+
+def measure(a: argparse.Namespace) -> None:
     k = a.population or (4 if a.quick else 16)
     epochs = a.epochs or (4 if a.quick else 40)
     extra = ["dataset.n_samples=300"] if a.quick else []

@@ -4,11 +4,16 @@ JSON holds, so that --from-json renders the same report."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from figures import WITHIN, overhead_summary, pct, per_min, pruning_summary, shape
 from tables import (
@@ -184,6 +189,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         *md_population(r.get("population")),
         *md_recorded(r.get("first_run"), "8. A one-epoch run against a hand-written script"),
+        *md_recorded(r.get("loop_speed"), "9. The training loop: augmentation and diagnostics"),
+        *md_recorded(r.get("pbt_vs_tpe"), "10. Population-based training against TPE+Hyperband"),
         "## The run",
         "",
         *md_sections(r),
@@ -231,6 +238,52 @@ def md_recorded(p: dict[str, Any] | None, title: str) -> list[str]:
         *p.get("notes", []),
         "",
     ]
+
+
+class _Tee(io.StringIO):
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+@contextlib.contextmanager
+def recording(key: str, on: bool, notes: Sequence[str] = ()) -> Iterator[None]:
+    """With `on` (a script's --record), what the block prints is also kept as the script's
+    section of bench/RESULTS.md (see record); it is printed as it comes either way."""
+    if not on:
+        yield
+        return
+    began = time.perf_counter()
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        yield
+    command = " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    record(key, tee.getvalue(), command, (time.perf_counter() - began) / 60, notes)
+
+
+def record(key: str, report: str, command: str, minutes: float, notes: Sequence[str] = ()) -> None:
+    """A focused script's report as its section of bench/RESULTS.md, kept in
+    bench/results.json under `key` (the scripts' --record)."""
+    import datetime
+
+    bench = Path(__file__).resolve().parent
+    path = bench / "results.json"
+    saved = json.loads(path.read_text())
+    saved[key] = {
+        "command": command,
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "minutes": minutes,
+        "report": report,
+        "notes": list(notes),
+    }
+    (bench / "RESULTS.md").write_text(markdown(write_json(path, saved)))
 
 
 def write_json(path: Path, results: dict[str, Any]) -> dict[str, Any]:
