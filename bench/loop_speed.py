@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -159,6 +160,26 @@ def loop_ratio(
     return ratios, statistics.median(ours_sps), statistics.median(floor_sps)
 
 
+def timed_fit(
+    config: Config, parts: Parts, model: nn.Module, opt: torch.optim.Optimizer, **extra: Any
+) -> float:
+    """Seconds of one fit() of `model` on digits, EPOCHS epochs, with `extra` arguments."""
+    return timed(
+        lambda: fit(
+            model,
+            opt,
+            parts.schedule,
+            (parts.data.x_train, parts.data.y_train),
+            (parts.data.x_dev, parts.data.y_dev),
+            lr=config.lr,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            generator=torch.Generator().manual_seed(0),
+            **extra,
+        )
+    )
+
+
 AUGMENTS = {
     "shift": ["augment=shift"],
     "shift+rotate": ["augment=shift", "augment.max_degrees=10"],
@@ -176,26 +197,13 @@ def augment_ratios(rounds: int) -> dict[str, tuple[list[float], float, float]]:
             for name, extra in {"none": [], **AUGMENTS}.items()
         }
     parts = build(configs["none"])
-    x, y = parts.data.x_train, parts.data.y_train
+    y = parts.data.y_train
     steps = EPOCHS * -(-len(y) // BATCH)
     transforms = {name: build_augment(c, parts.data.n_features) for name, c in configs.items()}
 
     def once(name: str) -> float:
         model, opt = build_model_and_optimizer(configs["none"], parts)
-        return timed(
-            lambda: fit(
-                model,
-                opt,
-                parts.schedule,
-                (x, y),
-                (parts.data.x_dev, parts.data.y_dev),
-                lr=configs["none"].lr,
-                epochs=EPOCHS,
-                batch_size=BATCH,
-                generator=torch.Generator().manual_seed(0),
-                augment=transforms[name],
-            )
-        )
+        return timed_fit(configs["none"], parts, model, opt, augment=transforms[name])
 
     for name in transforms:  # warm up
         once(name)
@@ -229,20 +237,7 @@ def diagnostics_ratio(rounds: int) -> tuple[list[float], float, float]:
         model, opt = build_model_and_optimizer(config, parts)
         assert isinstance(model, nn.Sequential)
         listeners = [LayerStats(model, x, y)] if layers else []
-        return timed(
-            lambda: fit(
-                model,
-                opt,
-                parts.schedule,
-                (x, y),
-                (parts.data.x_dev, parts.data.y_dev),
-                lr=config.lr,
-                epochs=EPOCHS,
-                batch_size=BATCH,
-                generator=torch.Generator().manual_seed(0),
-                listeners=listeners,
-            )
-        )
+        return timed_fit(config, parts, model, opt, listeners=listeners)
 
     once(True), once(False)  # warm up
     on: list[float] = []
