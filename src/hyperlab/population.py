@@ -350,10 +350,11 @@ def fit_population(
         perms = torch.stack([torch.randperm(m, generator=g) for g in pop.shuffles]).to(x.device)
         xs, ys = x[perms], y[perms]  # [K, m, features]: each member in its own order
         weights = [p for p, w in zip(pop.params, pop.decays(), strict=True) if w]
+        augmenting = any(mem.augment for mem in pop.members)  # members leave between epochs
         losses, correct = [], []
         for i in range(0, n, batch_size):
             xb, yb = xs[:, i : i + batch_size], ys[:, i : i + batch_size]
-            if any(mem.augment for mem in pop.members):
+            if augmenting:
                 xb = _augmented(xb, pop.members, pop.shuffles)
             out = pop.forward(xb, train=True)
             loss = F.cross_entropy(out.transpose(1, 2), yb, reduction="none").mean(1)
