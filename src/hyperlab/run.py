@@ -31,7 +31,7 @@ from hyperlab.hearing import hearing
 from hyperlab.job import Job as Job  # re-exported: run(config, Job(...)) is one import
 from hyperlab.loop import Diverged, Listener, evaluate, fit
 from hyperlab.models import layer_sizes
-from hyperlab.objectives import EPOCH_METRICS
+from hyperlab.objectives import EPOCH_METRICS, RUN_METRICS
 from hyperlab.record import Record, open_record
 from hyperlab.schema import Config
 from hyperlab.tracking import TrackingError
@@ -298,13 +298,13 @@ class Final:
     value: float
     best: dict[str, float] = field(default_factory=dict)  # best_dev_acc, best_epoch, ...
     early_stopping: str = ""  # how early stopping ended training, where it was on
-    run: dict[str, float] = field(default_factory=dict)  # train_seconds, n_params
-    measures: dict[str, float] = field(default_factory=dict)  # what a study may optimize
+    # What a study may optimize: the epoch's metrics and the run's (train_seconds, n_params).
+    measures: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         return {
             **self.best,
-            **self.run,
+            **{k: v for k, v in self.measures.items() if k in RUN_METRICS},
             "test_loss": self.splits["test"][0],
             "test_acc": self.splits["test"][1],
             "train_error": 1 - self.splits["train"][1],
@@ -386,7 +386,7 @@ def finish(
     note = stopper.describe() if stopper else ""
     run = dict(run or {})
     epoch_metrics = {m: last[m] for m in EPOCH_METRICS if m in last}
-    final = Final(splits, reading, metric, last[metric], bests, note, run, epoch_metrics | run)
+    final = Final(splits, reading, metric, last[metric], bests, note, epoch_metrics | run)
     run_id = None
     if record.tracker:
         run_id = record.close(
