@@ -274,7 +274,7 @@ def main(cfg: DictConfig) -> float:
     if config.progress:  # at once: torch's and the data's imports take seconds
         from hyperlab.display import console, header
 
-        console.print(header(config.lr, config.epochs, config.batch_size, choices))
+        console.print(header(config, choices))
     # Imported here so that --help and --cfg do not pay for torch.
     from hyperlab.repeats import train
     from hyperlab.run import Job

@@ -16,6 +16,7 @@ from hyperlab.diagnose import Reading
 
 if TYPE_CHECKING:
     from hyperlab.errors import HyperlabError
+    from hyperlab.schema import Config
 
 # Text is never wrapped (soft_wrap): a replay line or a trial's line is one line, to copy
 # whole or to grep, in a pipe or a file as on a terminal, which wraps it only on screen.
@@ -172,15 +173,18 @@ def ui_page(experiment_id: str | None, run_id: str | None = None) -> str:
     return f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
 
 
-def header(lr: float, epochs: int, batch_size: int, choices: Mapping[str, str]) -> str:
+def header(config: Config, choices: Mapping[str, str]) -> str:
     """A run's first line: what is trained on what, and how (as markup)."""
+    epochs = config.epochs
     what = (
         f"{choices.get('model', 'model')} on {choices.get('dataset', 'data')}, "
-        f"{choices.get('optimizer', 'optimizer')} lr={lr:g}, "
-        f"{epochs} epoch{'s' if epochs != 1 else ''}, batch {batch_size}"
+        f"{choices.get('optimizer', 'optimizer')} lr={config.lr:g}, "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}, batch {config.batch_size}"
     )
     if choices.get("augment", "none") != "none":  # shown only when on: the default is off
         what += f", augment={choices['augment']}"
+    if config.stages:
+        what += ", stages from epochs " + ", ".join(str(int(s["epoch"])) for s in config.stages)
     return f"[bold]hyperlab[/] {plain(what)}"
 
 

@@ -27,15 +27,16 @@ import torch
 
 from hyperlab.errors import ConfigError
 from hyperlab.loop import Metrics
+from hyperlab.stages import KEYS, Stage
 
 if TYPE_CHECKING:
     from hyperlab.population import Member, Population
     from hyperlab.schema import Config
     from hyperlab.search.space import Param, Value
 
-# The override keys whose values live in the stack's per-member columns.
-OPTIMIZER_KEYS = ("beta", "beta1", "beta2", "eps", "weight_decay")
-MUTABLE = ("lr", *(f"optimizer.{k}" for k in OPTIMIZER_KEYS), "regularization.l2")
+# The override keys whose values live in the stack's per-member columns: those a stage of
+# one run may set too, so that a member's schedule replays (hyperlab.stages).
+MUTABLE = tuple(KEYS.values())
 LINEAGE_TAG = "hyperlab.pbt.lineage"
 LINEAGE_ATTR = "pbt_lineage"  # the trial's user attrs: the lineage, and the schedule
 SCHEDULE_ATTR = "pbt_schedule"
@@ -90,6 +91,12 @@ def check(config: Config, params: Sequence[Param]) -> None:
                 "instead of stopping them, and trains each member once, in one stack",
                 f"set {fix}",
             )
+    if config.stages:
+        raise ConfigError(
+            "sweep.schedule=pbt with stages: PBT makes each member's schedule itself (a "
+            "trial's replay line then sets its stages)",
+            "drop stages from the study's command (stages=[])",
+        )
     if settings.interval >= config.epochs:
         raise ConfigError(
             f"pbt.interval={settings.interval} with epochs={config.epochs}: no exploit "
@@ -182,11 +189,17 @@ class PBT:
     epochs: int = 0  # the last epoch: no exploit after it (0: none known)
     current: list[dict[str, Value]] = field(init=False)
     segments: list[list[dict[str, Any]]] = field(init=False)
+    # The values that trained each member's weights, as stages from epoch 1, each with the
+    # trial whose slot trained it: a copier's are its donor's up to the copy, then its own.
+    ancestry: list[list[tuple[int, Stage]]] = field(init=False)
     lineage: list[list[str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.current = [dict(v) for v in self.initial]
         self.segments = [[{"from_epoch": 1, "values": dict(v)}] for v in self.initial]
+        self.ancestry = [
+            [(t, Stage(1, _numbers(v)))] for t, v in zip(self.trials, self.initial, strict=True)
+        ]
         self.lineage = [[] for _ in self.initial]
         self.rng = random.Random(self.seed)
         self.index: dict[int, int] = {}
@@ -222,6 +235,10 @@ class PBT:
                 if key in MUTABLE and isinstance(v, int | float) and not isinstance(v, bool):
                     set_value(pop, dst, key, float(v))
             self.current[i] = moved
+            self.ancestry[i] = [
+                *self.ancestry[j],
+                (self.trials[i], Stage(epoch + 1, _numbers(moved))),
+            ]
             self.segments[i].append(
                 {
                     "from_epoch": epoch + 1,
@@ -254,16 +271,35 @@ class PBT:
             "final": dict(self.current[i]),
             "segments": segs,
             "lineage": list(self.lineage[i]),
+            "stages": [
+                {"epoch": s.epoch, "trained_by": t, "values": dict(s.values)}
+                for t, s in self.ancestry[i]
+            ],
         }
 
-    def tags(
-        self, i: int, replay: Callable[[Mapping[str, Value]], str] | None = None
-    ) -> dict[str, str]:
-        """Member i's MLflow tags: its lineage, and its replay line with its final values."""
+    def stages(self, i: int) -> list[Stage]:
+        """The values that trained member i's weights, from epoch 1: its replay line's."""
+        return [s for _, s in self.ancestry[i]]
+
+    def tags(self, i: int, replay: Replay | None = None) -> dict[str, str]:
+        """Member i's MLflow tags: its lineage, and its replay line (its stages)."""
         out = {LINEAGE_TAG: self.lineage_text(i)}
         if replay:
-            out["hyperlab.replay"] = replay(self.current[i])
+            out["hyperlab.replay"] = replay(self.stages(i))
         return out
+
+
+# A member's replay line, from its stages (the first one: the values it started from).
+Replay = Callable[[Sequence[Stage]], str]
+
+
+def _numbers(values: Mapping[str, Value]) -> dict[str, float]:
+    """The values a stage sets: the numbers of MUTABLE."""
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if k in MUTABLE and isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def of_config(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from hyperlab import display, stops
+from hyperlab import display, stages, stops
 from hyperlab.build import Parts, build, build_data
 from hyperlab.checkpoint import Checkpoint
 from hyperlab.data import Splits
@@ -201,9 +201,7 @@ def _announce(config: Config, data: Splits, job: Job) -> None:
     if not config.progress:
         return
     if not job.announced:
-        display.console.print(
-            display.header(config.lr, config.epochs, config.batch_size, job.choices)
-        )
+        display.console.print(display.header(config, job.choices))
     shape = (
         "data: "
         + " / ".join(f"{len(data.split(n)[1])} {n.replace('_', '-')}" for n in data.names)
@@ -233,24 +231,39 @@ def fit_parts(
     start_epoch: int = 0,
     stop: Callable[[], bool] | None = None,
 ) -> list[dict[str, float]]:
-    """Train the parts as the config says, for `epochs` (default: the config's)."""
-    data = parts.data
-    return fit(
-        parts.model,
-        parts.optimizer,
-        parts.schedule,
-        (data.x_train, data.y_train),
-        (data.x_dev, data.y_dev),
-        lr=config.lr,
-        epochs=config.epochs if epochs is None else epochs,
-        batch_size=config.batch_size,
-        l2=parts.regularization.l2,
-        weights=parts.model.weights,
-        generator=generator,
-        listeners=listeners,
-        start_epoch=start_epoch,
-        stop=stop,
-        augment=parts.augment,
+    """Train the parts as the config says, for `epochs` (default: the config's), in its
+    stages if it has any (hyperlab.stages)."""
+    data, last = parts.data, config.epochs if epochs is None else epochs
+
+    def train(
+        values: Mapping[str, float], start: int, end: int, heard: Sequence[Listener]
+    ) -> list[dict[str, float]]:
+        return fit(
+            parts.model,
+            parts.optimizer,
+            parts.schedule,
+            (data.x_train, data.y_train),
+            (data.x_dev, data.y_dev),
+            lr=values["lr"],
+            epochs=end,
+            batch_size=config.batch_size,
+            l2=values["regularization.l2"],
+            weights=parts.model.weights,
+            generator=generator,
+            listeners=heard,
+            start_epoch=start,
+            stop=stop,
+            augment=parts.augment,
+        )
+
+    base = {"lr": config.lr, "regularization.l2": parts.regularization.l2}
+    if not config.stages:
+        return train(base, start_epoch, last, listeners)
+    staged = stages.of_config(config)
+    for key in {k for s in staged for k in s.values}.difference(base):
+        base[key] = float(config.optimizer[key.removeprefix("optimizer.")])
+    return stages.train_in_stages(
+        staged, base, parts.optimizer, train, start=start_epoch, epochs=last, listeners=listeners
     )
 
 

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,10 +33,7 @@ from hyperlab.schema import Config
 from hyperlab.tracking import batched
 
 if TYPE_CHECKING:
-    from hyperlab.pbt import PBT
-    from hyperlab.search.space import Value
-
-Replay = Callable[[Mapping[str, "Value"]], str]
+    from hyperlab.pbt import PBT, Replay
 
 
 def member_of(
@@ -75,7 +72,7 @@ def run_population(
     a diverged one) or the error that ended it (a pruner's TrialPruned). A stop signal
     records every member's run as stopped and is raised. With `pbt`, the stack trains by
     population-based training, and each run records its lineage (tags, `replays` giving
-    each member's replay line of its final values) and its schedule (a JSON artifact)."""
+    each member's replay line of its stages) and its schedule (a JSON artifact)."""
     prepared, records, built = [], [], []
     for cfg in cfgs:
         start = time.perf_counter()

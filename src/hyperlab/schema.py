@@ -183,6 +183,9 @@ class Config:
     epochs: int = bounded(20, COUNT)
     batch_size: int = bounded(64, COUNT)
     seed: int = bounded(0, TORCH_SEED)
+    # Values that change at given epochs (hyperlab.stages): a PBT trial's replay line sets
+    # them, e.g. [{epoch:11,lr:0.02,beta1:0.95}]; checked by hyperlab.stages.check.
+    stages: list[dict[str, Any]] = field(default_factory=list)
     repeats: int = bounded(1, COUNT)
     objective: Objective = field(default_factory=Objective)
     study: str = ""

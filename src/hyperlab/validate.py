@@ -24,6 +24,7 @@ from hyperlab.errors import ConfigError
 from hyperlab.objectives import resolve as resolve_objective
 from hyperlab.ranges import NUMPY_SEED_MAX, TORCH_SEED_MAX, Range, declared, declared_in
 from hyperlab.schema import LABELS, Config, bounds, typed
+from hyperlab.stages import check as check_stages
 from hyperlab.stores import check_data_path, check_tracking_uri
 
 # The config's groups whose `_target_` a range may bound (hyperlab.ranges.declared), and
@@ -153,6 +154,7 @@ def validate(cfg: DictConfig) -> Config:
         raise error
     resolve_objective(plain["objective"], direction_of)
     _check_derived_seeds(plain)
+    check_stages(plain, rules)
     _check_split(plain["dataset"])
     if plain["normalization"].get("kind") == "batchnorm" and plain["batch_size"] < 2:
         raise ConfigError(

@@ -31,7 +31,7 @@ def test_a_pbt_study_records_lineage_schedules_and_trial_states(tmp_path: Path) 
     r = hyperlab(tmp_path, *args)
     assert r.returncode == 0, r.stderr
     assert "trials 0-3 train as one stacked model of 4" in r.stderr
-    assert "PBT schedule: " in r.stdout and "replay: hyperlab" in r.stdout
+    assert "PBT schedule of its weights: epochs 1-" in r.stdout and "replay: hyperlab" in r.stdout
     s = study_in(tmp_path)
     plain = [a for a in args if not a.startswith("sweep.schedule")]
     assert s.study_name == names.study_name("lr_beta", args) != names.study_name("lr_beta", plain)

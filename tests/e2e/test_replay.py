@@ -112,3 +112,36 @@ def test_a_coarse_to_fine_study_replays_and_retests(tmp_path: Path) -> None:
     c = MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
     (run,) = c.search_runs([e.experiment_id for e in c.search_experiments()])
     assert run.info.status == "FINISHED" and run.data.tags["hyperlab.retest_of_study"]
+
+
+@pytest.mark.slow
+def test_a_pbt_study_s_lines_replay_their_schedules_and_retest(tmp_path: Path) -> None:
+    """A PBT trial's line sets its stages (the values that trained its weights): run in a
+    shell, each trial's line scores the trial's value again; task=retest reads them too."""
+    cwd = tmp_path / "study"
+    args = [
+        "search=lr_beta",
+        "dataset=moons",
+        "dataset.n_samples=300",
+        "model.hidden_units=[10,5]",
+        "epochs=8",
+        "sweep.schedule=pbt",
+        "sweep.population=4",
+        "sweep.n_trials=4",
+        "pbt.interval=2",
+        "tracking.enabled=false",
+    ]
+    s = run_study(cwd, *args)
+    staged = 0
+    for t in s.trials:
+        line = str(t.user_attrs[REPLAY_ATTR])
+        staged += "'stages=[{epoch:" in line
+        r = run_line(line, tmp_path / f"replay{t.number}")
+        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
+        found = re.search(r"objective: \w+ = ([-\d.]+)", r.stdout)
+        assert found and float(found.group(1)) == pytest.approx(t.value, abs=6e-5), line
+    copied = [len(t.user_attrs["pbt_schedule"]["stages"]) > 1 for t in s.trials]
+    assert staged == sum(copied) >= 1  # a copy after epochs 2, 4 and 6
+    r = hyperlab(cwd, "task=retest", f"study={s.study_name}", "top_k=2", "seeds=1", *UNTRACKED)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rank now" in r.stdout

@@ -220,12 +220,14 @@ def test_a_model_in_eval_mode_is_not_augmented() -> None:
     assert evaluate(model, x, y) == evaluate(model, x.clone(), y)
 
 
-def test_the_header_line_names_the_augment_when_one_is_on() -> None:
+def test_the_header_line_names_the_augment_when_one_is_on(cfg: Compose) -> None:
     from hyperlab.display import header
+    from hyperlab.validate import validate
 
+    config = validate(cfg("epochs=3"))
     choices = {"model": "mlp", "dataset": "digits", "optimizer": "adam"}
-    off = header(1e-3, 3, 64, {**choices, "augment": "none"})
-    assert off == header(1e-3, 3, 64, choices)  # the default line is today's
+    off = header(config, {**choices, "augment": "none"})
+    assert off == header(config, choices)  # the default line is today's
     assert "augment" not in off
-    on = header(1e-3, 3, 64, {**choices, "augment": "shift"})
+    on = header(config, {**choices, "augment": "shift"})
     assert on == off + ", augment=shift"

@@ -29,15 +29,16 @@ from hyperlab.search.worker import (
 )
 
 if TYPE_CHECKING:
-    from hyperlab.pbt import PBT
-    from hyperlab.run_population import Replay
+    from hyperlab.pbt import PBT, Replay
 
 
 def stackable(config: Config) -> bool:
     """Whether a trial may train in a stack: one seed, no checkpoints, no resume, no layer
-    diagnostics (they read one model's layers)."""
+    diagnostics (they read one model's layers), no stages (the stack's values change only
+    by PBT)."""
     return (
         config.repeats == 1
+        and not config.stages
         and not config.checkpoint.every
         and not config.resume
         and config.diagnostics == "none"
@@ -144,7 +145,7 @@ def _train_stack(
                 raise end
             if pbt:
                 k = stack.index(i)
-                record_lineage(c, pbt, k, config.epochs, replays[k](pbt.current[k]))
+                record_lineage(c, pbt, k, config.epochs, replays[k](pbt.stages(k)))
             outcomes[i] = settle(w, c, config, of_one(config, end))
         except Exception as e:
             outcomes[i] = failed(w, c, e, bool(seen))
@@ -152,27 +153,33 @@ def _train_stack(
 
 
 def _pbt(w: Worker, claimed: Sequence[Claimed], config: Config) -> tuple[PBT | None, list[Replay]]:
-    """With sweep.schedule=pbt: the stack's PBT, and each member's replay line of its final
-    values (the schedule itself is in the run's artifact and the trial's user attrs)."""
+    """With sweep.schedule=pbt: the stack's PBT, and each member's replay line: the values
+    it started from, and its later ones as stages (hyperlab.stages)."""
     if config.sweep.schedule != "pbt":
         return None, []
     from hyperlab.pbt import of_config
     from hyperlab.search.space import overrides
     from hyperlab.search.trial import replay
+    from hyperlab.stages import Stage, override
 
     pbt = of_config(
         config, w.setup.params, [c.values for c in claimed], [c.trial.number for c in claimed]
     )
 
     def replay_of(c: Claimed) -> Replay:
-        return lambda values: replay(w.base, overrides(values), c.choices, w.root_choices)
+        def line(stages: Sequence[Stage]) -> str:
+            first, *later = stages
+            staged = [override(later)] if later else []
+            return replay(w.base, [*overrides(first.values), *staged], c.choices, w.root_choices)
+
+        return line
 
     return pbt, [replay_of(c) for c in claimed]
 
 
 def record_lineage(c: Claimed, pbt: PBT, i: int, epochs: int, line: str) -> None:
-    """The trial's lineage and schedule as user attrs, and its replay `line` (its final
-    values: the sampler's values, the trial's params, are where it started)."""
+    """The trial's lineage and schedule as user attrs, and its replay `line` (its stages:
+    the trial's params, the sampler's values, are where its slot started)."""
     from hyperlab.pbt import LINEAGE_ATTR, SCHEDULE_ATTR
     from hyperlab.search.report import REPLAY_ATTR
 

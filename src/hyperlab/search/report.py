@@ -173,15 +173,26 @@ def _show_distinct(rep: Report, console: Console) -> None:
 
 
 def pbt_lines(best: FrozenTrial) -> list[str]:
-    """A PBT trial's schedule (hyperlab.pbt), and what its replay line reproduces."""
+    """A PBT trial's schedule (hyperlab.pbt): which slot trained its weights when, with
+    which values, its own lineage, and what its replay line reproduces."""
     lineage = best.user_attrs.get("pbt_lineage")
     if lineage is None:
         return []
+    schedule = best.user_attrs.get("pbt_schedule") or {}
+    stages = schedule.get("stages") or []
+    last = max((s.get("to_epoch", 0) for s in schedule.get("segments") or []), default=0)
+    spans = []
+    for stage, nxt in zip(stages, [*stages[1:], {"epoch": last + 1}], strict=False):
+        values = ", ".join(f"{k} {v:.4g}" for k, v in stage["values"].items())
+        spans.append(
+            f"epochs {stage['epoch']}-{nxt['epoch'] - 1} in trial {stage['trained_by']} ({values})"
+        )
     return [
-        f"PBT schedule: {lineage}",
-        "(population-based training: the replay line trains its final values from the "
-        "start, not its schedule, which is in the user attr pbt_schedule and the run's "
-        "pbt_schedule.json; the table's values are where each trial started)",
+        *([f"PBT schedule of its weights: {'; '.join(spans)}"] if spans else []),
+        f"its lineage: {lineage}",
+        "(population-based training: the replay line trains one model through that "
+        "schedule, from the same seed; the table's values are where each trial's slot "
+        "started)",
     ]
 
 
