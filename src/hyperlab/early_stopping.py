@@ -10,8 +10,8 @@ Hydra-free, like the loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -44,7 +44,13 @@ class EarlyStopping:
         self.best_metrics: dict[str, float] = {}
         self.last_epoch = 0
         self.stopping = False
+        self.since = 0  # patience counts from here or the best epoch, whichever is later
         self._state: dict[str, torch.Tensor] = {}
+
+    @property
+    def best_state(self) -> Mapping[str, torch.Tensor]:
+        """The best epoch's weights (empty before an epoch), as a checkpoint keeps them."""
+        return self._state
 
     def improves(self, value: float) -> bool:
         """Whether `value` beats the best so far by more than min_delta."""
@@ -55,14 +61,53 @@ class EarlyStopping:
         return value < self.best_value - self.min_delta
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self._hear(epoch, metrics):
+            # A copy, not a reference: the next step updates the parameters in place.
+            self._state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _hear(self, epoch: int, metrics: Mapping[str, float]) -> bool:
+        """Count the epoch; True when it is the new best."""
         self.last_epoch = epoch
         value = metrics[self.metric]
         if self.improves(value):
             self.best_epoch, self.best_value, self.best_metrics = epoch, value, dict(metrics)
-            # A copy, not a reference: the next step updates the parameters in place.
-            self._state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        elif epoch - self.best_epoch >= self.patience:
+            return True
+        if epoch - max(self.best_epoch, self.since) >= self.patience:
             self.stopping = True
+        return False
+
+    def resume(
+        self, history: Sequence[Mapping[str, float]], weights: Mapping[int, Mapping[str, Any]]
+    ) -> str:
+        """Carry on from a checkpoint: the epochs before it (`history`, from epoch 1) are
+        heard again, and the best one's weights taken from `weights` (by epoch: the
+        checkpoint's model, and the best weights it kept). A checkpoint saved as training
+        stopped is a continuation past the stop: patience counts afresh from it. Without
+        the best epoch's weights (a checkpoint saved without early stopping, or another
+        early_stopping.metric now) early stopping starts afresh. Says what it did."""
+        done = len(history)
+        if all(self.metric in m for m in history):
+            for epoch, metrics in enumerate(history, 1):
+                self._hear(epoch, metrics)
+        if self.best_epoch not in weights:
+            self.best_epoch, self.best_value, self.best_metrics = 0, float("nan"), {}
+            self.stopping, self.since, self.last_epoch = False, done, done
+            return (
+                f"early stopping starts afresh after epoch {done}: the checkpoint keeps no "
+                f"weights of its best {self.metric} epoch"
+            )
+        self._state = {k: v.detach().clone() for k, v in weights[self.best_epoch].items()}
+        if self.stopping:
+            self.stopping, self.since = False, done
+            return (
+                f"early stopping had stopped at epoch {done}: patience counts afresh from "
+                f"there; the best so far is epoch {self.best_epoch}'s"
+            )
+        return (
+            f"early stopping goes on: the best {self.metric} so far is epoch "
+            f"{self.best_epoch}'s, {done - self.best_epoch} of {self.patience} epochs of "
+            "patience used"
+        )
 
     def restore(self) -> None:
         """Load the best epoch's weights back into the model (nothing before an epoch)."""

@@ -67,6 +67,10 @@ def hearing(
     tracker = record.tracker
     stopper = early_stopping(config, parts.model)
     stopping: Callable[[], bool] = (lambda: stopper.stopping) if stopper else (lambda: False)
+    if stopper and job.resume:
+        said = stopper.resume(job.resume.history, job.resume.weights())
+        if config.progress:
+            display.console.print(said, soft_wrap=True, highlight=False)
     progress = None
     if config.progress:
         progress = display.ProgressDisplay(config.epochs, start_epoch, stopping=stopping)
@@ -103,6 +107,9 @@ def hearing(
             on_saved=saved,
             history=record.prior,
             stopping=stopping,
+            best=lambda: (
+                (stopper.best_epoch, stopper.best_state) if stopper and stopper.best_epoch else None
+            ),
         )
     found = [tracker, stopper, stats, checkpointer, *job.listeners, progress]
     return Hearing([x for x in found if x is not None], progress, stopper, stats)

@@ -82,3 +82,75 @@ def test_early_stopping_refuses_a_metric_it_cannot_watch(cfg: Compose) -> None:
 
     with pytest.raises(ConfigError, match=r"early_stopping\.metric.*dev_loss or dev_acc"):
         run(cfg("early_stopping.patience=3", "early_stopping.metric=train_loss"))
+
+
+STOPS = [
+    "dataset=moons",
+    "dataset.n_samples=300",
+    "epochs=40",
+    "lr=0.05",
+    "early_stopping.patience=3",
+    "early_stopping.min_delta=0.002",
+    "objective.metric=dev_loss",
+]
+
+
+def test_a_run_resumed_before_its_stop_stops_where_the_straight_run_did(
+    cfg: Compose, mlflow_uri: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A checkpoint keeps early stopping's best epoch and its weights: resumed from any
+    checkpoint before the stop, including one past the best epoch, the run stops at the
+    same epoch and evaluates the same weights (the same dev_loss, to the bit)."""
+    straight = run(cfg(*STOPS, "checkpoint.every=2", tracking=True), Job(output_dir=tmp_path / "a"))
+    drain()
+    c = MlflowClient(mlflow_uri)
+    done = c.get_run(straight.run_id or "").data.metrics
+    stopped, best = int(done["stopped_epoch"]), int(done["best_epoch"])
+    assert best < stopped < 40
+    past_best = [e for e in range(2, stopped, 2) if e > best]
+    assert past_best  # the checkpoint after the best epoch, before the stop, is the hard one
+    assert load(tmp_path / "a" / "checkpoints" / f"epoch_{past_best[0]:04d}.pt").best_epoch == best
+    for epoch in sorted({2, past_best[0]}):
+        ckpt = load(tmp_path / "a" / "checkpoints" / f"epoch_{epoch:04d}.pt")
+        resumed = run(
+            cfg(*STOPS, tracking=True), Job(resume=ckpt, output_dir=tmp_path / f"{epoch}")
+        )
+        drain()
+        again = c.get_run(resumed.run_id or "").data.metrics
+        assert (again["stopped_epoch"], again["best_epoch"]) == (stopped, best), epoch
+        assert resumed.objective == straight.objective, epoch
+
+
+def test_a_run_resumed_from_its_stop_trains_on_with_fresh_patience(
+    cfg: Compose, mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming the checkpoint of the stop epoch asks for more training: patience counts
+    from there, and the best epoch so far is still the one evaluated unless beaten."""
+    run(cfg(*STOPS, "checkpoint.every=100"), Job(output_dir=tmp_path / "a"))
+    (last,) = (tmp_path / "a" / "checkpoints").iterdir()
+    ckpt = load(last)
+    assert ckpt.best_epoch and ckpt.best_epoch < ckpt.epoch
+    resumed = run(
+        cfg(*STOPS, "progress=true", tracking=True), Job(resume=ckpt, output_dir=tmp_path / "b")
+    )
+    drain()
+    out = capsys.readouterr().out
+    assert f"early stopping had stopped at epoch {ckpt.epoch}: patience counts afresh" in out
+    metrics = MlflowClient(mlflow_uri).get_run(resumed.run_id or "").data.metrics
+    assert metrics["stopped_epoch"] >= ckpt.epoch + 3  # at least patience more epochs
+    best_dev_loss = ckpt.history[ckpt.best_epoch - 1]["dev_loss"]
+    assert resumed.objective <= best_dev_loss
+    if metrics["best_epoch"] <= ckpt.epoch:  # not beaten: the checkpoint's best weights
+        assert resumed.objective == best_dev_loss
+
+
+def test_a_checkpoint_without_early_stopping_restarts_its_patience(
+    cfg: Compose, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = [a for a in STOPS if not a.startswith("early_stopping")]
+    run(cfg(*plain, "epochs=6", "checkpoint.every=3"), Job(output_dir=tmp_path / "a"))
+    ckpt = load(tmp_path / "a" / "checkpoints" / "epoch_0003.pt")
+    assert ckpt.best_epoch == 0 and not ckpt.best_model
+    run(cfg(*STOPS, "progress=true"), Job(resume=ckpt, output_dir=tmp_path / "b"))
+    out = capsys.readouterr().out
+    assert "early stopping starts afresh after epoch 3: the checkpoint keeps no weights" in out

@@ -38,4 +38,12 @@ BROKEN = {
     "overrides not strings": ({"overrides": [1, 2]}, "overrides=list is not"),
     "no model": ({"model": None}, "it has no 'model'"),
     "rng not bytes": ({"torch_rng": torch.ones(3)}, "torch_rng=Tensor is not"),
+    "best epoch past the checkpoint": (
+        {"early_stopping": {"best_epoch": 3, "model": {}}},
+        "its early_stopping entry is not a best epoch (1 to 2)",
+    ),
+    "best weights not tensors": (
+        {"early_stopping": {"best_epoch": 1, "model": {"w": [1.0]}}},
+        "its early_stopping entry is not",
+    ),
 }

@@ -95,3 +95,49 @@ def test_the_loop_stops_at_the_stopper_s_epoch_and_restore_brings_back_the_best_
     best = snaps.states[stopper.best_epoch]  # parameters and batch norm's running averages
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
     assert not torch.equal(best["0.weight"], snaps.states[stopper.last_epoch]["0.weight"])
+
+
+def resumed(
+    values: list[float], weights: dict[int, dict[str, torch.Tensor]]
+) -> tuple[EarlyStopping, str]:
+    s = EarlyStopping(nn.Linear(1, 1), "dev_loss", patience=2)
+    said = s.resume([{"dev_loss": v} for v in values], weights)
+    return s, said
+
+
+def test_a_resume_hears_the_epochs_done_and_takes_the_best_weights_kept() -> None:
+    best = {"weight": torch.full((1, 1), 7.0), "bias": torch.zeros(1)}
+    s, said = resumed([1.0, 0.8, 0.85], {2: best, 3: {}})
+    assert (s.best_epoch, s.best_value, s.stopping) == (2, 0.8, False)
+    assert said == (
+        "early stopping goes on: the best dev_loss so far is epoch 2's, 1 of 2 epochs of "
+        "patience used"
+    )
+    assert feed_from(s, 4, [0.9]) == 4  # as the straight run: 2 epochs without a new minimum
+    s.restore()
+    assert s.model.weight.item() == 7.0
+
+
+def test_a_resume_from_the_stop_counts_patience_afresh_from_it() -> None:
+    s, said = resumed([1.0, 0.8, 0.85, 0.9], {2: {}, 4: {}})
+    assert said.startswith("early stopping had stopped at epoch 4: patience counts afresh")
+    assert (s.best_epoch, s.stopping) == (2, False)
+    assert feed_from(s, 5, [0.95, 0.95]) == 6
+
+
+def test_a_resume_without_the_best_weights_starts_afresh() -> None:
+    s, said = resumed([1.0, 0.8, 0.85], {3: {}})
+    assert said == (
+        "early stopping starts afresh after epoch 3: the checkpoint keeps no weights of its "
+        "best dev_loss epoch"
+    )
+    assert (s.best_epoch, s.stopping) == (0, False)
+    assert feed_from(s, 4, [5.0, 6.0, 7.0]) == 6  # epoch 4 is the first best
+
+
+def feed_from(stopper: EarlyStopping, first: int, values: list[float]) -> int | None:
+    for epoch, v in enumerate(values, first):
+        stopper.on_epoch_end(epoch, {stopper.metric: v})
+        if stopper.stopping:
+            return epoch
+    return None
