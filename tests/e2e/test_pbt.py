@@ -9,25 +9,14 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from hyperlab.search import names
-from support.command import hyperlab
+from support.command import PBT_TINY, hyperlab
 from support.records import mlflow_runs, study_in
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_pbt_study_records_lineage_schedules_and_trial_states(tmp_path: Path) -> None:
-    args = [
-        "search=lr_beta",
-        "sampler=log_uniform",
-        "dataset=moons",
-        "dataset.n_samples=300",
-        "model.hidden_units=[10,5]",
-        "epochs=8",
-        "sweep.schedule=pbt",
-        "sweep.population=4",
-        "sweep.n_trials=4",
-        "pbt.interval=2",
-    ]
+    args = [*PBT_TINY, "sampler=log_uniform"]
     r = hyperlab(tmp_path, *args)
     assert r.returncode == 0, r.stderr
     assert "trials 0-3 train as one stacked model of 4" in r.stderr

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from hyperlab.overrides import is_study_setting
 from hyperlab.search.report import REPLAY_ATTR
-from support.command import hyperlab
+from support.command import PBT_TINY, hyperlab
 from support.paths import group_options
 from support.records import study_in
 from support.servers import BIN
@@ -119,19 +119,7 @@ def test_a_pbt_study_s_lines_replay_their_schedules_and_retest(tmp_path: Path) -
     """A PBT trial's line sets its stages (the values that trained its weights): run in a
     shell, each trial's line scores the trial's value again; task=retest reads them too."""
     cwd = tmp_path / "study"
-    args = [
-        "search=lr_beta",
-        "dataset=moons",
-        "dataset.n_samples=300",
-        "model.hidden_units=[10,5]",
-        "epochs=8",
-        "sweep.schedule=pbt",
-        "sweep.population=4",
-        "sweep.n_trials=4",
-        "pbt.interval=2",
-        "tracking.enabled=false",
-    ]
-    s = run_study(cwd, *args)
+    s = run_study(cwd, *PBT_TINY, "tracking.enabled=false")
     staged = 0
     for t in s.trials:
         line = str(t.user_attrs[REPLAY_ATTR])

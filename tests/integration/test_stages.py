@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -50,30 +49,29 @@ def test_a_stage_changes_its_values_from_its_epoch_and_nothing_else(cfg: Compose
     assert staged[2]["train_loss"] != unstaged[2]["train_loss"]
 
 
-def test_a_staged_run_records_its_values_per_epoch(
-    cfg: Compose, mlflow_uri: str, request: pytest.FixtureRequest
-) -> None:
-    result = run(
-        cfg(
-            *MOONS,
-            "optimizer=momentum",
-            "regularization=l2",
-            "stages=[{epoch:4,lr:0.1,beta:0.5,l2:0.0}]",
-            tracking=True,
-        )
-    )
+def staged_run(cfg: Compose, mlflow_uri: str, *overrides: str) -> tuple[MlflowClient, str]:
+    """Run the config tracked; the store's client and the run's id, once it is written."""
+    result = run(cfg(*MOONS, *overrides, tracking=True))
     drain()
-    client = MlflowClient(mlflow_uri)
-    run_id = result.run_id or ""
+    return MlflowClient(mlflow_uri), result.run_id or ""
 
-    def steps(key: str) -> list[float]:
-        return [
-            m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-        ]
 
-    assert steps("lr") == [0.001] * 3 + [0.1] * 3
-    assert steps("optimizer.beta") == [0.9] * 3 + [0.5] * 3
-    assert steps("regularization.l2") == [0.7] * 3 + [0.0] * 3
+def steps(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    """A metric's values, epoch by epoch."""
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def test_a_staged_run_records_its_values_per_epoch(cfg: Compose, mlflow_uri: str) -> None:
+    client, run_id = staged_run(
+        cfg,
+        mlflow_uri,
+        "optimizer=momentum",
+        "regularization=l2",
+        "stages=[{epoch:4,lr:0.1,beta:0.5,l2:0.0}]",
+    )
+    assert steps(client, run_id, "lr") == [0.001] * 3 + [0.1] * 3
+    assert steps(client, run_id, "optimizer.beta") == [0.9] * 3 + [0.5] * 3
+    assert steps(client, run_id, "regularization.l2") == [0.7] * 3 + [0.0] * 3
     params = client.get_run(run_id).data.params
     assert params["stages"] == "[{'epoch': 4, 'lr': 0.1, 'beta': 0.5, 'l2': 0.0}]"
 
@@ -81,22 +79,16 @@ def test_a_staged_run_records_its_values_per_epoch(
 def test_early_stopping_ends_a_staged_run_inside_its_stage(cfg: Compose, mlflow_uri: str) -> None:
     """No epoch improves dev_loss by 10: with patience 1 the run stops after epoch 2, in
     the first stage, and the later stage never trains."""
-    result = run(
-        cfg(
-            *MOONS,
-            "optimizer=gd",
-            "lr=1.0",
-            "stages=[{epoch:2,lr:0.5},{epoch:5,lr:0.01}]",
-            "early_stopping.patience=1",
-            "early_stopping.min_delta=10",
-            tracking=True,
-        )
+    client, run_id = staged_run(
+        cfg,
+        mlflow_uri,
+        "optimizer=gd",
+        "lr=1.0",
+        "stages=[{epoch:2,lr:0.5},{epoch:5,lr:0.01}]",
+        "early_stopping.patience=1",
+        "early_stopping.min_delta=10",
     )
-    drain()
-    client = MlflowClient(mlflow_uri)
-    run_id = result.run_id or ""
-    lrs = sorted(client.get_metric_history(run_id, "lr"), key=lambda m: m.step)
-    assert [(m.step, m.value) for m in lrs] == [(1, 1.0), (2, 0.5)]
+    assert steps(client, run_id, "lr") == [1.0, 0.5]
     assert client.get_run(run_id).data.metrics["stopped_epoch"] == 2
 
 

@@ -20,6 +20,18 @@ HYPERLAB = str(BIN / "hyperlab")
 
 # A study small enough to run in seconds.
 QUICK = ["epochs=3", "dataset=moons", "dataset.n_samples=300"]
+# A PBT study of one population of 4 that copies after epochs 2, 4 and 6, in seconds.
+PBT_TINY = [
+    "search=lr_beta",
+    "dataset=moons",
+    "dataset.n_samples=300",
+    "model.hidden_units=[10,5]",
+    "epochs=8",
+    "sweep.schedule=pbt",
+    "sweep.population=4",
+    "sweep.n_trials=4",
+    "pbt.interval=2",
+]
 # A pruner that never prunes: trials report every epoch (without a pruner they report
 # nothing), so that a test can tell when a trial is training.
 NEVER_PRUNE = ["pruner=median", "pruner.n_startup_trials=100000"]
