@@ -49,15 +49,8 @@ class Checkpoint:
     run_id: str  # the MLflow run that wrote it ("" when tracking was off)
     # Metrics of epochs 1..epoch (empty from checkpoints saved before they were kept).
     history: list[dict[str, float]] = field(default_factory=list)
-    # With early stopping: the best epoch so far and its weights, which a resumed run
-    # restores at its end if no later epoch beats them (0 and empty: none kept).
-    best_epoch: int = 0
-    best_model: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def weights(self) -> dict[int, dict[str, torch.Tensor]]:
-        """The model states this checkpoint holds, by epoch."""
-        kept = {self.best_epoch: self.best_model} if self.best_epoch else {}
-        return {**kept, self.epoch: self.model}
+    # With early stopping: what it needs to carry on (None: saved without it).
+    early_stopping: Kept | None = None
 
     def restore(self, model: nn.Module, optimizer: Optimizer, generator: torch.Generator) -> None:
         """Put the saved states into freshly built parts."""
@@ -77,6 +70,13 @@ class Checkpoint:
                 f"({self.optimizer_type}, not {type(optimizer).__name__})",
                 "resume with the optimizer it was trained with; change its lr or betas instead",
             )
+        if self.early_stopping and not _fits(self.early_stopping.model, model.state_dict()):
+            raise CheckpointError(
+                f"checkpoint {self.path} is damaged: its early stopping weights (epoch "
+                f"{self.early_stopping.best_epoch}) do not fit the model it holds",
+                "resume from another checkpoint of the run (saved as "
+                f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+            )
         optimizer.load_state_dict(self.optimizer)
         torch.set_rng_state(self.torch_rng)
         generator.set_state(self.generator_rng)
@@ -92,11 +92,11 @@ def save(
     overrides: Sequence[str],
     run_id: str = "",
     history: Sequence[Mapping[str, float]] = (),
-    best: tuple[int, Mapping[str, torch.Tensor]] | None = None,
+    early_stopping: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint after `epoch` epochs (with `best`, early stopping's best epoch and
-    its weights); written to a temporary file and renamed, so a kill during the write
-    leaves the previous checkpoint whole."""
+    """Write a checkpoint after `epoch` epochs (with `early_stopping`, what it needs to
+    carry on: see Kept); written to a temporary file and renamed, so a kill during the
+    write leaves the previous checkpoint whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
@@ -110,8 +110,8 @@ def save(
         "run_id": run_id,
         "history": [dict(h) for h in history],
     }
-    if best:
-        state["early_stopping"] = {"best_epoch": best[0], "model": dict(best[1])}
+    if early_stopping:
+        state["early_stopping"] = dict(early_stopping)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -152,28 +152,52 @@ def load(path: Path) -> Checkpoint:
         overrides=list(state["overrides"]),
         run_id=str(state["run_id"]),
         history=_history(path, state),
-        **_best(path, state),
+        early_stopping=_kept(path, state),
     )
 
 
-def _best(path: Path, state: Mapping[str, Any]) -> dict[str, Any]:
-    """Early stopping's best epoch and weights, where the checkpoint keeps them."""
+@dataclass(frozen=True)
+class Kept:
+    """Early stopping's state at a checkpoint: its best epoch so far and that epoch's
+    weights, the epoch its patience counts from (a resumed stop's), and its metric."""
+
+    best_epoch: int
+    since: int
+    metric: str
+    model: dict[str, torch.Tensor]
+
+
+def _kept(path: Path, state: Mapping[str, Any]) -> Kept | None:
+    """Early stopping's state, where the checkpoint keeps it."""
     kept = state.get("early_stopping")
     if kept is None:
-        return {}
+        return None
+    epoch = state["epoch"]
     if not (
         isinstance(kept, Mapping)
         and _is_count(kept.get("best_epoch"))
-        and 0 < kept["best_epoch"] <= state["epoch"]
+        and 0 < kept["best_epoch"] <= epoch
+        and _is_count(kept.get("since"))
+        and kept["since"] <= epoch
+        and isinstance(kept.get("metric"), str)
         and _FIELDS["model"][0](kept.get("model"))
+        and kept["model"]
     ):
         raise CheckpointError(
             f"checkpoint {path} is damaged: its early_stopping entry is not a best epoch "
-            f"(1 to {state['epoch']}) and that epoch's model state",
+            f"(1 to {epoch}), the epoch patience counts from, a metric and that best "
+            "epoch's model state",
             "resume from another checkpoint of the run (saved as "
             f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
         )
-    return {"best_epoch": int(kept["best_epoch"]), "best_model": dict(kept["model"])}
+    return Kept(int(kept["best_epoch"]), int(kept["since"]), kept["metric"], dict(kept["model"]))
+
+
+def _fits(state: Mapping[str, torch.Tensor], model: Mapping[str, torch.Tensor]) -> bool:
+    """Whether `state` has the model's entries, each of its shape and type."""
+    return {k: (t.shape, t.dtype) for k, t in state.items()} == {
+        k: (t.shape, t.dtype) for k, t in model.items()
+    }
 
 
 def _history(path: Path, state: Mapping[str, Any]) -> list[dict[str, float]]:
@@ -328,11 +352,11 @@ class Checkpointer:
         on_saved: Callable[[Path], None] = lambda path: None,
         history: Sequence[Mapping[str, float]] = (),
         stopping: Callable[[], bool] = lambda: False,
-        best: Callable[[], tuple[int, Mapping[str, torch.Tensor]] | None] = lambda: None,
+        early_stopping: Callable[[], Mapping[str, Any] | None] = lambda: None,
     ) -> None:
         self.directory, self.every, self.epochs = directory, every, epochs
         self.stopping = stopping  # early stopping ends training here: the last epoch
-        self.best = best  # early stopping's best epoch and weights, kept for a resume
+        self.early_stopping = early_stopping  # what early stopping needs to carry on
         self.model, self.optimizer, self.generator = model, optimizer, generator
         self.overrides, self.run_id, self.on_saved = list(overrides), run_id, on_saved
         self.saved: list[Path] = []
@@ -352,7 +376,7 @@ class Checkpointer:
             run_id=self.run_id(),
             # Resumed from a checkpoint that kept no history: this one keeps none either.
             history=self.history if len(self.history) == epoch else [],
-            best=self.best(),
+            early_stopping=self.early_stopping(),
         )
         self.saved.append(path)
         self.on_saved(path)

@@ -10,13 +10,14 @@ Hydra-free, like the loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from hyperlab.checkpoint import Checkpoint
     from hyperlab.schema import Config
 
 
@@ -47,10 +48,17 @@ class EarlyStopping:
         self.since = 0  # patience counts from here or the best epoch, whichever is later
         self._state: dict[str, torch.Tensor] = {}
 
-    @property
-    def best_state(self) -> Mapping[str, torch.Tensor]:
-        """The best epoch's weights (empty before an epoch), as a checkpoint keeps them."""
-        return self._state
+    def kept(self) -> dict[str, Any] | None:
+        """What a checkpoint keeps for a resumed run to carry on (checkpoint.Kept): the
+        best epoch and its weights, where patience counts from, the metric."""
+        if not self.best_epoch:
+            return None
+        return {
+            "best_epoch": self.best_epoch,
+            "since": self.since,
+            "metric": self.metric,
+            "model": self._state,
+        }
 
     def improves(self, value: float) -> bool:
         """Whether `value` beats the best so far by more than min_delta."""
@@ -76,37 +84,45 @@ class EarlyStopping:
             self.stopping = True
         return False
 
-    def resume(
-        self, history: Sequence[Mapping[str, float]], weights: Mapping[int, Mapping[str, Any]]
-    ) -> str:
-        """Carry on from a checkpoint: the epochs before it (`history`, from epoch 1) are
-        heard again, and the best one's weights taken from `weights` (by epoch: the
-        checkpoint's model, and the best weights it kept). A checkpoint saved as training
-        stopped is a continuation past the stop: patience counts afresh from it. Without
-        the best epoch's weights (a checkpoint saved without early stopping, or another
-        early_stopping.metric now) early stopping starts afresh. Says what it did."""
-        done = len(history)
-        if all(self.metric in m for m in history):
+    def resume(self, ckpt: Checkpoint) -> str:
+        """Carry on from a checkpoint as the straight run would have: its best epoch, the
+        weights of it, and the patience used, from what the checkpoint kept. A checkpoint
+        whose patience had run out (saved at the stop) is a continuation past the stop:
+        patience counts afresh from it. A checkpoint saved without early stopping (or with
+        another metric) is heard again from its history; unless its own epoch was the
+        best, the best one's weights are not there and early stopping starts afresh.
+        Says what it did."""
+        done, history, kept = ckpt.epoch, ckpt.history, ckpt.early_stopping
+        complete = len(history) == done and all(self.metric in m for m in history)
+        state: Mapping[str, torch.Tensor] | None = None
+        if kept and kept.metric == self.metric and complete:
+            self.best_epoch, self.since, state = kept.best_epoch, kept.since, kept.model
+            self.best_metrics = dict(history[self.best_epoch - 1])
+            self.best_value = self.best_metrics[self.metric]
+        elif complete:
             for epoch, metrics in enumerate(history, 1):
                 self._hear(epoch, metrics)
-        if self.best_epoch not in weights:
+            self.stopping = False
+            state = ckpt.model if self.best_epoch == done else None
+        self.last_epoch = done
+        if state is None:
             self.best_epoch, self.best_value, self.best_metrics = 0, float("nan"), {}
-            self.stopping, self.since, self.last_epoch = False, done, done
+            self.since = done
             return (
                 f"early stopping starts afresh after epoch {done}: the checkpoint keeps no "
                 f"weights of its best {self.metric} epoch"
             )
-        self._state = {k: v.detach().clone() for k, v in weights[self.best_epoch].items()}
-        if self.stopping:
-            self.stopping, self.since = False, done
+        self._state = {k: v.detach().clone() for k, v in state.items()}
+        if done - max(self.best_epoch, self.since) >= self.patience:
+            self.since = done
             return (
-                f"early stopping had stopped at epoch {done}: patience counts afresh from "
-                f"there; the best so far is epoch {self.best_epoch}'s"
+                f"early stopping had run out of patience by epoch {done}: it counts afresh "
+                f"from there; the best so far is epoch {self.best_epoch}'s"
             )
         return (
             f"early stopping goes on: the best {self.metric} so far is epoch "
-            f"{self.best_epoch}'s, {done - self.best_epoch} of {self.patience} epochs of "
-            "patience used"
+            f"{self.best_epoch}'s, {done - max(self.best_epoch, self.since)} of "
+            f"{self.patience} epochs of patience used"
         )
 
     def restore(self) -> None:

@@ -68,7 +68,7 @@ def hearing(
     stopper = early_stopping(config, parts.model)
     stopping: Callable[[], bool] = (lambda: stopper.stopping) if stopper else (lambda: False)
     if stopper and job.resume:
-        said = stopper.resume(job.resume.history, job.resume.weights())
+        said = stopper.resume(job.resume)
         if config.progress:
             display.console.print(said, soft_wrap=True, highlight=False)
     progress = None
@@ -107,9 +107,7 @@ def hearing(
             on_saved=saved,
             history=record.prior,
             stopping=stopping,
-            best=lambda: (
-                (stopper.best_epoch, stopper.best_state) if stopper and stopper.best_epoch else None
-            ),
+            early_stopping=stopper.kept if stopper else lambda: None,
         )
     found = [tracker, stopper, stats, checkpointer, *job.listeners, progress]
     return Hearing([x for x in found if x is not None], progress, stopper, stats)

@@ -41,6 +41,7 @@ LINEAGE_TAG = "hyperlab.pbt.lineage"
 LINEAGE_ATTR = "pbt_lineage"  # the trial's user attrs: the lineage, and the schedule
 SCHEDULE_ATTR = "pbt_schedule"
 ARTIFACT = "pbt_schedule.json"
+TAG_MAX = 5000  # characters of an MLflow tag this module writes (MLflow's own limit: 8000)
 
 
 def check(config: Config, params: Sequence[Param]) -> None:
@@ -254,9 +255,9 @@ class PBT:
             )
 
     def lineage_text(self, i: int) -> str:
-        """Member i's lineage in one line (MLflow tags hold up to 5000 characters)."""
+        """Member i's lineage in one line (cut to fit an MLflow tag)."""
         text = " | ".join(self.lineage[i]) or "never copied: trained its own values throughout"
-        return text if len(text) <= 5000 else text[:4990] + " …"
+        return text if len(text) <= TAG_MAX else text[: TAG_MAX - 10] + " …"
 
     def schedule(self, i: int, epochs: int) -> dict[str, Any]:
         """Member i's values over its epochs, with where its weights came from."""
@@ -285,7 +286,14 @@ class PBT:
         """Member i's MLflow tags: its lineage, and its replay line (its stages)."""
         out = {LINEAGE_TAG: self.lineage_text(i)}
         if replay:
-            out["hyperlab.replay"] = replay(self.stages(i))
+            line = replay(self.stages(i))
+            # A cut line would not run: a long one stays in the trial's user attr.
+            out["hyperlab.replay"] = (
+                line
+                if len(line) <= TAG_MAX
+                else f"(too long for a tag: {len(line)} characters; the trial's user attr "
+                "replay holds the line, and pbt_schedule.json its stages)"
+            )
         return out
 
 

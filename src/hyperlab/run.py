@@ -188,6 +188,10 @@ def _resume(
             f"ask for more in all, e.g. epochs={ckpt.epoch + max(ckpt.epoch, 10)}",
         )
     ckpt.restore(parts.model, parts.optimizer, generator)
+    # The optimizer's state brings back the checkpoint's betas, eps and weight decay: the
+    # command's own are set again (a babysitter nudges them as it nudges lr, which the loop
+    # sets each epoch).
+    stages.set_optimizer(parts.optimizer, stages.optimizer_values(config))
     return ckpt.epoch, {
         "hyperlab.resumed_from": ckpt.run_id,
         "hyperlab.resumed_at_epoch": str(ckpt.epoch),
@@ -260,10 +264,16 @@ def fit_parts(
     if not config.stages:
         return train(base, start_epoch, last, listeners)
     staged = stages.of_config(config)
-    for key in {k for s in staged for k in s.values}.difference(base):
-        base[key] = float(config.optimizer[key.removeprefix("optimizer.")])
+    base |= stages.optimizer_values(config)
     return stages.train_in_stages(
-        staged, base, parts.optimizer, train, start=start_epoch, epochs=last, listeners=listeners
+        staged,
+        base,
+        parts.optimizer,
+        train,
+        start=start_epoch,
+        epochs=last,
+        listeners=listeners,
+        stop=stop,
     )
 
 

@@ -92,8 +92,8 @@ def _check_value(
         raise ConfigError(
             f"{where}: {name} is not a value this config takes mid-training (it takes "
             f"{', '.join(takes)})",
-            "set one of those in the stage; l2 needs regularization=l2, weight_decay "
-            "optimizer=adamw",
+            "set one of those in the stage (weight_decay needs optimizer=adamw; beta "
+            "momentum or rmsprop; beta1, beta2 and eps adam or adamw)",
         )
     r = rules.get(key)
     if r is not None and not r.check(value):
@@ -127,6 +127,17 @@ def override(stages: Sequence[Stage]) -> str:
         for s in stages
     ]
     return f"stages=[{','.join(items)}]"
+
+
+def optimizer_values(config: Config) -> Values:
+    """The config's own values of the optimizer's keys a stage may set (its betas, eps,
+    weight decay), by override key."""
+    node = config.optimizer
+    return {
+        key: float(node[arg])
+        for key in KEYS.values()
+        if (arg := key.removeprefix("optimizer.")) != key and arg in node
+    }
 
 
 def spans(
@@ -178,11 +189,13 @@ def train_in_stages(
     start: int,
     epochs: int,
     listeners: Sequence[Listener] = (),
+    stop: Callable[[], bool] | None = None,
 ) -> list[Metrics]:
     """Epochs start + 1 to `epochs`, each span of one stage trained by `train(values,
     start, end, listeners)` (loop.fit from start + 1 to end) with its values in force; the
     listeners and the history hear the staged values beside the metrics (as a PBT member's
-    run logs them). A span that ends early (early stopping) ends training."""
+    run logs them). `stop` (early stopping, which the loop asks after each epoch) ends
+    training within a span or at its end, before the next one trains an epoch."""
     staged = sorted({k for s in stages for k in s.values} - {"lr"})
     history: list[Metrics] = []
     for first, last, values in spans(stages, base, start, epochs):
@@ -191,7 +204,7 @@ def train_in_stages(
         heard = [_Adding(listener, shown) for listener in listeners]
         got = train(values, first - 1, last, heard)
         history += [{**m, **shown} for m in got]
-        if len(got) < last - first + 1:
+        if len(got) < last - first + 1 or (stop and stop()):
             break
     return history
 

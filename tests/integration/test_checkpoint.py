@@ -44,6 +44,29 @@ def test_a_resumed_run_continues_exactly_where_the_checkpoint_left(
     assert resumed.objective == straight_value  # the same floats: nothing was lost or re-drawn
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "nudge"),
+    [
+        ("momentum", "optimizer.beta=0.5"),
+        ("adam", "optimizer.beta1=0.5"),
+        ("adam", "optimizer.eps=0.1"),
+    ],
+)
+def test_a_resume_trains_with_the_command_s_betas_not_the_checkpoint_s(
+    cfg: Compose, tmp_path: Path, optimizer: str, nudge: str
+) -> None:
+    """The optimizer's saved state holds its betas and eps too: a resume sets the
+    command's own again, as it does lr, so that a nudge takes effect."""
+    base = (*STATEFUL, f"optimizer={optimizer}", "epochs=4")
+    straight = run(cfg(*base, "checkpoint.every=2"), Job(output_dir=tmp_path / "a"))
+    ckpt = load(tmp_path / "a" / "checkpoints" / "epoch_0002.pt")
+    same = run(cfg(*base), Job(resume=ckpt, output_dir=tmp_path / "b"))
+    nudged = run(cfg(*base, nudge), Job(resume=ckpt, output_dir=tmp_path / "c"))
+    alone = run(cfg(*base, nudge, "checkpoint.every=2"), Job(output_dir=tmp_path / "d"))
+    assert same.objective == straight.objective
+    assert nudged.objective not in (straight.objective, alone.objective)
+
+
 @pytest.mark.parametrize("augment", [["augment=noise"], ["augment=shift", "dataset=digits"]])
 def test_an_augmented_run_resumes_its_augmented_batches(
     cfg: Compose, tmp_path: Path, augment: list[str]

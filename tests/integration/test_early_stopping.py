@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
-from hyperlab.checkpoint import load
+from hyperlab.checkpoint import CheckpointError, load
 from hyperlab.run import Job, RunResult, run
 from hyperlab.run_population import run_population
 from hyperlab.tracking import drain
+from support.checkpoints import edited
 from support.paths import Compose
 from support.records import runs_of
 
@@ -109,7 +111,8 @@ def test_a_run_resumed_before_its_stop_stops_where_the_straight_run_did(
     assert best < stopped < 40
     past_best = [e for e in range(2, stopped, 2) if e > best]
     assert past_best  # the checkpoint after the best epoch, before the stop, is the hard one
-    assert load(tmp_path / "a" / "checkpoints" / f"epoch_{past_best[0]:04d}.pt").best_epoch == best
+    kept = load(tmp_path / "a" / "checkpoints" / f"epoch_{past_best[0]:04d}.pt").early_stopping
+    assert kept is not None and kept.best_epoch == best
     for epoch in sorted({2, past_best[0]}):
         ckpt = load(tmp_path / "a" / "checkpoints" / f"epoch_{epoch:04d}.pt")
         resumed = run(
@@ -129,28 +132,57 @@ def test_a_run_resumed_from_its_stop_trains_on_with_fresh_patience(
     run(cfg(*STOPS, "checkpoint.every=100"), Job(output_dir=tmp_path / "a"))
     (last,) = (tmp_path / "a" / "checkpoints").iterdir()
     ckpt = load(last)
-    assert ckpt.best_epoch and ckpt.best_epoch < ckpt.epoch
+    kept = ckpt.early_stopping
+    assert kept is not None and kept.best_epoch < ckpt.epoch
     resumed = run(
         cfg(*STOPS, "progress=true", tracking=True), Job(resume=ckpt, output_dir=tmp_path / "b")
     )
     drain()
     out = capsys.readouterr().out
-    assert f"early stopping had stopped at epoch {ckpt.epoch}: patience counts afresh" in out
+    assert f"early stopping had run out of patience by epoch {ckpt.epoch}: it counts afresh" in out
     metrics = MlflowClient(mlflow_uri).get_run(resumed.run_id or "").data.metrics
     assert metrics["stopped_epoch"] >= ckpt.epoch + 3  # at least patience more epochs
-    best_dev_loss = ckpt.history[ckpt.best_epoch - 1]["dev_loss"]
+    best_dev_loss = ckpt.history[kept.best_epoch - 1]["dev_loss"]
     assert resumed.objective <= best_dev_loss
     if metrics["best_epoch"] <= ckpt.epoch:  # not beaten: the checkpoint's best weights
         assert resumed.objective == best_dev_loss
 
 
-def test_a_checkpoint_without_early_stopping_restarts_its_patience(
+def test_a_checkpoint_without_early_stopping_is_heard_again(
     cfg: Compose, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Its history is heard again: where its own epoch was the best, early stopping carries
+    on with the model's weights; otherwise it starts afresh, and says so."""
     plain = [a for a in STOPS if not a.startswith("early_stopping")]
     run(cfg(*plain, "epochs=6", "checkpoint.every=3"), Job(output_dir=tmp_path / "a"))
-    ckpt = load(tmp_path / "a" / "checkpoints" / "epoch_0003.pt")
-    assert ckpt.best_epoch == 0 and not ckpt.best_model
-    run(cfg(*STOPS, "progress=true"), Job(resume=ckpt, output_dir=tmp_path / "b"))
-    out = capsys.readouterr().out
-    assert "early stopping starts afresh after epoch 3: the checkpoint keeps no weights" in out
+    for epoch in (3, 6):
+        ckpt = load(tmp_path / "a" / "checkpoints" / f"epoch_{epoch:04d}.pt")
+        assert ckpt.early_stopping is None
+        run(
+            cfg(*STOPS, "epochs=9", "progress=true"),
+            Job(resume=ckpt, output_dir=tmp_path / f"{epoch}"),
+        )
+        out = capsys.readouterr().out
+        losses = [m["dev_loss"] for m in ckpt.history]
+        if losses.index(min(losses)) + 1 == epoch:
+            assert f"early stopping goes on: the best dev_loss so far is epoch {epoch}'s" in out
+        else:
+            assert (
+                f"early stopping starts afresh after epoch {epoch}: the checkpoint keeps no" in out
+            )
+
+
+def test_early_stopping_weights_that_do_not_fit_the_model_are_refused(
+    cfg: Compose, tmp_path: Path
+) -> None:
+    run(cfg(*STOPS, "epochs=4", "checkpoint.every=2"), Job(output_dir=tmp_path / "a"))
+    source = tmp_path / "a" / "checkpoints" / "epoch_0002.pt"
+    kept = load(source).early_stopping
+    assert kept is not None
+    wrong = {k: torch.zeros(3) for k in kept.model}
+    entry = {"best_epoch": kept.best_epoch, "since": 0, "metric": "dev_loss", "model": wrong}
+    ckpt = load(edited(source, tmp_path / "edited.pt", early_stopping=entry))
+    with pytest.raises(
+        CheckpointError, match=r"its early stopping weights \(epoch \d\) do not fit"
+    ):
+        run(cfg(*STOPS, "epochs=4"), Job(resume=ckpt, output_dir=tmp_path / "b"))

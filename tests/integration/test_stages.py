@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -76,19 +77,22 @@ def test_a_staged_run_records_its_values_per_epoch(cfg: Compose, mlflow_uri: str
     assert params["stages"] == "[{'epoch': 4, 'lr': 0.1, 'beta': 0.5, 'l2': 0.0}]"
 
 
-def test_early_stopping_ends_a_staged_run_inside_its_stage(cfg: Compose, mlflow_uri: str) -> None:
-    """No epoch improves dev_loss by 10: with patience 1 the run stops after epoch 2, in
-    the first stage, and the later stage never trains."""
+@pytest.mark.parametrize("stage", [2, 3], ids=["inside_a_stage", "at_a_stage_s_end"])
+def test_early_stopping_ends_a_staged_run_where_it_stops(
+    cfg: Compose, mlflow_uri: str, stage: int
+) -> None:
+    """No epoch improves dev_loss by 10: with patience 1 the run stops after epoch 2,
+    inside a stage or at the last epoch before the next one, which never trains."""
     client, run_id = staged_run(
         cfg,
         mlflow_uri,
         "optimizer=gd",
         "lr=1.0",
-        "stages=[{epoch:2,lr:0.5},{epoch:5,lr:0.01}]",
+        f"stages=[{{epoch:{stage},lr:0.5}},{{epoch:5,lr:0.01}}]",
         "early_stopping.patience=1",
         "early_stopping.min_delta=10",
     )
-    assert steps(client, run_id, "lr") == [1.0, 0.5]
+    assert steps(client, run_id, "lr") == [1.0, 0.5 if stage == 2 else 1.0]
     assert client.get_run(run_id).data.metrics["stopped_epoch"] == 2
 
 

@@ -39,11 +39,22 @@ BROKEN = {
     "no model": ({"model": None}, "it has no 'model'"),
     "rng not bytes": ({"torch_rng": torch.ones(3)}, "torch_rng=Tensor is not"),
     "best epoch past the checkpoint": (
-        {"early_stopping": {"best_epoch": 3, "model": {}}},
+        {"early_stopping": {"best_epoch": 3, "since": 0, "metric": "dev_loss", "model": {}}},
         "its early_stopping entry is not a best epoch (1 to 2)",
     ),
     "best weights not tensors": (
-        {"early_stopping": {"best_epoch": 1, "model": {"w": [1.0]}}},
+        {
+            "early_stopping": {
+                "best_epoch": 1,
+                "since": 0,
+                "metric": "dev_loss",
+                "model": {"w": [1.0]},
+            }
+        },
+        "its early_stopping entry is not",
+    ),
+    "no patience start": (
+        {"early_stopping": {"best_epoch": 1, "metric": "dev_loss", "model": {"w": torch.ones(1)}}},
         "its early_stopping entry is not",
     ),
 }

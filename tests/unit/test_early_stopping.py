@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from hyperlab.checkpoint import Checkpoint, Kept
 from hyperlab.early_stopping import EarlyStopping
 from hyperlab.loop import fit
 
@@ -98,16 +100,32 @@ def test_the_loop_stops_at_the_stopper_s_epoch_and_restore_brings_back_the_best_
 
 
 def resumed(
-    values: list[float], weights: dict[int, dict[str, torch.Tensor]]
+    values: list[float], kept: Kept | None = None, patience: int = 2
 ) -> tuple[EarlyStopping, str]:
-    s = EarlyStopping(nn.Linear(1, 1), "dev_loss", patience=2)
-    said = s.resume([{"dev_loss": v} for v in values], weights)
-    return s, said
+    """A stopper resumed from a checkpoint after len(values) epochs of dev_loss."""
+    model = {"weight": torch.full((1, 1), 3.0), "bias": torch.zeros(1)}
+    ckpt = Checkpoint(
+        Path("epoch.pt"),
+        len(values),
+        model,
+        {},
+        "Adam",
+        torch.get_rng_state(),
+        torch.get_rng_state(),
+        [],
+        "",
+        [{"dev_loss": v} for v in values],
+        kept,
+    )
+    s = EarlyStopping(nn.Linear(1, 1), "dev_loss", patience=patience)
+    return s, s.resume(ckpt)
 
 
-def test_a_resume_hears_the_epochs_done_and_takes_the_best_weights_kept() -> None:
-    best = {"weight": torch.full((1, 1), 7.0), "bias": torch.zeros(1)}
-    s, said = resumed([1.0, 0.8, 0.85], {2: best, 3: {}})
+BEST = {"weight": torch.full((1, 1), 7.0), "bias": torch.zeros(1)}
+
+
+def test_a_resume_takes_the_best_epoch_its_weights_and_the_patience_used() -> None:
+    s, said = resumed([1.0, 0.8, 0.85], Kept(2, 0, "dev_loss", BEST))
     assert (s.best_epoch, s.best_value, s.stopping) == (2, 0.8, False)
     assert said == (
         "early stopping goes on: the best dev_loss so far is epoch 2's, 1 of 2 epochs of "
@@ -119,14 +137,29 @@ def test_a_resume_hears_the_epochs_done_and_takes_the_best_weights_kept() -> Non
 
 
 def test_a_resume_from_the_stop_counts_patience_afresh_from_it() -> None:
-    s, said = resumed([1.0, 0.8, 0.85, 0.9], {2: {}, 4: {}})
-    assert said.startswith("early stopping had stopped at epoch 4: patience counts afresh")
-    assert (s.best_epoch, s.stopping) == (2, False)
+    s, said = resumed([1.0, 0.8, 0.85, 0.9], Kept(2, 0, "dev_loss", BEST))
+    assert said.startswith("early stopping had run out of patience by epoch 4: it counts afresh")
+    assert (s.best_epoch, s.stopping, s.since) == (2, False, 4)
     assert feed_from(s, 5, [0.95, 0.95]) == 6
+    assert s.kept() == {"best_epoch": 2, "since": 4, "metric": "dev_loss", "model": BEST}
 
 
-def test_a_resume_without_the_best_weights_starts_afresh() -> None:
-    s, said = resumed([1.0, 0.8, 0.85], {3: {}})
+def test_a_resume_of_a_resumed_stop_stops_where_that_run_did() -> None:
+    """Stopped at 4, resumed (patience afresh from 4), checkpointed at 5: resumed again, it
+    stops at 6, as the run it continues did."""
+    s, said = resumed([1.0, 0.8, 0.85, 0.9, 0.95], Kept(2, 4, "dev_loss", BEST))
+    assert said.startswith("early stopping goes on") and "1 of 2 epochs" in said
+    assert feed_from(s, 6, [0.95]) == 6
+
+
+def test_a_checkpoint_without_early_stopping_is_heard_again() -> None:
+    """Its own epoch's weights are the model's: when that epoch is the best, early
+    stopping carries on; otherwise the best weights are not there, and it starts afresh."""
+    s, said = resumed([1.0, 0.9, 0.8])
+    assert said.startswith("early stopping goes on: the best dev_loss so far is epoch 3's")
+    s.restore()
+    assert s.model.weight.item() == 3.0
+    s, said = resumed([1.0, 0.8, 0.85])
     assert said == (
         "early stopping starts afresh after epoch 3: the checkpoint keeps no weights of its "
         "best dev_loss epoch"

@@ -159,6 +159,23 @@ def test_pbt_writes_the_perturbed_values_into_the_stack_every_interval() -> None
         },
     ]
     assert pbt.tags(0)["hyperlab.pbt.lineage"].startswith("never copied")
+    # Its weights: trial 11's slot trained epochs 1-5, its own from 6 (its replay line).
+    assert schedule["stages"] == [
+        {"epoch": 1, "trained_by": 11, "values": initial[1]},
+        {"epoch": 6, "trained_by": 13, "values": {"lr": lr, "optimizer.beta": beta}},
+    ]
+    # Epoch 10: trial 10, now the worst, copies trial 13, now the best: its weights went
+    # through trial 11's slot, then 13's, then its own.
+    pbt.after_epoch(10, pop, [{"dev_acc": a} for a in (0.4, 0.6, 0.7, 0.95)])
+    assert pbt.stages(0)[:2] == pbt.stages(3)
+    assert [(s["epoch"], s["trained_by"]) for s in pbt.schedule(0, 12)["stages"]] == [
+        (1, 11),
+        (6, 13),
+        (11, 10),
+    ]
+    assert pbt.tags(0, lambda st: f"{len(st)} stages")["hyperlab.replay"] == "3 stages"
+    too_long = pbt.tags(0, lambda st: "x" * 6000)["hyperlab.replay"]
+    assert too_long.startswith("(too long for a tag: 6000 characters")
 
 
 @pytest.mark.parametrize(
