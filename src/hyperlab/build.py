@@ -203,11 +203,13 @@ def build(config: Config) -> Parts:
     """Data, model (initialized), optimizer over the model's parameters, lr schedule, the
     regularization (its l2 is the training loop's) and the training batches' augmentation."""
     from hyperlab.devices import resolve
+    from hyperlab.models import seed_dropout
 
     device = resolve(config.device)
     data = build_data(config.dataset, device)
     regularization = build_regularization(config)
     model = _model(config, data.n_features, data.n_classes, regularization).to(device)
+    seed_dropout(model, config.seed)  # its own stream, as a stacked member's
     optimizer = _instantiate(config.optimizer)(model.parameters())
     schedule = _instantiate(config.schedule)
     augment = build_augment(config, data.n_features)

@@ -24,6 +24,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from hyperlab.errors import HyperlabError
+from hyperlab.models import dropout_generator
 
 FORMAT = "hyperlab-checkpoint/1"
 DIR = "checkpoints"  # under the run's output dir, and the artifact path in MLflow
@@ -51,6 +52,8 @@ class Checkpoint:
     history: list[dict[str, float]] = field(default_factory=list)
     # With early stopping: what it needs to carry on (None: saved without it).
     early_stopping: Kept | None = None
+    # The dropout stream's state (models.seed_dropout; None: no dropout, or an older file).
+    dropout_rng: torch.Tensor | None = None
 
     def restore(self, model: nn.Module, optimizer: Optimizer, generator: torch.Generator) -> None:
         """Put the saved states into freshly built parts."""
@@ -80,6 +83,9 @@ class Checkpoint:
         optimizer.load_state_dict(self.optimizer)
         torch.set_rng_state(self.torch_rng)
         generator.set_state(self.generator_rng)
+        dropout = dropout_generator(model)
+        if dropout is not None and self.dropout_rng is not None:
+            dropout.set_state(self.dropout_rng.to(dropout.get_state().device))
 
 
 def save(
@@ -110,6 +116,9 @@ def save(
         "run_id": run_id,
         "history": [dict(h) for h in history],
     }
+    dropout = dropout_generator(model)
+    if dropout is not None:
+        state["dropout_rng"] = dropout.get_state().cpu()
     if early_stopping:
         state["early_stopping"] = dict(early_stopping)
     tmp = path.with_suffix(".tmp")
@@ -153,6 +162,7 @@ def load(path: Path) -> Checkpoint:
         run_id=str(state["run_id"]),
         history=_history(path, state),
         early_stopping=_kept(path, state),
+        dropout_rng=_dropout_rng(path, state),
     )
 
 
@@ -191,6 +201,18 @@ def _kept(path: Path, state: Mapping[str, Any]) -> Kept | None:
             f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
         )
     return Kept(int(kept["best_epoch"]), int(kept["since"]), kept["metric"], dict(kept["model"]))
+
+
+def _dropout_rng(path: Path, state: Mapping[str, Any]) -> torch.Tensor | None:
+    rng = state.get("dropout_rng")
+    if rng is not None and not _is_rng(rng):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: dropout_rng={type(rng).__name__} is not the "
+            "dropout stream's random state (bytes)",
+            "resume from another checkpoint of the run (saved as "
+            f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+        )
+    return rng
 
 
 def _fits(state: Mapping[str, torch.Tensor], model: Mapping[str, torch.Tensor]) -> bool:

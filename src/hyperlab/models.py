@@ -74,6 +74,52 @@ def layernorm(eps: Positive = 1e-5) -> Normalization:
     return Normalization(functools.partial(nn.LayerNorm, eps=eps))
 
 
+# A dropout stream is seeded apart from the data order's, which the run's seed seeds.
+DROPOUT_SEED = 0x5DEECE66D
+
+
+def dropout_seed(seed: int) -> int:
+    """The seed of a run's dropout stream (torch takes seeds below 2**64)."""
+    return (seed + DROPOUT_SEED) % 2**64
+
+
+class InvertedDropout(nn.Dropout):
+    """The course's inverted dropout: a unit is kept where a uniform draw is below
+    keep_prob and divided by keep_prob; the identity in eval mode. The draws come from
+    the run's own dropout stream (seed_dropout), the one a stacked population gives the
+    same trial (hyperlab.population), so a trial draws the same masks alone or stacked
+    and a checkpoint can carry the stream on."""
+
+    def __init__(self, keep_prob: float) -> None:
+        super().__init__(p=1.0 - keep_prob)
+        self.keep_prob = keep_prob
+        self.generator: torch.Generator | None = None  # None: torch's global stream
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return a
+        noise = torch.rand(a.shape, generator=self.generator, device=a.device)
+        return a * (noise < self.keep_prob) / self.keep_prob
+
+
+def seed_dropout(model: nn.Module, seed: int) -> torch.Generator | None:
+    """Give the model's dropout layers one stream, on its device, seeded from the run's
+    seed (dropout_seed); returns it (None: the model has no dropout)."""
+    layers = [m for m in model.modules() if isinstance(m, InvertedDropout)]
+    if not layers:
+        return None
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(dropout_seed(seed))
+    for layer in layers:
+        layer.generator = generator
+    return generator
+
+
+def dropout_generator(model: nn.Module) -> torch.Generator | None:
+    """The model's dropout stream, where seed_dropout gave it one."""
+    return next((m.generator for m in model.modules() if isinstance(m, InvertedDropout)), None)
+
+
 class MLP(nn.Sequential):
     """Linear -> [norm] -> activation -> [inverted dropout], per hidden layer, then a linear
     output of one logit per class (softmax is applied by the cross-entropy loss)."""
@@ -97,9 +143,7 @@ class MLP(nn.Sequential):
                 modules.append(normalization(units))
             modules.append(ACTIVATIONS[activation]())
             if keep_prob < 1.0:
-                # torch's Dropout is inverted dropout: it scales kept units by 1/keep_prob
-                # in training and is the identity in eval mode.
-                modules.append(nn.Dropout(p=1.0 - keep_prob))
+                modules.append(InvertedDropout(keep_prob))
             width = units
         modules.append(nn.Linear(width, n_classes))
         super().__init__(*modules)

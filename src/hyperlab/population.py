@@ -32,7 +32,7 @@ from torch.optim import Optimizer
 
 from hyperlab.early_stopping import EarlyStopping
 from hyperlab.loop import Diverged, Listener, Metrics
-from hyperlab.models import MLP
+from hyperlab.models import MLP, dropout_seed
 from hyperlab.optim import Momentum
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ class Population:
         self.shuffles = [torch.Generator().manual_seed(m.seed) for m in members]
         # Dropout's stream: seeded by the member's seed, apart from its data order's.
         self.noise = [
-            torch.Generator(device=self.device).manual_seed(m.seed + 0x5DEECE66D) for m in members
+            torch.Generator(device=self.device).manual_seed(dropout_seed(m.seed)) for m in members
         ]
 
     @property

@@ -79,14 +79,20 @@ def test_a_pbt_population_trains_through_the_worker(
                 assert any(seg["values"]["lr"] == pytest.approx(f, rel=1e-12) for f in factors)
 
 
+@pytest.mark.parametrize("regularization", ["none", "dropout"])
 def test_a_replay_line_retrains_the_member_s_weights_through_its_stages(
-    cfg: Compose, tmp_path: Path, mlflow_uri: str, request: pytest.FixtureRequest
+    cfg: Compose,
+    tmp_path: Path,
+    mlflow_uri: str,
+    request: pytest.FixtureRequest,
+    regularization: str,
 ) -> None:
     """A member's weights were trained by its donors' slots up to each copy, then by its
     own: its replay line (its first values and its stages) trains one model through the
-    same values from the same seed, so every epoch of the replay matches the epoch of the
-    slot that trained it (float32 sums in another order: within 1e-5), up to the trial's
-    own value. The staged lr and beta are the very numbers, as metrics."""
+    same values from the same seed (the same shuffles and dropout masks), so every epoch
+    of the replay matches the epoch of the slot that trained it (float32 sums in another
+    order: within 1e-5), up to the trial's own value. The staged lr and beta are the very
+    numbers, as metrics."""
     tracked = [
         "tracking.enabled=true",
         f"tracking.uri='{mlflow_uri}'",
@@ -97,6 +103,7 @@ def test_a_replay_line_retrains_the_member_s_weights_through_its_stages(
         tmp_path,
         4,
         "search=lr_beta",
+        f"regularization={regularization}",
         "dataset=moons",
         "epochs=8",
         "sweep.schedule=pbt",

@@ -56,6 +56,7 @@ def member(
     norm = getattr(models, normalization)()  # the function conf/normalization/<name> names
     model = MLP(2, 2, [10, 5], normalization=norm, keep_prob=keep_prob)
     init.he(model)
+    models.seed_dropout(model, seed)  # as build() does
     opt = getattr(optim, kind)(model.parameters(), lr=lr, **{**SETTINGS[kind], **settings})
     return Member(model, opt, schedule or Constant(), lr=lr, seed=seed, l2=l2)
 
@@ -148,6 +149,29 @@ def test_a_stopped_or_diverged_member_leaves_and_the_rest_go_on() -> None:
         assert_same(results[i].history, alone(member(**build[i]), 6))
     stopped = member(**build[1])
     assert_same(results[1].history, alone(stopped, 3))
+
+
+@pytest.mark.parametrize("normalization", ["none", "batchnorm"])
+def test_a_member_with_dropout_trains_as_the_trial_alone(normalization: str) -> None:
+    """Alone, a trial's dropout draws from its own stream, seeded as the stack seeds the
+    member's: the same masks, so the same training (to float rounding)."""
+    build = [
+        dict(kind="adam", lr=0.01, seed=0, keep_prob=0.5),
+        dict(kind="adam", lr=0.02, seed=1, keep_prob=0.8),
+        dict(kind="momentum", lr=0.1, seed=0, keep_prob=0.7, l2=0.3),
+    ]
+    kinds = {b["kind"] for b in build}
+    for kind in kinds:
+        same = [b for b in build if b["kind"] == kind]
+        results = fit_population(
+            [member(normalization=normalization, **b) for b in same],
+            TRAIN,
+            DEV,
+            epochs=6,
+            batch_size=64,
+        )
+        for b, result in zip(same, results, strict=True):
+            assert_same(result.history, alone(member(normalization=normalization, **b), 6))
 
 
 def test_dropout_masks_keep_each_members_rate_from_its_own_stream() -> None:
