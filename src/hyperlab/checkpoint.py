@@ -2,10 +2,11 @@
 hyperparameters.
 
 A checkpoint holds what the next epoch needs to continue exactly: the model's and the
-optimizer's state, the epochs done (the schedule is a function of the epoch), both random
-states (dropout masks, mini-batch shuffles), the overrides of the run, so that a resume
-composes the same config with only the user's changes on top, and the metrics of every
-epoch done, so that a resumed run's learning curve and best epoch span the whole history.
+optimizer's state, the epochs done (the schedule is a function of the epoch), the random
+states (torch's, the dropout stream's, the mini-batch shuffles'), early stopping's state
+(Kept), the overrides of the run, so that a resume composes the same config with only the
+user's changes on top, and the metrics of every epoch done, so that a resumed run's
+learning curve and best epoch span the whole history.
 Files are read back with torch.load(weights_only=True): plain tensors and containers, never
 pickled code.
 """

@@ -4,8 +4,9 @@ epoch where it was best (the point of the dev curve's minimum, before overfittin
 
 A listener of the training loop (hyperlab.loop.fit, hyperlab.population): it reads each
 epoch's metrics, keeps a copy of the best epoch's weights (parameters and batch norm's
-running averages), and sets `stopping`; the trainer ends after the epoch that set it.
-Hydra-free, like the loop.
+running averages), and sets `stopping`; the trainer ends after the epoch that set it. A
+checkpoint keeps its state (`kept`), so a resumed run carries on as the straight run
+would have (`resume`). Hydra-free, like the loop.
 """
 
 from __future__ import annotations
