@@ -52,6 +52,8 @@ CLI = [
     ("model too big", ["model.hidden_units=10000000"], 2, "more than this machine's"),
     ("tracking scheme", ["tracking.uri=bogus://x"], 2, "MLflow has no store for bogus://"),
     ("label alone", ["normalization.kind=batchnorm"], 2, "e.g. normalization=batchnorm"),
+    ("stage not taken", ["stages=[{epoch:3,beta:0.9}]"], 2, "stages[0].beta: beta is not"),
+    ("stage epoch", ["stages=[{epoch:30,lr:0.1}]"], 2, "at most epochs=20"),
     (
         "space range",
         ["search=lr", "search.params.lr.low=-1", "search.params.lr.scale=linear"],
