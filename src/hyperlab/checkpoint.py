@@ -30,6 +30,11 @@ from hyperlab.models import dropout_generator
 FORMAT = "hyperlab-checkpoint/1"
 DIR = "checkpoints"  # under the run's output dir, and the artifact path in MLflow
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# The fix for a checkpoint that cannot be used.
+ANOTHER = (
+    f"resume from another checkpoint of the run (saved as {DIR}/epoch_NNNN.pt in its run "
+    "dir), or from the run dir for its latest"
+)
 
 
 class CheckpointError(HyperlabError):
@@ -78,8 +83,7 @@ class Checkpoint:
             raise CheckpointError(
                 f"checkpoint {self.path} is damaged: its early stopping weights (epoch "
                 f"{self.early_stopping.best_epoch}) do not fit the model it holds",
-                "resume from another checkpoint of the run (saved as "
-                f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+                ANOTHER,
             )
         optimizer.load_state_dict(self.optimizer)
         torch.set_rng_state(self.torch_rng)
@@ -198,8 +202,7 @@ def _kept(path: Path, state: Mapping[str, Any]) -> Kept | None:
             f"checkpoint {path} is damaged: its early_stopping entry is not a best epoch "
             f"(1 to {epoch}), the epoch patience counts from, a metric and that best "
             "epoch's model state",
-            "resume from another checkpoint of the run (saved as "
-            f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+            ANOTHER,
         )
     return Kept(int(kept["best_epoch"]), int(kept["since"]), kept["metric"], dict(kept["model"]))
 
@@ -210,8 +213,7 @@ def _dropout_rng(path: Path, state: Mapping[str, Any]) -> torch.Tensor | None:
         raise CheckpointError(
             f"checkpoint {path} is damaged: dropout_rng={type(rng).__name__} is not the "
             "dropout stream's random state (bytes)",
-            "resume from another checkpoint of the run (saved as "
-            f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+            ANOTHER,
         )
     return rng
 
@@ -239,8 +241,7 @@ def _history(path: Path, state: Mapping[str, Any]) -> list[dict[str, float]]:
         raise CheckpointError(
             f"checkpoint {path} is damaged: its history is not one mapping of metric names "
             f"to numbers for each of its {state['epoch']} epochs",
-            "resume from another checkpoint of the run (saved as "
-            f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest",
+            ANOTHER,
         )
     return [{k: float(v) for k, v in h.items()} for h in history]
 
@@ -277,20 +278,16 @@ _FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _check_fields(path: Path, state: Mapping[str, Any]) -> None:
-    fix = (
-        "resume from another checkpoint of the run (saved as "
-        f"{DIR}/epoch_NNNN.pt in its run dir), or from the run dir for its latest"
-    )
     for key, (ok, holds) in _FIELDS.items():
         if key not in state:
             raise CheckpointError(
-                f"checkpoint {path} is incomplete: it has no {key!r} ({holds})", fix
+                f"checkpoint {path} is incomplete: it has no {key!r} ({holds})", ANOTHER
             )
         if not ok(state[key]):
             value = state[key]
             shown = repr(value) if isinstance(value, int | str | float) else type(value).__name__
             raise CheckpointError(
-                f"checkpoint {path} is damaged: {key}={shown[:80]} is not {holds}", fix
+                f"checkpoint {path} is damaged: {key}={shown[:80]} is not {holds}", ANOTHER
             )
 
 

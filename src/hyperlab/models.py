@@ -102,17 +102,16 @@ class InvertedDropout(nn.Dropout):
         return a * (noise < self.keep_prob) / self.keep_prob
 
 
-def seed_dropout(model: nn.Module, seed: int) -> torch.Generator | None:
+def seed_dropout(model: nn.Module, seed: int) -> None:
     """Give the model's dropout layers one stream, on its device, seeded from the run's
-    seed (dropout_seed); returns it (None: the model has no dropout)."""
+    seed (dropout_seed)."""
     layers = [m for m in model.modules() if isinstance(m, InvertedDropout)]
     if not layers:
-        return None
+        return
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(dropout_seed(seed))
     for layer in layers:
         layer.generator = generator
-    return generator
 
 
 def dropout_generator(model: nn.Module) -> torch.Generator | None:

@@ -232,14 +232,11 @@ class PBT:
             for key, v in donor.items():
                 p = self.by_key.get(key)
                 moved[key] = perturb(p, v, self.rng.choice(self.factors)) if p else v
-            for key, v in moved.items():
-                if key in MUTABLE and isinstance(v, int | float) and not isinstance(v, bool):
-                    set_value(pop, dst, key, float(v))
+            numbers = _numbers(moved)
+            for key, v in numbers.items():
+                set_value(pop, dst, key, v)
             self.current[i] = moved
-            self.ancestry[i] = [
-                *self.ancestry[j],
-                (self.trials[i], Stage(epoch + 1, _numbers(moved))),
-            ]
+            self.ancestry[i] = [*self.ancestry[j], (self.trials[i], Stage(epoch + 1, numbers))]
             self.segments[i].append(
                 {
                     "from_epoch": epoch + 1,

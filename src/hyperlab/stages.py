@@ -85,9 +85,7 @@ def _check_value(
     plain: Mapping[str, Any], rules: Mapping[str, Range], where: str, name: str, value: Any
 ) -> None:
     key = KEYS.get(name)
-    group, _, arg = (key or "").rpartition(".")
-    node = plain.get(group) if group else plain
-    if key is None or not isinstance(node, Mapping) or arg not in node:
+    if key is None or not _takes(plain, key):
         takes = [n for n, k in KEYS.items() if _takes(plain, k)]
         raise ConfigError(
             f"{where}: {name} is not a value this config takes mid-training (it takes "
@@ -99,7 +97,7 @@ def _check_value(
     if r is not None and not r.check(value):
         raise ConfigError(
             f"{where}={value!r} is not allowed: {key} must be {r.allowed}",
-            f"e.g. {where.rpartition('.')[2]}:{r.example}",
+            f"e.g. {name}:{r.example}",
         )
 
 
