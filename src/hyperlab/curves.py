@@ -31,6 +31,14 @@ def draw(history: History, path: Path, title: str = "") -> Path:
     return path
 
 
+def wrapped(title: str, width: int = 120) -> str:
+    """A figure's title in lines that fit its width: a run's name holds its overrides, and
+    a replay line's stages alone run past the figure's edges."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) or title
+
+
 def figure(history: History, title: str = "") -> Figure:
     """The learning curve's figure: cost, then accuracy."""
     import matplotlib
@@ -64,6 +72,6 @@ def figure(history: History, title: str = "") -> Figure:
         cost.set_yscale("log")
         cost.set_ylabel("cost (log scale)")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(wrapped(title), fontsize=9)
     fig.tight_layout()
     return fig

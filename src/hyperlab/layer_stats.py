@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyperlab import curves
 from hyperlab.models import ACTIVATIONS
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def figure(history: list[tuple[int, Stats]], title: str = "") -> Figure:
         for m, off in (("▼: exactly 0", _zero), ("▲: inf or NaN", _overflow))
         if any(map(off, every))
     ]
-    fig.suptitle("  ".join([title, *marks]), fontsize=10)
+    fig.suptitle(curves.wrapped("  ".join([title, *marks])), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -55,3 +55,18 @@ def test_epochs_are_counted_from_one_on_whole_ticks_and_the_title_names_the_run(
 def test_draw_writes_a_png(tmp_path: Path) -> None:
     path = draw(history([1.0, 0.5], [0.1, 0.1]), tmp_path / "a" / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_long_title_is_wrapped_to_stay_inside_the_figure() -> None:
+    """A PBT replay line's run name holds its stages: hundreds of characters, no spaces
+    inside the stages override."""
+    stages = "stages=[" + ",".join(f"{{epoch:{e},lr:0.98549543067{e}}}" for e in range(6, 40)) + "]"
+    title = f"hyperlab: optimizer=momentum epochs=40 lr=0.8212461922256864 {stages}"
+    fig = figure(history([2.0, 1.5], [0.01] * 2), title)
+    lines = fig.texts[0].get_text().split("\n")
+    assert len(lines) > 1 and all(len(line) <= 120 for line in lines)
+    assert "".join(lines).replace(" ", "") == title.replace(" ", "")  # nothing lost
+    fig.canvas.draw()
+    box = fig.texts[0].get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+    plt.close(fig)
